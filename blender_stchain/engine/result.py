@@ -1,0 +1,231 @@
+"""The result contract (DESIGN 6): ``result.safetensors`` plus JSON metadata in its header.
+
+``ResultWriter`` streams per-window tensors to spool files and assembles the final file at the
+end, so memory stays flat in clip length. The final file is written to a temporary name and
+renamed into place: a crash, a cancel or a full disk never leaves a partial result behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+# name -> (dtype, trailing shape given the sizes; None = taken from the data)
+PER_FRAME = ("vertices", "confidence", "world_to_camera", "tracks_2d", "track_visible")
+STATIC = ("faces", "K", "image_size")
+_ST_DTYPES = {
+    np.dtype(np.float32): "F32",
+    np.dtype(np.float64): "F64",
+    np.dtype(np.int32): "I32",
+    np.dtype(np.int64): "I64",
+    np.dtype(np.uint8): "U8",
+    np.dtype(np.bool_): "BOOL",
+}
+_REQUIRED = ("faces", "vertices", "confidence", "frame_numbers", "K", "world_to_camera", "image_size")
+_DTYPES = {
+    "faces": np.int32,
+    "vertices": np.float32,
+    "confidence": np.float32,
+    "frame_numbers": np.int32,
+    "K": np.float32,
+    "world_to_camera": np.float32,
+    "image_size": np.int32,
+    "tracks_2d": np.float32,
+    "track_visible": np.uint8,
+}
+
+
+@dataclass
+class Result:
+    """A 4D mesh with fixed topology plus its camera, in the backbone's object space."""
+
+    faces: np.ndarray  # (F, 3) int32
+    vertices: np.ndarray  # (T, Nv, 3) float32
+    confidence: np.ndarray  # (T, Nv) float32
+    frame_numbers: np.ndarray  # (T,) int32, 1-based footage frame numbers
+    K: np.ndarray  # (3, 3) float32, footage pixels
+    world_to_camera: np.ndarray  # (T, 4, 4) float32, OpenCV convention
+    image_size: np.ndarray  # (2,) int32, (W, H) footage pixels
+    tracks_2d: np.ndarray | None = None  # (T, L, 2) float32
+    track_visible: np.ndarray | None = None  # (T, L) uint8
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name, dtype in _DTYPES.items():
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, np.ascontiguousarray(value, dtype=dtype))
+        validate_shapes({k: v.shape for k, v in self.tensors().items()})
+        check_faces(self.faces, self.vertices.shape[1])
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.vertices.shape[0])
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        out = {name: getattr(self, name) for name in _DTYPES}
+        return {k: v for k, v in out.items() if v is not None}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        writer = ResultWriter(path, faces=self.faces, K=self.K, image_size=self.image_size)
+        writer.add_frames(**{k: v for k, v in self.tensors().items() if k not in STATIC})
+        return writer.finish(self.metadata)
+
+
+def validate_shapes(t: dict[str, tuple]) -> None:
+    """Raise ValueError when the tensor shapes do not form a consistent result."""
+    missing = [n for n in _REQUIRED if n not in t]
+    if missing:
+        raise ValueError(f"result is missing {', '.join(missing)}")
+    T, Nv = t["vertices"][:2]
+    expect = {
+        "faces": (None, 3),
+        "vertices": (T, Nv, 3),
+        "confidence": (T, Nv),
+        "frame_numbers": (T,),
+        "K": (3, 3),
+        "world_to_camera": (T, 4, 4),
+        "image_size": (2,),
+    }
+    if "tracks_2d" in t:
+        L = t["tracks_2d"].shape[1]
+        expect["tracks_2d"] = (T, L, 2)
+        expect["track_visible"] = (T, L)
+    for name, shape in expect.items():
+        got = t.get(name)
+        if got is None:
+            raise ValueError(f"result has tracks_2d without {name}")
+        if len(got) != len(shape) or any(s is not None and s != g for s, g in zip(shape, got)):
+            raise ValueError(f"result tensor {name} has shape {tuple(got)}, expected {shape}")
+
+
+def check_faces(faces: np.ndarray, num_vertices: int) -> None:
+    if faces.size and (faces.min() < 0 or faces.max() >= num_vertices):
+        raise ValueError("result faces index vertices that do not exist")
+
+
+class ResultWriter:
+    """Streams frames to spool files; ``finish`` writes the safetensors file atomically."""
+
+    def __init__(self, path, *, faces, K, image_size):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._spool = Path(tempfile.mkdtemp(prefix=".stchain-spool-", dir=self.path.parent))
+        self._static = {
+            "faces": np.ascontiguousarray(faces, np.int32),
+            "K": np.ascontiguousarray(K, np.float32),
+            "image_size": np.ascontiguousarray(image_size, np.int32),
+        }
+        self._frames = 0
+        self._tail: dict[str, tuple] = {}
+        self._files: dict[str, object] = {}
+
+    def add_frames(self, **per_frame: np.ndarray) -> None:
+        """Append frames: vertices, confidence, frame_numbers, world_to_camera, tracks (optional)."""
+        n = None
+        for name, value in per_frame.items():
+            if name not in _DTYPES or name in STATIC:
+                raise ValueError(f"unknown per-frame tensor {name}")
+            arr = np.ascontiguousarray(value, _DTYPES[name])
+            if n is None:
+                n = arr.shape[0]
+            if arr.shape[0] != n:
+                raise ValueError("per-frame tensors of one call must have the same frame count")
+            tail = self._tail.setdefault(name, arr.shape[1:])
+            if tail != arr.shape[1:]:
+                raise ValueError(f"{name} changed shape from {tail} to {arr.shape[1:]}")
+            if name not in self._files:
+                if self._frames:
+                    raise ValueError(f"{name} appeared after frames were written without it")
+                self._files[name] = open(self._spool / f"{name}.bin", "wb")
+            self._files[name].write(arr.tobytes())
+        if set(self._files) != set(per_frame):
+            raise ValueError("every call must carry the same per-frame tensors")
+        self._frames += n or 0
+
+    def finish(self, metadata: dict | None = None) -> Path:
+        for f in self._files.values():
+            f.close()
+        try:
+            header, order = self._header(metadata or {})
+            tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+            try:
+                with open(tmp, "wb") as out:
+                    out.write(struct.pack("<Q", len(header)))
+                    out.write(header)
+                    for name in order:
+                        if name in self._static:
+                            out.write(self._static[name].tobytes())
+                        else:
+                            with open(self._spool / f"{name}.bin", "rb") as src:
+                                shutil.copyfileobj(src, out, 1 << 22)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, self.path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+        finally:
+            self.abort()
+        return self.path
+
+    def abort(self) -> None:
+        """Drop everything written so far (cancel or failure)."""
+        for f in self._files.values():
+            f.close()
+        shutil.rmtree(self._spool, ignore_errors=True)
+
+    def _header(self, metadata: dict) -> tuple[bytes, list[str]]:
+        shapes = {name: (self._frames, *tail) for name, tail in self._tail.items()}
+        shapes.update({name: arr.shape for name, arr in self._static.items()})
+        validate_shapes(shapes)
+        check_faces(self._static["faces"], shapes["vertices"][1])
+        order = sorted(shapes)
+        entries, offset = {}, 0
+        for name in order:
+            nbytes = int(np.prod(shapes[name])) * np.dtype(_DTYPES[name]).itemsize
+            entries[name] = {
+                "dtype": _ST_DTYPES[np.dtype(_DTYPES[name])],
+                "shape": list(map(int, shapes[name])),
+                "data_offsets": [offset, offset + nbytes],
+            }
+            offset += nbytes
+        meta = {"schema_version": SCHEMA_VERSION, **metadata}
+        entries["__metadata__"] = {"stchain": json.dumps(meta, sort_keys=True, default=_json_default)}
+        raw = json.dumps(entries, separators=(",", ":")).encode()
+        raw += b" " * (-len(raw) % 8)
+        return raw, order
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer, np.floating)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"cannot store {type(o).__name__} in result metadata")
+
+
+def load_result(path: str | os.PathLike) -> Result:
+    """Read a result file written by ``ResultWriter`` (safetensors only)."""
+    from safetensors.numpy import load_file
+    from safetensors import safe_open
+
+    path = Path(path)
+    tensors = load_file(str(path))
+    with safe_open(str(path), framework="numpy") as f:
+        raw = (f.metadata() or {}).get("stchain", "{}")
+    meta = json.loads(raw)
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"{path} has result schema {meta.get('schema_version')}, expected {SCHEMA_VERSION}")
+    return Result(**{k: v for k, v in tensors.items() if k in _DTYPES}, metadata=meta)

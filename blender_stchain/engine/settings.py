@@ -1,0 +1,70 @@
+"""Every tunable of the pipeline, named and documented in one place, plus presets.
+
+Modules take their own keyword settings with these defaults; the pipeline passes the values
+of a ``Settings`` instance down. Presets trade speed for quality; ``balanced`` is the default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- stage 0 (anchor, TripoSG) ---
+    anchor_steps: int = 50  # flow-matching steps for the anchor shape (reference: 50 in --fast, 100 default)
+    anchor_guidance: float = 7.5  # classifier-free guidance scale for stage 0
+    anchor_seed: int = 44  # RNG seed of the anchor noise (reference value)
+    anchor_frame: int | None = None  # window-relative anchor index; None = largest mask area in window 1
+    # --- surface extraction ---
+    grid_resolution: int = 256  # finest SDF grid cells per axis for the anchor mesh
+    coarse_resolution: int = 64  # first, dense level of the coarse-to-fine grid
+    candidate_resolution: int = 64  # dense grid for per-frame candidate surfaces (4.4)
+    face_budget: int = 40_000  # anchor mesh decimated to at most this many faces
+    min_component_ratio: float = 0.02  # drop pieces with fewer faces than this share of the largest
+    # --- stage I (truncated) and capture ---
+    chain_steps: int = 4  # K: truncated stage-I steps with attention capture
+    stage1_seed: int = 0  # RNG seed of the stage-I noise (per window: seed + window index)
+    stage1_guidance: float = 7.5  # CFG scale used for the predicted clean latents
+    capture_layers: tuple[int, ...] = (0, 1, 2, 3, 4, 5)  # denoiser self-attention layers averaged
+    window_size: int = 16  # T: frames per window (the denoiser's temporal context)
+    # --- chain and blend ---
+    top_k: int = 8  # candidates blended per vertex
+    tau: float = 0.05  # blend temperature, relative to each row's maximum score
+    vertex_chunk: int = 4096  # vertices per chunk of the chain product (memory knob)
+    # --- dense motion ---
+    landmarks: int = 512  # farthest-point landmarks on the anchor
+    min_confidence: float = 0.05  # landmarks below this confidence are ignored in a frame
+    smooth_sigma: float = 1.0  # temporal Gaussian sigma (frames) for landmark trajectories
+    skin_sigma: float = 0.1  # geodesic Gaussian width for skinning, relative to the bbox diagonal
+    procrustes_neighbours: int = 8  # landmarks in each local rigid fit
+    # --- camera ---
+    camera_focal_px: float | None = None  # fixed focal length in footage pixels; None = solved
+    camera_smoothness: float = 0.1  # temporal smoothness weight on the pose
+    camera_silhouette: float = 0.0  # weight of the silhouette term (0 = off)
+    camera_mode: str = "object_moves"  # or "camera_moves"
+    # --- baseline (ActionMesh) ---
+    baseline_steps: int = 30  # full stage-I schedule of the reference
+    baseline_guidance: float = 7.5
+
+    def updated(self, **changes) -> "Settings":
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS: dict[str, dict] = {
+    "fast": dict(anchor_steps=25, chain_steps=2, grid_resolution=192, face_budget=20_000, landmarks=256),
+    "balanced": {},
+    "quality": dict(anchor_steps=100, chain_steps=8, grid_resolution=384, face_budget=80_000, landmarks=1024),
+}
+
+
+def preset(name: str = "balanced", **overrides) -> Settings:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return Settings().updated(**PRESETS[name]).updated(**overrides)
