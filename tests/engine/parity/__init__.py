@@ -1,0 +1,87 @@
+"""Manifest-driven parity harness.
+
+The fixture folder comes from ``STCHAIN_FIXTURES_DIR`` (default ``../shared/fixtures/reference``
+next to the checkout). Each manifest case ``NAME`` is checked by ``check_NAME.check(case)`` in this
+package; shapes, configs and scalars are always read from the case, never hard-coded, so other
+fixture sets in the same format (sizes, seeds) pass too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def fixtures_dir() -> Path:
+    env = os.environ.get("STCHAIN_FIXTURES_DIR")
+    return Path(env) if env else (REPO.parent / "shared" / "fixtures" / "reference")
+
+
+def manifest() -> dict:
+    return json.loads((fixtures_dir() / "manifest.json").read_text())
+
+
+@dataclass
+class Case:
+    name: str
+    dir: Path
+    info: dict  # case.json
+
+    @cached_property
+    def tensors(self) -> dict[str, np.ndarray]:
+        from safetensors.numpy import load_file
+
+        return load_file(str(self.dir / "case.safetensors"))
+
+    def t(self, name: str):
+        """A case tensor as a torch tensor."""
+        import torch
+
+        return torch.from_numpy(self.tensors[name].copy())
+
+    def json(self, relpath: str) -> dict:
+        return json.loads((self.dir / relpath).read_text())
+
+
+def load_case(name: str) -> Case:
+    entry = next(c for c in manifest()["cases"] if c["name"] == name)
+    case_json = fixtures_dir() / entry["case_json"]
+    return Case(name, case_json.parent, json.loads(case_json.read_text()))
+
+
+def max_err(got, ref) -> float:
+    got = np.asarray(got.detach().cpu() if hasattr(got, "detach") else got, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    assert got.shape == ref.shape, f"shape {got.shape} != {ref.shape}"
+    return float(np.abs(got - ref).max()) if ref.size else 0.0
+
+
+def assert_rel(got, ref, rel: float, label: str = "") -> float:
+    """max|got-ref| <= rel * max(1, max|ref|), the fixtures' tolerance policy. Prints the error."""
+    err = max_err(got, ref)
+    bound = rel * max(1.0, float(np.abs(np.asarray(ref, dtype=np.float64)).max()) if np.size(ref) else 1.0)
+    print(f"parity {label}: max|d|={err:.3g} (bound {bound:.3g})")
+    assert err <= bound, f"{label}: max|got-ref|={err:.3g} > {bound:.3g}"
+    return err
+
+
+def assert_abs(got, ref, tol: float, label: str = "") -> float:
+    err = max_err(got, ref)
+    print(f"parity {label}: max|d|={err:.3g} (abs bound {tol:.3g})")
+    assert err <= tol, f"{label}: max|got-ref|={err:.3g} > {tol:.3g}"
+    return err
+
+
+def assert_exact(got, ref, label: str = "") -> None:
+    got = np.asarray(got.detach().cpu() if hasattr(got, "detach") else got)
+    assert got.shape == np.shape(ref), f"{label}: shape {got.shape} != {np.shape(ref)}"
+    bad = int((got != np.asarray(ref)).sum())
+    print(f"parity {label}: {bad} differing elements (exact)")
+    assert bad == 0, f"{label}: {bad} elements differ"
