@@ -1,0 +1,68 @@
+"""Worker process entry: ``python -m blender_stchain.engine.worker JOB.json``.
+
+Runs one job and speaks JSON lines on stdout (see ``events``). Exit codes: 0 done, 1 a user-facing
+error (one clear line), 2 cancelled, 3 an internal error (traceback on stderr). Cancel: the file
+``JOB.json.cancel`` appears, or SIGTERM/SIGINT arrives. Nothing from the job file is executed.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import traceback
+
+from .errors import Cancelled, StchainError
+from .events import FileCancel
+
+
+def emit(event: dict) -> None:
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def run_job_file(job_path: str, sink=emit) -> int:
+    from .job import JobSpec
+
+    cancel = FileCancel(job_path + ".cancel")
+
+    def on_signal(signum, frame):
+        cancel.flag = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            signal.signal(sig, on_signal)
+        except ValueError:  # not the main thread
+            pass
+    try:
+        job = JobSpec.load(job_path)
+        from .pipeline import run
+
+        result = run(job, on_event=sink, cancel=cancel)
+    except Cancelled as e:
+        sink({"event": "error", "message": str(e), "cancelled": True})
+        return 2
+    except StchainError as e:
+        sink({"event": "error", "message": str(e)})
+        return 1
+    except MemoryError:
+        sink({"event": "error", "message": "out of memory: lower the face budget or the window size, or use the CPU"})
+        return 1
+    except Exception as e:  # noqa: BLE001 - the worker must always answer with one line
+        traceback.print_exc(file=sys.stderr)
+        sink({"event": "error", "message": f"internal error: {type(e).__name__}: {e}"})
+        return 3
+    sink({"event": "done", "result": str(result)})
+    return 0
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        sys.stderr.write("usage: python -m blender_stchain.engine.worker JOB.json\n")
+        return 1
+    return run_job_file(argv[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The test command. Runs the whole suite on .venv (Blender 5.0 / Python 3.11), then the Blender
+# tests again on Blender 4.2 LTS (Python 3.11) and 5.2 LTS (Python 3.13) in their own venvs.
+# The worker process always runs on .venv (it needs torch; Blender-side code never does).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || bash scripts/setup.sh
+export STCHAIN_WORKER_PYTHON="$PWD/.venv/bin/python"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@" tests
+
+blender_matrix() {  # name python bpy-version
+  local venv=".venv-$1" py="$2"
+  if ! "$py" --version >/dev/null 2>&1; then
+    echo "FAILED: $py not found for the Blender $3 tests"; return 1
+  fi
+  [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --upgrade pip
+  "$venv/bin/python" -m pip install -q "bpy==$3" pytest safetensors Pillow
+  "$venv/bin/python" -m pytest -q -p no:cacheprovider -m "blender" tests/blender tests/build
+}
+if [ "${STCHAIN_BLENDER_MATRIX:-1}" = 1 ]; then
+  blender_matrix bpy42 python3.11 4.2.23
+  PY313=python3.13
+  python3.13 --version >/dev/null 2>&1 || PY313=$(ls -d /root/.pyenv/versions/3.13*/bin/python3 2>/dev/null | tail -1)
+  blender_matrix bpy52 "$PY313" 5.2.3
+fi
