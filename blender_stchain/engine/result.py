@@ -97,7 +97,7 @@ def validate_shapes(t: dict[str, tuple]) -> None:
         "image_size": (2,),
     }
     if "tracks_2d" in t:
-        L = t["tracks_2d"].shape[1]
+        L = t["tracks_2d"][1]
         expect["tracks_2d"] = (T, L, 2)
         expect["track_visible"] = (T, L)
     for name, shape in expect.items():
