@@ -19,8 +19,6 @@ import numpy as np
 
 SCHEMA_VERSION = 1
 
-# name -> (dtype, trailing shape given the sizes; None = taken from the data)
-PER_FRAME = ("vertices", "confidence", "world_to_camera", "tracks_2d", "track_visible")
 STATIC = ("faces", "K", "image_size")
 _ST_DTYPES = {
     np.dtype(np.float32): "F32",
@@ -76,9 +74,10 @@ class Result:
         return {k: v for k, v in out.items() if v is not None}
 
     def save(self, path: str | os.PathLike) -> Path:
-        writer = ResultWriter(path, faces=self.faces, K=self.K, image_size=self.image_size)
-        writer.add_frames(**{k: v for k, v in self.tensors().items() if k not in STATIC})
-        return writer.finish(self.metadata)
+        writer = ResultWriter(path)
+        tensors = self.tensors()
+        writer.add_frames(**{k: v for k, v in tensors.items() if k not in STATIC})
+        return writer.finish(self.metadata, **{k: tensors[k] for k in STATIC})
 
 
 def validate_shapes(t: dict[str, tuple]) -> None:
@@ -116,24 +115,29 @@ def check_faces(faces: np.ndarray, num_vertices: int) -> None:
 class ResultWriter:
     """Streams frames to spool files; ``finish`` writes the safetensors file atomically."""
 
-    def __init__(self, path, *, faces, K, image_size):
+    def __init__(self, path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._spool = Path(tempfile.mkdtemp(prefix=".stchain-spool-", dir=self.path.parent))
-        self._static = {
-            "faces": np.ascontiguousarray(faces, np.int32),
-            "K": np.ascontiguousarray(K, np.float32),
-            "image_size": np.ascontiguousarray(image_size, np.int32),
-        }
         self._frames = 0
         self._tail: dict[str, tuple] = {}
         self._files: dict[str, object] = {}
+
+    @property
+    def frames_written(self) -> int:
+        return self._frames
+
+    def spooled(self, name: str) -> np.ndarray:
+        """Read-only memory map of a streamed tensor (e.g. vertices for a second pass)."""
+        self._files[name].flush()
+        shape = (self._frames, *self._tail[name])
+        return np.memmap(self._spool / f"{name}.bin", dtype=_DTYPES[name], mode="r", shape=shape)
 
     def add_frames(self, **per_frame: np.ndarray) -> None:
         """Append frames: vertices, confidence, frame_numbers, world_to_camera, tracks (optional)."""
         n = None
         for name, value in per_frame.items():
-            if name not in _DTYPES or name in STATIC:
+            if name not in _DTYPES:
                 raise ValueError(f"unknown per-frame tensor {name}")
             arr = np.ascontiguousarray(value, _DTYPES[name])
             if n is None:
@@ -152,19 +156,24 @@ class ResultWriter:
             raise ValueError("every call must carry the same per-frame tensors")
         self._frames += n or 0
 
-    def finish(self, metadata: dict | None = None) -> Path:
+    def finish(self, metadata: dict | None = None, **whole: np.ndarray) -> Path:
+        """Write the file: streamed tensors plus ``whole`` ones (faces, K, image_size, ...)."""
         for f in self._files.values():
             f.close()
         try:
-            header, order = self._header(metadata or {})
+            whole = {k: np.ascontiguousarray(v, _DTYPES[k]) for k, v in whole.items()}
+            overlap = set(whole) & set(self._files)
+            if overlap:
+                raise ValueError(f"{', '.join(overlap)} given both streamed and whole")
+            header, order = self._header(metadata or {}, whole)
             tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
             try:
                 with open(tmp, "wb") as out:
                     out.write(struct.pack("<Q", len(header)))
                     out.write(header)
                     for name in order:
-                        if name in self._static:
-                            out.write(self._static[name].tobytes())
+                        if name in whole:
+                            out.write(whole[name].tobytes())
                         else:
                             with open(self._spool / f"{name}.bin", "rb") as src:
                                 shutil.copyfileobj(src, out, 1 << 22)
@@ -184,11 +193,11 @@ class ResultWriter:
             f.close()
         shutil.rmtree(self._spool, ignore_errors=True)
 
-    def _header(self, metadata: dict) -> tuple[bytes, list[str]]:
+    def _header(self, metadata: dict, whole: dict) -> tuple[bytes, list[str]]:
         shapes = {name: (self._frames, *tail) for name, tail in self._tail.items()}
-        shapes.update({name: arr.shape for name, arr in self._static.items()})
+        shapes.update({name: arr.shape for name, arr in whole.items()})
         validate_shapes(shapes)
-        check_faces(self._static["faces"], shapes["vertices"][1])
+        check_faces(whole["faces"], shapes["vertices"][1])
         order = sorted(shapes)
         entries, offset = {}, 0
         for name in order:

@@ -40,17 +40,20 @@ def test_result_round_trip_keeps_every_tensor_and_metadata(tmp_path):
 
 def test_streamed_windows_equal_one_write(tmp_path):
     r = make_result(T=9)
-    w = ResultWriter(tmp_path / "streamed.safetensors", faces=r.faces, K=r.K, image_size=r.image_size)
-    per_frame = {k: v for k, v in r.tensors().items() if k not in ("faces", "K", "image_size")}
+    w = ResultWriter(tmp_path / "streamed.safetensors")
+    whole = ("faces", "K", "image_size", "world_to_camera")
+    per_frame = {k: v for k, v in r.tensors().items() if k not in whole}
     for a, b in [(0, 4), (4, 8), (8, 9)]:
         w.add_frames(**{k: v[a:b] for k, v in per_frame.items()})
-    back = load_result(w.finish(r.metadata))
+    assert np.array_equal(w.spooled("vertices"), r.vertices)
+    back = load_result(w.finish(r.metadata, **{k: getattr(r, k) for k in whole}))
     assert np.array_equal(back.vertices, r.vertices) and np.array_equal(back.frame_numbers, r.frame_numbers)
+    assert np.array_equal(back.world_to_camera, r.world_to_camera)
 
 
 def test_aborted_writer_leaves_nothing(tmp_path):
     r = make_result()
-    w = ResultWriter(tmp_path / "x.safetensors", faces=r.faces, K=r.K, image_size=r.image_size)
+    w = ResultWriter(tmp_path / "x.safetensors")
     w.add_frames(vertices=r.vertices, confidence=r.confidence, frame_numbers=r.frame_numbers,
                  world_to_camera=r.world_to_camera)
     w.abort()
