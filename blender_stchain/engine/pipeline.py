@@ -1,0 +1,207 @@
+"""``run(job, on_event, cancel) -> Path``: footage in, ``result.safetensors`` out (DESIGN 2).
+
+Data flows one way: footage -> shared crop -> anchor (stage 0 + surface) -> windows (chain or the
+ActionMesh baseline) -> dense motion -> camera -> result file. Each finished window streams to the
+result's spool, so memory stays flat in clip length; the file appears atomically at the end, and a
+cancel or failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import camera, deform, surface
+from .backbone import load_backbone
+from .chain_window import track_window
+from .errors import NumericalError
+from .events import Reporter
+from .footage import open_footage
+from .job import JobSpec
+from .preprocess import CropMap, apply_crop, clip_crop_map
+from .result import ResultWriter
+from .windows import Window, choose_anchor, plan_windows
+
+SMOKE = "SMOKE TEST: random weights (make-random), not a reconstruction; get the real weights with " \
+        "`python -m blender_stchain weights download`"
+PLANS = {
+    "chain": {"load": 1.0, "anchor": 4.0, "windows": 10.0, "camera": 1.0, "write": 0.5},
+    "actionmesh": {"load": 1.0, "anchor": 4.0, "windows": 30.0, "camera": 1.0, "write": 0.5},
+}
+
+
+@dataclass
+class Tracks:
+    """What the camera needs from all frames: small (T x L), kept in memory."""
+
+    points3d: list = field(default_factory=list)  # (L, 3) per frame
+    points2d: list = field(default_factory=list)  # (L, 2) footage pixels per frame
+    weights: list = field(default_factory=list)  # (L,) per frame
+
+    def add(self, p3, p2, w) -> None:
+        self.points3d += list(np.asarray(p3, np.float64))
+        self.points2d += list(np.asarray(p2, np.float64))
+        self.weights += list(np.asarray(w, np.float64))
+
+
+def run(job: JobSpec, on_event=None, cancel=None) -> Path:
+    settings = job.resolved_settings()
+    rep = Reporter(on_event, cancel, PLANS[job.method])
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    rep.progress("load", 0, message="reading footage")
+    clip = open_footage(job.footage, masks=job.masks, frames=job.frames)
+    for w in clip.warnings:
+        rep.warning(w)
+    backbone = load_backbone(job.weights, job.device, job.precision, job.method, job.allow_random_weights)
+    if backbone.is_random:
+        rep.warning(SMOKE)
+    cmap = clip_crop_map(clip)
+    windows = plan_windows(clip.count, settings.window_size)
+    anchor_index = choose_anchor(_mask_areas(clip), windows[0], settings.anchor_frame)
+    seconds["load"] = time.perf_counter() - t0
+    rep.progress("load", 1, message="weights loaded")
+    writer = ResultWriter(job.out)
+    try:
+        with backbone.autocast():
+            anchor_mesh, anchor_latent, seconds["anchor"] = _anchor(backbone, clip, cmap, anchor_index, settings, rep)
+            landmark_ids = deform.farthest_point_landmarks(anchor_mesh.vertices, settings.landmarks)
+            t = time.perf_counter()
+            tracks = _run_windows(backbone, clip, cmap, windows, anchor_index, anchor_latent, anchor_mesh,
+                                  landmark_ids, settings, rep, writer, job.method)
+            seconds["windows"] = time.perf_counter() - t
+        t = time.perf_counter()
+        cam = _solve_camera(tracks, clip, settings, rep)
+        tracks2d, visible = camera.tracks_2d(writer.spooled("vertices"), anchor_mesh.faces, landmark_ids,
+                                             cam.K, cam.world_to_camera, _footage_size(clip))
+        seconds["camera"] = time.perf_counter() - t
+        rep.progress("write", 0, message="writing the result")
+        meta = _metadata(job, settings, backbone, clip, anchor_index, seconds, cam)
+        path = writer.finish(meta, faces=anchor_mesh.faces, K=cam.K, image_size=np.array(_footage_size(clip)),
+                             world_to_camera=cam.world_to_camera, tracks_2d=tracks2d, track_visible=visible)
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        clip.close()
+    rep.progress("write", 1, message=f"result written: {path}")
+    return path
+
+
+def _mask_areas(clip) -> np.ndarray:
+    return clip.mask_area if clip.mask_area is not None else np.ones(clip.count)
+
+
+def _footage_size(clip) -> tuple[int, int]:
+    return tuple(int(v) for v in clip.source_size)
+
+
+def _encode(backbone, clip, cmap: CropMap, frames) -> torch.Tensor:
+    rgb, masks = clip.read_range(frames.start, frames.stop) if isinstance(frames, range) else clip.read_range(frames, frames + 1)
+    return backbone.encode_images(apply_crop(rgb, masks, cmap).pixel_values)
+
+
+def _anchor(backbone, clip, cmap, anchor_index, settings, rep):
+    """Stage 0 on the anchor frame, then its surface: the mesh whose topology every frame keeps."""
+    t = time.perf_counter()
+    context = _encode(backbone, clip, cmap, anchor_index)
+    steps = settings.anchor_steps
+    latent = backbone.sample_anchor(context, settings,
+                                    lambda i, n: rep.progress("anchor", i, n + 1, f"anchor shape, step {i}/{n}"))
+    _check_finite(latent, "anchor sampling (stage 0)")
+    mesh = surface.extract(backbone.sdf(latent), resolution=settings.grid_resolution,
+                           coarse_resolution=settings.coarse_resolution)
+    mesh = surface.clean(mesh, min_component_ratio=settings.min_component_ratio, face_budget=settings.face_budget)
+    if len(mesh.faces) == 0:
+        raise NumericalError("the anchor shape has no surface (stage 0 produced an empty SDF); "
+                             "check the mask of the anchor frame")
+    rep.progress("anchor", steps + 1, steps + 1, f"anchor mesh: {len(mesh.vertices)} vertices")
+    return mesh, latent, time.perf_counter() - t
+
+
+def _run_windows(backbone, clip, cmap, windows, anchor_index, anchor_latent, mesh, landmark_ids, settings, rep,
+                 writer, method) -> Tracks:
+    """Each window starts from the known frame (anchor, then the shared boundary frame) and streams out."""
+    tracks = Tracks()
+    vertices0 = torch.as_tensor(mesh.vertices, dtype=torch.float32)
+    known_latent, known_points = anchor_latent, vertices0[landmark_ids]
+    confidence_map = _nearest_landmark(mesh.vertices, landmark_ids)
+    for w in windows:
+        known_index = anchor_index - w.start if w.index == 0 else 0
+
+        def progress(done, total, w=w):
+            rep.progress("windows", w.index + done / total, len(windows), f"window {w.index + 1}/{len(windows)}")
+
+        context = _encode(backbone, clip, cmap, w.frames)
+        if method == "chain":
+            out = track_window(backbone, context, known_index, known_latent, known_points.to(backbone.device),
+                               settings, progress)
+        else:
+            out = backbone.baseline_window(context, known_index, known_latent, vertices0, landmark_ids, settings,
+                                           progress)
+        _check_finite(out.positions, f"window {w.index + 1}")
+        pos, conf = out.positions.float().cpu().numpy(), out.confidence.float().cpu().numpy()
+        verts = deform.propagate(mesh.vertices, mesh.faces, landmark_ids, pos, conf, **_deform_settings(settings))
+        first = 0 if w.index == 0 else 1  # the boundary frame was written by the previous window
+        footage_xy = clip.to_footage_pixels(cmap.to_footage(out.image_xy.float().cpu().numpy()))
+        tracks.add(verts[first:, landmark_ids], footage_xy[first:],
+                   (out.image_confidence * out.confidence).float().cpu().numpy()[first:])
+        writer.add_frames(vertices=verts[first:], confidence=conf[first:][:, confidence_map],
+                          frame_numbers=np.asarray(clip.frame_numbers[w.start + first:w.stop]))
+        known_latent = out.latents[-1]
+        known_points = torch.as_tensor(verts[-1, landmark_ids])
+    return tracks
+
+
+def _deform_settings(settings) -> dict:
+    names = ("min_confidence", "smooth_sigma", "skin_sigma", "procrustes_neighbours")
+    return {n: getattr(settings, n) for n in names}
+
+
+def _nearest_landmark(vertices, landmark_ids) -> np.ndarray:
+    """Index into the landmarks of each vertex's nearest landmark (vertex confidence = its landmark's)."""
+    X = torch.as_tensor(vertices, dtype=torch.float32)
+    L = X[torch.as_tensor(landmark_ids)]
+    return torch.cat([torch.cdist(c, L).argmin(1) for c in X.split(8192)]).numpy()
+
+
+def _solve_camera(tracks: Tracks, clip, settings, rep):
+    rep.progress("camera", 0, message="solving the camera")
+    sol = camera.solve(np.stack(tracks.points3d), np.stack(tracks.points2d), np.stack(tracks.weights),
+                       _footage_size(clip), focal_px=settings.camera_focal_px,
+                       smoothness=settings.camera_smoothness)
+    for w in sol.warnings:
+        rep.warning(w)
+    rep.progress("camera", 1, message=f"camera: median error {np.median(sol.reprojection_error_px):.2f} px")
+    return sol
+
+
+def _check_finite(x, stage: str) -> None:
+    if not torch.isfinite(torch.as_tensor(x)).all():
+        raise NumericalError(f"NaN or Inf in the output of {stage}; try --precision fp32 or another device")
+
+
+def _metadata(job, settings, backbone, clip, anchor_index, seconds, cam) -> dict:
+    import blender_stchain
+
+    return {
+        "method": job.method,
+        "preset": job.preset,
+        "settings": settings.to_dict(),
+        "smoke_test": backbone.is_random,
+        "weights": backbone.identities,
+        "device": str(backbone.device),
+        "precision": backbone.precision,
+        "footage": {"path": str(clip.path), "kind": clip.kind, "fps": None if clip.fps is None else str(clip.fps),
+                    "size": list(_footage_size(clip)), "frames": [clip.frame_numbers[0], clip.frame_numbers[-1]]},
+        "anchor_frame": int(clip.frame_numbers[anchor_index]),
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "camera": {"median_error_px": float(np.median(cam.reprojection_error_px)), "warnings": list(cam.warnings)},
+        "versions": {"blender_stchain": blender_stchain.__version__, "torch": torch.__version__,
+                     "numpy": np.__version__, "python": platform.python_version()},
+    }
