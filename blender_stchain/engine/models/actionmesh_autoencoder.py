@@ -1,0 +1,88 @@
+"""ActionMesh temporal autoencoder (stage II, "direct" mode): ``autoencoder/`` of facebook/ActionMesh.
+
+For each target time α it reruns the self-attention stack over all window tokens plus T α tokens,
+then lets the anchor vertices cross-attend to the result; the output is the absolute vertex
+position ``2·sigmoid(−logit) − 1`` (not a displacement).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .configs import architecture
+from .layers import ACTIONMESH_NAMES, Block, alpha_sinusoid, fourier_features, rope_tables
+
+
+class ActionMeshAutoencoder(nn.Module):
+    ARCH = {"in_channels", "in_extra_channels", "out_dim", "latent_channels", "width", "num_layers",
+            "num_attention_heads", "embed_frequency", "embed_include_pi", "prediction_mode"}
+
+    def __init__(self, in_channels: int = 3, in_extra_channels: int = 3, out_dim: int = 3,
+                 latent_channels: int = 64, width: int = 1024, num_layers: int = 16, num_attention_heads: int = 8,
+                 embed_frequency: int = 8, embed_include_pi: bool = False, prediction_mode: str = "direct"):
+        super().__init__()
+        if prediction_mode != "direct":
+            raise NotImplementedError(f"ActionMesh autoencoder: prediction_mode {prediction_mode!r} is not supported")
+        self.width, self.head_dim = width, width // num_attention_heads
+        self.in_channels, self.freqs, self.include_pi = in_channels, embed_frequency, embed_include_pi
+        self.blocks = nn.ModuleList(
+            [Block(width, num_attention_heads, ACTIONMESH_NAMES) for _ in range(num_layers)]
+            + [Block(width, num_attention_heads, ACTIONMESH_NAMES, self_attn=False, cross_dim=width,
+                     norm_cross=True)])
+        self.proj_query = nn.Linear(in_channels * (1 + 2 * embed_frequency) + in_extra_channels, width)
+        self.norm_out = nn.LayerNorm(width)
+        self.proj_out = nn.Linear(width, out_dim)
+        self.post_quant = nn.Linear(latent_channels, width)
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "ActionMeshAutoencoder":
+        return cls(**architecture(cfg, cls.ARCH, "ActionMesh autoencoder"))
+
+    def embed_query(self, query: torch.Tensor) -> torch.Tensor:
+        """(B, V, 6) xyz + normal -> (B, V, 54) Fourier(xyz) ++ normal."""
+        xyz, extra = query[..., :self.in_channels], query[..., self.in_channels:]
+        return torch.cat([fourier_features(xyz, self.freqs, self.include_pi), extra], dim=-1)
+
+    def alpha_tokens(self, source_alpha: torch.Tensor, target_alphas: torch.Tensor) -> torch.Tensor:
+        """(B, K, W): [cos|sin](α_s) ++ [cos|sin](α_k), each W/2 wide; fp32."""
+        b, k = target_alphas.shape
+        src = alpha_sinusoid(source_alpha, self.width // 2)[:, None].expand(b, k, -1)
+        tgt = alpha_sinusoid(target_alphas.reshape(-1), self.width // 2).reshape(b, k, -1)
+        return torch.cat([src, tgt], dim=-1)
+
+    def rope(self, framestep: torch.Tensor, tokens_per_frame: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T·N + T, head_dim): latent tokens frame-major, then one α token per frame."""
+        pos = framestep - framestep.min(dim=1, keepdim=True).values
+        pos = torch.cat([pos.repeat_interleave(tokens_per_frame, dim=1), pos], dim=1)
+        return rope_tables(pos, self.head_dim)
+
+    def kv_cache(self, tokens: torch.Tensor, alpha_token: torch.Tensor, rope) -> torch.Tensor:
+        """Self-attention stack over [latent tokens (B, T·N, W), α token repeated per frame]."""
+        t = rope[0].shape[1] - tokens.shape[1]
+        h = torch.cat([tokens, alpha_token[:, None].expand(-1, t, -1).to(tokens.dtype)], dim=1)
+        for blk in self.blocks[:-1]:
+            h = blk(h, rope=rope)
+        return h
+
+    def query_logits(self, kv: torch.Tensor, query_embed: torch.Tensor) -> torch.Tensor:
+        """Negated logits (B, V, 3); the reference runs this pass with autocast off."""
+        with torch.autocast(kv.device.type, enabled=False):
+            q = self.blocks[-1](self.proj_query(query_embed.float()), kv.float())
+            return -self.proj_out(self.norm_out(q))
+
+    def logits(self, latent, framestep, source_alpha, target_alphas, query) -> torch.Tensor:
+        """Negated logits (B, K, V, 3), one full self-attention pass per target time."""
+        b, t, n, _ = latent.shape
+        tokens = self.post_quant(latent).reshape(b, t * n, -1)
+        rope = self.rope(framestep, n)
+        alphas = self.alpha_tokens(source_alpha, target_alphas)
+        qe = self.embed_query(query)
+        return torch.stack([self.query_logits(self.kv_cache(tokens, alphas[:, i], rope), qe)
+                            for i in range(alphas.shape[1])], dim=1)
+
+    def forward(self, latent: torch.Tensor, framestep: torch.Tensor, source_alpha: torch.Tensor,
+                target_alphas: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """latent (B,T,N,C), framestep (B,T), source_alpha (B,), target_alphas (B,K), query (B,V,6)
+        -> vertex positions (B,K,V,3) in [-1, 1] (clamp them for the reference's final vertices)."""
+        return 2 * torch.sigmoid(self.logits(latent, framestep, source_alpha, target_alphas, query)) - 1

@@ -1,0 +1,63 @@
+"""ActionMesh temporal denoiser (stage I): ``denoiser/`` of facebook/ActionMesh.
+
+The TripoSG DiT with ActionMesh block names, a time token per frame (known frames at t = 0), and
+"inflated" self-attention: all frames of a window attend jointly, with RoPE on the frame index.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .configs import architecture
+from .layers import ACTIONMESH_NAMES, Attention, rope_tables, run_unet_blocks
+from .triposg_dit import FlowTransformer
+
+
+class ActionMeshDenoiser(FlowTransformer):
+    names = ACTIONMESH_NAMES
+    ARCH = {"width", "num_attention_heads", "num_layers", "in_channels", "cross_attention_dim", "mlp_ratio",
+            "inflated_layers"}
+
+    def __init__(self, *, inflated_layers=None, **kw):
+        super().__init__(**kw)
+        self.heads = kw["num_attention_heads"]
+        self.inflated = set(range(len(self.blocks)) if inflated_layers is None else inflated_layers)
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "ActionMeshDenoiser":
+        return cls(**architecture(cfg, cls.ARCH, "ActionMesh denoiser"))
+
+    def frame_times(self, diffusion_time: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B*T,) per-frame times, frame-major; known frames (mask 1) get t = 0.
+
+        The reference tiles the batch (``repeat``), which is only right when all elements share t
+        (as its sampler always does); each element's own t is used here.
+        """
+        b, t = mask.shape
+        return diffusion_time.repeat_interleave(t) * (1 - mask.reshape(b * t))
+
+    def rope(self, framestep: torch.Tensor, tokens_per_frame: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token RoPE tables (B*T, N+1, head_dim): window-relative frame index, same for all tokens."""
+        pos = framestep - framestep.min(dim=1, keepdim=True).values
+        cos, sin = rope_tables(pos.reshape(-1), self.width // self.heads)
+        return tuple(x[:, None].expand(-1, tokens_per_frame, -1) for x in (cos, sin))
+
+    def forward(self, hidden_states: torch.Tensor, context: torch.Tensor, framestep: torch.Tensor,
+                diffusion_time: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """hidden_states (B,T,N,C), context (B,T,S,D), framestep (B,T), diffusion_time (B,), mask (B,T)
+        -> velocity (B,T,N,C)."""
+        b, t, n, c = hidden_states.shape
+        h = self.proj_in(hidden_states.reshape(b * t, n, c))
+        h = torch.cat([self.time_token(self.frame_times(diffusion_time, mask), h.dtype), h], dim=1)
+        rope = self.rope(framestep, n + 1)
+        ctx = context.reshape(b * t, *context.shape[2:])
+
+        def inflated(attn: Attention, x: torch.Tensor, rope_bt) -> torch.Tensor:
+            flat = tuple(r.reshape(b, t * (n + 1), -1) for r in rope_bt)
+            return attn(x.reshape(b, t * (n + 1), -1), rope=flat).reshape(b * t, n + 1, -1)
+
+        def step(i, blk, x, skip):
+            return blk(x, ctx, skip, rope=rope, self_attention=inflated if i in self.inflated else None)
+
+        h = run_unet_blocks(self.blocks, h, step)
+        return self.head(h).reshape(b, t, n, c)

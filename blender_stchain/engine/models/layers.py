@@ -1,0 +1,258 @@
+"""Shared building blocks of the TripoSG / ActionMesh transformers.
+
+Every numerical convention here follows research/backbone.md §2.6 and the fixtures README §1: the
+heads-first fused q/k/v packing, per-head RMSNorm on q/k, interleaved (GPT-J) RoPE in fp32, fp32
+layer norms, exact-GELU feed-forward and the two time sinusoids ([sin|cos] vs [cos|sin]).
+Submodule names are the checkpoints' own so that ``state_dict()`` keys equal the official keys.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# A probe sees (q, k) exactly as the attention uses them: (B, H, S, d) after split, q/k norm and RoPE.
+Probe = Callable[[torch.Tensor, torch.Tensor], None]
+
+
+class FP32LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in fp32 and cast back: an fp32 island under autocast."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.float() if self.weight is not None else None
+        b = self.bias.float() if self.bias is not None else None
+        return F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps).to(x.dtype)
+
+
+class RMSNorm(nn.Module):
+    """Per-head RMSNorm (diffusers semantics): variance in fp32, result promoted by the weight dtype."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        var = x.float().pow(2).mean(-1, keepdim=True)
+        x = x * torch.rsqrt(var + self.eps)
+        if self.weight.dtype in (torch.float16, torch.bfloat16):
+            x = x.to(self.weight.dtype)
+        return x * self.weight
+
+
+class GELUProj(nn.Module):
+    """``ff.net.0``: Linear then exact (erf) GELU; the Linear is named ``proj`` as in the checkpoints."""
+
+    def __init__(self, dim: int, inner: int):
+        super().__init__()
+        self.proj = nn.Linear(dim, inner)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gelu(self.proj(x))
+
+
+class FeedForward(nn.Module):
+    """``ff.net = [GELUProj, dropout (no params), Linear]`` so keys read ``net.0.proj`` / ``net.2``."""
+
+    def __init__(self, dim: int, mult: float = 4.0):
+        super().__init__()
+        inner = int(dim * mult)
+        self.net = nn.ModuleList([GELUProj(dim, inner), nn.Identity(), nn.Linear(inner, dim)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.net:
+            x = layer(x)
+        return x
+
+
+def _freqs(half: int, device=None) -> torch.Tensor:
+    return torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=device) / half)
+
+
+def time_sinusoid(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """diffusers ``Timesteps(dim, flip_sin_to_cos=False, shift=0)``: [sin | cos], computed in fp32."""
+    a = t.float()[:, None] * _freqs(dim // 2, t.device)[None]
+    return torch.cat([torch.sin(a), torch.cos(a)], dim=-1)
+
+
+def alpha_sinusoid(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Stage-II ``TimestepEmbedder``: [cos | sin] (the opposite order to ``time_sinusoid``)."""
+    a = t.float()[:, None] * _freqs(dim // 2, t.device)[None]
+    return torch.cat([torch.cos(a), torch.sin(a)], dim=-1)
+
+
+class TimestepEmbedding(nn.Module):
+    """``time_proj``: sinusoid -> linear_1 -> exact GELU -> linear_2 (width -> 4 width -> width)."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.linear_1 = nn.Linear(dim, hidden)
+        self.linear_2 = nn.Linear(hidden, dim)
+
+    def forward(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.linear_2(F.gelu(self.linear_1(emb)))
+
+
+def fourier_features(xyz: torch.Tensor, num_freqs: int = 8, include_pi: bool = False) -> torch.Tensor:
+    """[x, sin(x 2^k), cos(x 2^k)] grouped sin-block then cos-block, coordinate-major (3 + 6 F dims)."""
+    f = 2.0 ** torch.arange(num_freqs, dtype=torch.float32, device=xyz.device)
+    if include_pi:
+        f = f * math.pi
+    a = (xyz[..., None] * f).reshape(*xyz.shape[:-1], -1)
+    return torch.cat([xyz, torch.sin(a), torch.cos(a)], dim=-1)
+
+
+def rope_tables(positions: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Interleaved RoPE tables for positions (...,): cos/sin (..., head_dim) reading [c0, c0, c1, c1, ...]."""
+    inv = 1.0 / (10000.0 ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim))
+    phase = positions.float()[..., None] * inv
+    return torch.cos(phase).repeat_interleave(2, -1), torch.sin(phase).repeat_interleave(2, -1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """GPT-J rotation in fp32: rot(x)[2k] = -x[2k+1], rot(x)[2k+1] = x[2k]. cos/sin broadcast as (B, 1, S, d)."""
+    xr, xi = x.float().unflatten(-1, (-1, 2)).unbind(-1)
+    rot = torch.stack([-xi, xr], dim=-1).flatten(-2)
+    return (x.float() * cos + rot * sin).to(x.dtype)
+
+
+class Attention(nn.Module):
+    """Multi-head attention with the checkpoints' heads-first fused packing.
+
+    Self-attention packs ``[q | k | v]`` as (H, 3d); cross-attention packs ``[k | v]`` as (H, 2d) and
+    splits q normally. ``probe`` (set by ``capture``) observes the q/k actually used; the output is
+    always SDPA's, so probing never changes it.
+    """
+
+    def __init__(self, dim: int, heads: int, kv_dim: Optional[int] = None, *, cross: bool = False,
+                 qk_norm: bool = False, norm_cross: bool = False):
+        super().__init__()
+        kv_dim = kv_dim or dim
+        self.heads, self.head_dim, self.cross = heads, dim // heads, cross
+        if norm_cross:
+            self.norm_cross = nn.LayerNorm(kv_dim)
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_k = nn.Linear(kv_dim, dim, bias=False)
+        self.to_v = nn.Linear(kv_dim, dim, bias=False)
+        if qk_norm:
+            self.norm_q = RMSNorm(self.head_dim)
+            self.norm_k = RMSNorm(self.head_dim)
+        self.to_out = nn.ModuleList([nn.Linear(dim, dim)])
+        self.probe: Optional[Probe] = None
+
+    def qkv(self, x: torch.Tensor, context: Optional[torch.Tensor] = None,
+            rope: Optional[tuple[torch.Tensor, torch.Tensor]] = None):
+        """(q, k, v) as (B, H, S, d), after the fused split, q/k norm and RoPE."""
+        b, s, _ = x.shape
+        h, d = self.heads, self.head_dim
+        if self.cross:
+            if hasattr(self, "norm_cross"):
+                context = self.norm_cross(context)
+            q = self.to_q(x).view(b, s, h, d)
+            kv = torch.cat([self.to_k(context), self.to_v(context)], -1).view(b, context.shape[1], h, 2 * d)
+            k, v = kv.split(d, dim=-1)
+        else:
+            qkv = torch.cat([self.to_q(x), self.to_k(x), self.to_v(x)], -1).view(b, s, h, 3 * d)
+            q, k, v = qkv.split(d, dim=-1)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+        if hasattr(self, "norm_q"):
+            q, k = self.norm_q(q), self.norm_k(k)
+        if rope is not None:
+            cos, sin = (t[:, None] for t in rope)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        return q, k, v
+
+    def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None,
+                rope: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
+        q, k, v = self.qkv(x, context, rope)
+        if self.probe is not None:
+            self.probe(q, k)
+        out = F.scaled_dot_product_attention(q, k, v)
+        out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)
+        return self.to_out[0](out)
+
+
+@dataclass(frozen=True)
+class BlockNames:
+    """Checkpoint names of a block's submodules (TripoSG and ActionMesh name the same parts differently)."""
+
+    norm_sa: str
+    sa: str
+    norm_xa: str
+    xa: str
+    norm_ff: str
+    skip_linear: str
+    skip_norm: str
+
+
+TRIPOSG_NAMES = BlockNames("norm1", "attn1", "norm2", "attn2", "norm3", "skip_linear", "skip_norm")
+ACTIONMESH_NAMES = BlockNames("norm_s_attn", "s_attn", "norm_x_attn", "x_attn", "norm_ff",
+                              "linear_skip", "norm_skip")
+
+
+class Block(nn.Module):
+    """Pre-norm residual block shared by all four models: [skip fuse] -> self -> cross -> FF.
+
+    Parts are optional (VAE cross-only / self-only blocks); names come from ``BlockNames``.
+    """
+
+    def __init__(self, dim: int, heads: int, names: BlockNames, *, self_attn: bool = True,
+                 cross_dim: Optional[int] = None, qk_norm: bool = False, norm_cross: bool = False,
+                 skip: bool = False, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.names = names
+        self.has_sa, self.has_xa, self.has_skip = self_attn, cross_dim is not None, skip
+        if skip:
+            self.add_module(names.skip_linear, nn.Linear(2 * dim, dim))
+            self.add_module(names.skip_norm, FP32LayerNorm(dim))
+        if self_attn:
+            self.add_module(names.norm_sa, FP32LayerNorm(dim))
+            self.add_module(names.sa, Attention(dim, heads, qk_norm=qk_norm))
+        if cross_dim is not None:
+            self.add_module(names.norm_xa, FP32LayerNorm(dim))
+            self.add_module(names.xa, Attention(dim, heads, cross_dim, cross=True, qk_norm=qk_norm,
+                                                norm_cross=norm_cross))
+        self.add_module(names.norm_ff, FP32LayerNorm(dim))
+        self.ff = FeedForward(dim, mlp_ratio)
+
+    def part(self, role: str) -> nn.Module:
+        return getattr(self, getattr(self.names, role))
+
+    @property
+    def self_attention(self) -> Attention:
+        return self.part("sa")
+
+    @property
+    def cross_attention(self) -> Attention:
+        return self.part("xa")
+
+    def forward(self, h: torch.Tensor, context: Optional[torch.Tensor] = None,
+                skip: Optional[torch.Tensor] = None, rope=None,
+                self_attention: Optional[Callable] = None) -> torch.Tensor:
+        """``self_attention(attn, x, rope)`` overrides how the self-attention is applied (inflation)."""
+        if self.has_skip:
+            h = self.part("skip_norm")(self.part("skip_linear")(torch.cat([skip, h], dim=-1)))
+        if self.has_sa:
+            x = self.part("norm_sa")(h)
+            h = h + (self_attention(self.part("sa"), x, rope) if self_attention else self.part("sa")(x, rope=rope))
+        if self.has_xa:
+            h = h + self.part("xa")(self.part("norm_xa")(h), context)
+        return h + self.ff(self.part("norm_ff")(h))
+
+
+def run_unet_blocks(blocks: nn.ModuleList, h: torch.Tensor, step: Callable) -> torch.Tensor:
+    """U-Net long skips of the DiT and denoiser: block i < L//2 pushes, block i > L//2 pops (LIFO).
+
+    ``step(i, block, h, skip)`` runs block i.
+    """
+    mid, skips = len(blocks) // 2, []
+    for i, block in enumerate(blocks):
+        h = step(i, block, h, skips.pop() if i > mid else None)
+        if i < mid:
+            skips.append(h)
+    return h

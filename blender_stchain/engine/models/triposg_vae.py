@@ -1,0 +1,114 @@
+"""TripoSG VecSet VAE: ``vae/`` of VAST-AI/TripoSG (encoder: surface -> latent tokens; decoder: tokens -> SDF logits)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .configs import architecture
+from .layers import TRIPOSG_NAMES, Block, fourier_features
+
+DECODE_CHUNK = 50_000  # query points per decoder pass, as the reference
+
+
+@dataclass
+class Posterior:
+    """Diagonal Gaussian over latents; ``logvar`` is clamped to [-30, 20] as in the reference."""
+
+    parameters: torch.Tensor  # raw ``quant`` output (B, N, 2C)
+    mean: torch.Tensor
+    logvar: torch.Tensor
+    std: torch.Tensor
+    sample: torch.Tensor  # mean + std * eps (= mean when no eps was given)
+
+
+class TripoSGEncoder(nn.Module):
+    """Cross-attention from sampled surface points to all of them (block 0), then self-attention."""
+
+    def __init__(self, width: int, heads: int, layers: int, in_dim: int):
+        super().__init__()
+        self.proj_in = nn.Linear(in_dim, width)
+        self.blocks = nn.ModuleList(
+            [Block(width, heads, TRIPOSG_NAMES, self_attn=False, cross_dim=width, norm_cross=True)]
+            + [Block(width, heads, TRIPOSG_NAMES) for _ in range(layers)])
+        self.norm_out = nn.LayerNorm(width)
+
+    def forward(self, query_feat: torch.Tensor, surface_feat: torch.Tensor) -> torch.Tensor:
+        kv = self.proj_in(surface_feat)  # proj_in is shared by queries and keys/values
+        h = self.blocks[0](self.proj_in(query_feat), kv)
+        for blk in self.blocks[1:]:
+            h = blk(h)
+        return self.norm_out(h)
+
+
+class TripoSGDecoder(nn.Module):
+    """Self-attention over latent tokens, then one cross-attention block for query points."""
+
+    def __init__(self, width: int, heads: int, layers: int, query_dim: int, out_dim: int = 1):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            [Block(width, heads, TRIPOSG_NAMES) for _ in range(layers)]
+            + [Block(width, heads, TRIPOSG_NAMES, self_attn=False, cross_dim=width, norm_cross=True)])
+        self.proj_query = nn.Linear(query_dim, width)
+        self.norm_out = nn.LayerNorm(width)
+        self.proj_out = nn.Linear(width, out_dim)
+
+    def kv_cache(self, h: torch.Tensor) -> torch.Tensor:
+        for blk in self.blocks[:-1]:
+            h = blk(h)
+        return h
+
+    def query(self, kv: torch.Tensor, query_feat: torch.Tensor) -> torch.Tensor:
+        """Raw (un-negated) output for embedded queries against a kv cache."""
+        q = self.blocks[-1](self.proj_query(query_feat), kv)
+        return self.proj_out(self.norm_out(q))
+
+
+class TripoSGVAE(nn.Module):
+    ARCH = {"in_channels", "latent_channels", "num_attention_heads", "width_encoder", "width_decoder",
+            "num_layers_encoder", "num_layers_decoder", "embedding_type", "embed_frequency", "embed_include_pi"}
+
+    def __init__(self, in_channels: int = 3, latent_channels: int = 64, num_attention_heads: int = 8,
+                 width_encoder: int = 512, width_decoder: int = 1024, num_layers_encoder: int = 8,
+                 num_layers_decoder: int = 16, embedding_type: str = "frequency", embed_frequency: int = 8,
+                 embed_include_pi: bool = False):
+        super().__init__()
+        if embedding_type != "frequency":
+            raise NotImplementedError(f"TripoSG VAE: embedding_type {embedding_type!r} is not supported")
+        self.freqs, self.include_pi = embed_frequency, embed_include_pi
+        point_dim = in_channels * (1 + 2 * embed_frequency)
+        self.encoder = TripoSGEncoder(width_encoder, num_attention_heads, num_layers_encoder, point_dim + 3)
+        self.decoder = TripoSGDecoder(width_decoder, num_attention_heads, num_layers_decoder, point_dim)
+        self.quant = nn.Linear(width_encoder, 2 * latent_channels)
+        self.post_quant = nn.Linear(latent_channels, width_decoder)
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "TripoSGVAE":
+        return cls(**architecture(cfg, cls.ARCH, "TripoSG VAE"))
+
+    def embed(self, xyz: torch.Tensor) -> torch.Tensor:
+        return fourier_features(xyz, self.freqs, self.include_pi)
+
+    def encode(self, surface: torch.Tensor, sample_indices: torch.Tensor,
+               eps: Optional[torch.Tensor] = None) -> Posterior:
+        """surface (B, P, 6) xyz + normals; sample_indices (N,) the token seeds (e.g. FPS); eps (B, N, C)."""
+        feat = torch.cat([self.embed(surface[..., :3]), surface[..., 3:6]], dim=-1)
+        params = self.quant(self.encoder(feat[:, sample_indices], feat))
+        mean, logvar = params.chunk(2, dim=-1)
+        logvar = logvar.clamp(-30.0, 20.0)
+        std = torch.exp(0.5 * logvar)
+        return Posterior(params, mean, logvar, std, mean if eps is None else mean + std * eps)
+
+    def decode_kv(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents (B, N, C) -> decoder kv cache (B, N, W); reuse it across query chunks."""
+        return self.decoder.kv_cache(self.post_quant(latents))
+
+    def query(self, kv: torch.Tensor, points: torch.Tensor, chunk: int = DECODE_CHUNK) -> torch.Tensor:
+        """SDF logits (B, Nq, 1) for points (B, Nq, 3), positive inside (the reference's sign flip)."""
+        return torch.cat([-self.decoder.query(kv, self.embed(p)) for p in points.split(chunk, dim=1)], dim=1)
+
+    def decode(self, latents: torch.Tensor, query_points: torch.Tensor, chunk: int = DECODE_CHUNK) -> torch.Tensor:
+        return self.query(self.decode_kv(latents), query_points, chunk)

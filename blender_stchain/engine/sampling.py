@@ -1,0 +1,265 @@
+"""Flow-matching samplers: stage 0 (TripoSG anchor) and stage I (ActionMesh windows).
+
+Both follow the reference arithmetic exactly (schedules bit-exact in float32), so the fixtures reproduce:
+
+- Stage 0 (rectified flow, shift 1): sigma_i = shift*s/(1+(shift-1)*s) with s = 1 - i/S, t_i = 1000*sigma_i,
+  sigma_S = 0; CFG batch [uncond = zeros, cond]; ``x <- x + (sigma_i - sigma_{i+1}) * v`` (the model predicts
+  v ~ x0 - eps, so the update adds it).
+- Stage I (shift 3 applied twice, S evaluations ending at t ~ 8.93, not 0); CFG batch [image context zeroed,
+  full] with the known-frame mask kept in both; ``v0 + g*(v1 - v0)``; only unknown frames are updated, so
+  known frames stay bit-identical; per-window noise from a CPU generator seeded ``seed + window`` drawing a
+  discarded "same noise" first (the reference ``get_noise`` order); AR windows from :func:`ar_windows`.
+
+Every loop takes injected noise (or draws it from a seeded CPU generator, identical on every device), an
+``on_step(done, total)`` progress callback, a ``cancel()`` check between steps raising ``Cancelled``, a
+``steps`` count (the chain's truncated K-step schedule is the same schedule with S = K) and a
+``step_hook(window, step)`` returning a context manager the model call runs in (attention capture).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .errors import Cancelled
+
+ProgressFn = Callable[[int, int], None]
+CancelFn = Callable[[], bool]
+StepHook = Callable[[int, int], contextlib.AbstractContextManager]
+
+
+# --------------------------------------------------------------------------- schedules
+
+def _shift(sigma, shift: float):
+    return shift * sigma / (1 + (shift - 1) * sigma)
+
+
+def triposg_schedule(steps: int, shift: float = 1.0, num_train_timesteps: int = 1000):
+    """Stage-0 schedule: (timesteps (S,) fed to the model, sigmas (S+1,) ending at 0), float32."""
+    s = 1.0 - np.arange(steps, dtype=np.float64) / steps
+    sigmas = torch.from_numpy(_shift(s, shift).astype(np.float32))
+    timesteps = sigmas * num_train_timesteps
+    return timesteps, torch.cat([sigmas, sigmas.new_zeros(1)])
+
+
+def actionmesh_schedule(steps: int, shift: float = 3.0, num_train_timesteps: int = 1000):
+    """Stage-I schedule: (timesteps (S+1,), distances (S,)), float32; the model runs at timesteps[:-1].
+
+    sigma_min is the shifted smallest training sigma; the linear grid between the shifted extremes is
+    shifted a second time (the reference does exactly this).
+    """
+    n = num_train_timesteps
+    sigma_max, sigma_min = _shift(1.0, shift), _shift(1.0 / n, shift)
+    grid = np.linspace(sigma_max * n, sigma_min * n, steps + 1)
+    timesteps = torch.from_numpy((_shift(grid / n, shift) * n).astype(np.float32))
+    return timesteps, (timesteps[:-1] - timesteps[1:]) / n
+
+
+# --------------------------------------------------------------------------- AR windows
+
+def _windows_right(start: int, end: int, size: int, slide: int) -> list[list[int]]:
+    """Windows over [start, end) growing rightwards: each ends ``slide`` after the previous, clamped."""
+    out, stop = [], start
+    while stop < end:
+        stop = min(start + size, end) if not out else min(stop + slide, end)
+        out.append(list(range(max(start, stop - size), stop)))
+    return out
+
+
+def _windows_left(start: int, end: int, size: int, slide: int) -> list[list[int]]:
+    return [w[::-1] for w in reversed(_windows_right(start, end, size, slide))]
+
+
+def ar_windows(anchor: int, total: int, size: int, slide: int) -> list[list[int]]:
+    """Frame indices of the autoregressive windows (reference ``chunk_from`` semantics).
+
+    One window with the anchor first when the clip is exactly one window long; otherwise windows grow
+    away from the anchor, the longer side first; left-going windows list frames in descending order.
+    """
+    if not (0 < slide <= size and 0 <= anchor < total):
+        raise ValueError(f"invalid windows: anchor {anchor}, total {total}, size {size}, slide {slide}")
+    if total == size:
+        return [[anchor] + [i for i in range(total) if i != anchor]]
+    if anchor == 0:
+        return _windows_right(0, total, size, slide)
+    if anchor == total - 1:
+        return _windows_left(0, total, size, slide)
+    overlap = size - slide
+    if anchor > total - anchor:  # more frames on the left
+        right_start = min(max(0, anchor - overlap + 1), total - size)
+        return _windows_left(0, anchor + 1, size, slide) + _windows_right(right_start, total, size, slide)
+    left_end = max(min(anchor + overlap, total), size)
+    return _windows_right(anchor, total, size, slide) + _windows_left(0, left_end, size, slide)
+
+
+# --------------------------------------------------------------------------- loop helpers
+
+@dataclass
+class Trace:
+    """Per-step record for debugging and parity checks (only filled when asked for)."""
+
+    model_t: list = field(default_factory=list)
+    model_out: list = field(default_factory=list)
+    velocity: list = field(default_factory=list)
+    latents: list = field(default_factory=list)
+
+
+def _check_cancel(cancel: CancelFn | None) -> None:
+    if cancel is not None and cancel():
+        raise Cancelled()
+
+
+def _hook(step_hook: StepHook | None, window: int, step: int):
+    return step_hook(window, step) if step_hook is not None else contextlib.nullcontext()
+
+
+def _device_of(model) -> torch.device:
+    p = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
+    return p.device if p is not None else torch.device("cpu")
+
+
+# --------------------------------------------------------------------------- stage 0
+
+@dataclass
+class Stage0Result:
+    latents: torch.Tensor  # (1, N, C) final latents (sigma = 0)
+    trace: Trace | None = None
+
+
+def stage0_noise(num_tokens: int, channels: int, seed: int) -> torch.Tensor:
+    """The reference's initial stage-0 latent, drawn on CPU so it is the same on every device."""
+    return torch.randn((1, num_tokens, channels), generator=torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def sample_stage0(model, cond: torch.Tensor, noise: torch.Tensor, steps: int, guidance: float | None = 7.5,
+                  shift: float = 1.0, on_step: ProgressFn | None = None, cancel: CancelFn | None = None,
+                  step_hook: StepHook | None = None, trace: bool = False) -> Stage0Result:
+    """TripoSG rectified-flow loop. ``model(x, t, cond) -> v`` (the DiT forward), ``cond`` (1, S, D).
+
+    ``guidance=None`` runs the conditional branch only (batch 1).
+    """
+    device = _device_of(model)
+    timesteps, sigmas = triposg_schedule(steps, shift)
+    x = noise.to(device=device, dtype=torch.float32).clone()
+    cond = cond.to(device=device, dtype=torch.float32)
+    ctx = cond if guidance is None else torch.cat([torch.zeros_like(cond), cond])
+    rec = Trace() if trace else None
+    for i in range(steps):
+        _check_cancel(cancel)
+        xin = x if guidance is None else torch.cat([x, x])
+        t = timesteps[i].to(device).expand(xin.shape[0])
+        with _hook(step_hook, 0, i):
+            out = model(xin, t, ctx)
+        v = out if guidance is None else out[:1] + guidance * (out[1:] - out[:1])
+        x = x + (sigmas[i] - sigmas[i + 1]).to(device) * v
+        if rec is not None:
+            rec.model_t.append(t.cpu()), rec.model_out.append(out.cpu())
+            rec.velocity.append(v.cpu()), rec.latents.append(x.cpu())
+        if on_step is not None:
+            on_step(i + 1, steps)
+    return Stage0Result(x, rec)
+
+
+# --------------------------------------------------------------------------- stage I
+
+@dataclass
+class WindowResult:
+    latents: torch.Tensor  # (T, N, C) after the last step; known frames untouched
+    x0: torch.Tensor  # (T, N, C) predicted clean latents from the last model evaluation
+    trace: Trace | None = None
+
+
+def window_noise(frames: int, num_tokens: int, channels: int, seed: int) -> torch.Tensor:
+    """Reference ``get_noise`` order on a CPU generator: a discarded (1,1,N,C) draw, then (1,T,N,C)."""
+    g = torch.Generator().manual_seed(seed)
+    torch.randn((1, 1, num_tokens, channels), generator=g)  # "same noise", weight sqrt(0): RNG order only
+    return torch.randn((1, frames, num_tokens, channels), generator=g)[0]
+
+
+@torch.no_grad()
+def denoise_window(model, context: torch.Tensor, framestep: torch.Tensor, known: torch.Tensor,
+                   init: torch.Tensor, steps: int, guidance: float | None = 7.5, shift: float = 3.0,
+                   window: int = 0, on_step: Callable[[], None] | None = None, cancel: CancelFn | None = None,
+                   step_hook: StepHook | None = None, trace: bool = False) -> WindowResult:
+    """One stage-I window. ``init`` (T, N, C) holds the known latents where ``known`` (T,) is true and noise
+    elsewhere; ``context`` (T, S, D); ``framestep`` (T,) video timesteps. The model is called as
+    ``model(hidden_states=(B,T,N,C), context=(B,T,S,D), framestep=(B,T), diffusion_time=(B,), mask=(B,T))``.
+    """
+    device = _device_of(model)
+    timesteps, distances = actionmesh_schedule(steps, shift)
+    x = init.to(device=device, dtype=torch.float32).clone()[None]
+    ctx = context.to(device=device, dtype=torch.float32)[None]
+    fs = framestep.to(device=device, dtype=torch.float32)[None]
+    mask = known.to(device=device, dtype=torch.float32)[None]
+    unknown = mask == 0
+    if guidance is not None:
+        ctx, fs, mask = torch.cat([torch.zeros_like(ctx), ctx]), torch.cat([fs, fs]), torch.cat([mask, mask])
+    rec = Trace() if trace else None
+    v = None
+    for i in range(steps):
+        _check_cancel(cancel)
+        xin = x if guidance is None else torch.cat([x, x])
+        t = timesteps[i].to(device).expand(xin.shape[0])
+        with _hook(step_hook, window, i):
+            out = model(hidden_states=xin, context=ctx, framestep=fs, diffusion_time=t, mask=mask)
+        v = out if guidance is None else out[:1] + guidance * (out[1:] - out[:1])
+        stepped = x + distances[i].to(device) * v
+        x[unknown] = stepped[unknown]
+        if rec is not None:
+            rec.model_t.append(t.cpu()), rec.model_out.append(out.cpu())
+            rec.velocity.append(v.cpu()), rec.latents.append(x.cpu().clone())
+        if on_step is not None:
+            on_step()
+    sigma_last = timesteps[steps - 1].to(device) / 1000.0
+    x0 = x[0] if v is None else torch.where(unknown[0, :, None, None], x[0] + sigma_last * v[0], x[0])
+    return WindowResult(x[0], x0, rec)
+
+
+@dataclass
+class Stage1Result:
+    latents: torch.Tensor  # (F, N, C) all frames, in frame order
+    windows: list[list[int]]
+    window_results: list[WindowResult]
+
+
+@torch.no_grad()
+def sample_stage1(model, context: torch.Tensor, frame_timesteps: torch.Tensor, anchor_latent: torch.Tensor,
+                  anchor: int, steps: int, window_size: int, slide: int, seed: int = 44,
+                  guidance: float | None = 7.5, shift: float = 3.0,
+                  noises: Sequence[torch.Tensor] | None = None, on_step: ProgressFn | None = None,
+                  cancel: CancelFn | None = None, step_hook: StepHook | None = None,
+                  trace: bool = False) -> Stage1Result:
+    """Stage I over a clip of F frames in AR windows; the anchor latent (N, C) is clamped as known.
+
+    Each window's frames join the bank afterwards; frames already in the bank are kept, so later windows
+    condition on them. ``noises[k]`` (T_k, N, C) overrides window k's draw (else ``window_noise`` with
+    ``seed + k``).
+    """
+    frames = context.shape[0]
+    windows = ar_windows(anchor, frames, window_size, slide)
+    bank: dict[int, torch.Tensor] = {anchor: anchor_latent.reshape(anchor_latent.shape[-2:]).float().cpu()}
+    n_tok, ch = bank[anchor].shape
+    total, done = len(windows) * steps, 0
+    results = []
+
+    def tick():
+        nonlocal done
+        done += 1
+        if on_step is not None:
+            on_step(done, total)
+
+    for k, idx in enumerate(windows):
+        noise = noises[k] if noises is not None else window_noise(len(idx), n_tok, ch, seed + k)
+        known = torch.tensor([i in bank for i in idx])
+        init = torch.stack([bank[i] if i in bank else noise[j].float().cpu() for j, i in enumerate(idx)])
+        res = denoise_window(model, context[idx], frame_timesteps[idx], known, init, steps, guidance, shift,
+                             window=k, on_step=tick, cancel=cancel, step_hook=step_hook, trace=trace)
+        for j, i in enumerate(idx):
+            bank.setdefault(i, res.latents[j].cpu())
+        results.append(res)
+    return Stage1Result(torch.stack([bank[i] for i in range(frames)]), windows, results)
