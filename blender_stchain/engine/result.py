@@ -225,16 +225,24 @@ def _json_default(o):
     raise TypeError(f"cannot store {type(o).__name__} in result metadata")
 
 
-def load_result(path: str | os.PathLike) -> Result:
-    """Read a result file written by ``ResultWriter`` (safetensors only)."""
-    from safetensors.numpy import load_file
-    from safetensors import safe_open
+_NP_DTYPES = {v: k for k, v in _ST_DTYPES.items()}
 
-    path = Path(path)
-    tensors = load_file(str(path))
-    with safe_open(str(path), framework="numpy") as f:
-        raw = (f.metadata() or {}).get("stchain", "{}")
-    meta = json.loads(raw)
+
+def load_result(path: str | os.PathLike) -> Result:
+    """Read a result file (bounds-checked header, numpy only: Blender ships no safetensors/torch)."""
+    from .safetensors_io import read_header
+
+    header = read_header(path)
+    tensors = {}
+    with open(header.path, "rb") as f:
+        for name, info in header.tensors.items():
+            if name not in _DTYPES or info.dtype not in _ST_DTYPES.values():
+                continue
+            f.seek(header.data_start + info.begin)
+            dtype = _NP_DTYPES[info.dtype]
+            count = (info.end - info.begin) // dtype.itemsize
+            tensors[name] = np.fromfile(f, dtype=dtype, count=count).reshape(info.shape)
+    meta = json.loads(header.metadata.get("stchain", "{}"))
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise ValueError(f"{path} has result schema {meta.get('schema_version')}, expected {SCHEMA_VERSION}")
-    return Result(**{k: v for k, v in tensors.items() if k in _DTYPES}, metadata=meta)
+    return Result(**tensors, metadata=meta)
