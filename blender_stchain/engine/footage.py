@@ -75,8 +75,9 @@ class Footage:
     source_size: tuple[int, int]  # (W, H) of the footage as stored
     size: tuple[int, int]  # (W, H) of the frames ``read`` returns
     mask_kind: str  # "folder" | "alpha" | "first_frame" | "none"
-    mask_area: np.ndarray | None  # (count,) share of object pixels per chosen frame
+    mask_area: np.ndarray | None  # (count,) share of object pixels per chosen frame; None without per-frame masks
     anchor_mask: np.ndarray | None  # (H, W) float32 mask of footage frame 1 when mask_kind == "first_frame"
+    masks_path: Path | None = None  # the masks argument, when one was given
     warnings: tuple[str, ...] = ()
     _frames: "_Source" = field(repr=False, default=None)
     _masks: "_MaskFiles | None" = field(repr=False, default=None)
@@ -159,6 +160,7 @@ def open_footage(
             mask_kind=kind,
             mask_area=None,
             anchor_mask=_fit_mask(anchor, size),
+            masks_path=None if masks is None else Path(masks),
             _frames=source,
             _masks=mask_files,
             _index=tuple(index),
@@ -244,7 +246,7 @@ class _ImageFiles(_Source):
         if odd:
             w, h = headers[odd[0] - 1][0]
             raise FootageError(
-                f"frames differ in size in {root}: frames {_ranges(odd)} (e.g. {files[odd[0] - 1].name}, "
+                f"frames differ in size in {root}: {_frames_text(odd)} (e.g. {files[odd[0] - 1].name}, "
                 f"{w}x{h}) differ from frame 1 ({_wh(self.size)}); all frames must have one size"
             )
 
@@ -281,7 +283,7 @@ class _FramesFolder(_Source):
         odd = [n for n, s in zip(numbers, shapes) if s[:2] != shapes[0][:2]]
         if odd:
             raise FootageError(
-                f"frames differ in size in {root}: frames {_ranges(odd)} differ from frame {numbers[0]} "
+                f"frames differ in size in {root}: {_frames_text(odd)} differ from frame {numbers[0]} "
                 f"({_wh(self.size)}); all frames must have one size"
             )
 
@@ -355,6 +357,13 @@ class _VideoFile(_Source):
             raise FootageError(
                 f"video {self.path} is truncated or damaged: decoding stops after frame {len(pts)} ({_short(e)})"
             ) from None
+        # threaded decoders can end quietly at missing data; the index still knows the full count
+        # (one frame less may decode legitimately: an edit list can discard a packet)
+        if stream.frames > len(pts) + 1:
+            raise FootageError(
+                f"video {self.path} is truncated or damaged: decoding stops after frame {len(pts)} "
+                f"of the {stream.frames} its index lists"
+            )
         return sorted(pts)
 
     def read(self, k):
@@ -446,7 +455,7 @@ def _pair_masks(files: list[Path], folder: Path, source: _Source) -> list[Path]:
     missing = ""
     if source.names is not None:
         lacking = [n for n, name in zip(source.numbers, source.names) if name not in {f.stem for f in files}]
-        missing = f"; frames {_ranges(lacking)} have no mask of the same name" if lacking else ""
+        missing = f"; no mask of the same name for {_frames_text(lacking)}" if lacking else ""
     raise FootageError(
         f"masks: {len(files)} mask images in {folder} for {len(source.numbers)} footage frames{missing}; "
         "give exactly one mask per frame"
@@ -456,7 +465,7 @@ def _pair_masks(files: list[Path], folder: Path, source: _Source) -> list[Path]:
 def _check_mask_size(size, frame_size, numbers, where) -> None:
     if tuple(size) != tuple(frame_size):
         raise FootageError(
-            f"masks in {where} have the wrong size on frames {_ranges(numbers)}: {_wh(size)} instead of the "
+            f"masks in {where} have the wrong size on {_frames_text(numbers)}: {_wh(size)} instead of the "
             f"footage's {_wh(frame_size)}; masks must match the frames pixel for pixel"
         )
 
@@ -486,26 +495,28 @@ def _check_objects(footage: Footage) -> None:
 
 def _judge(footage: Footage, numbers: list[int], shares: np.ndarray, border: np.ndarray, anchor_only=False) -> None:
     numbers = np.asarray(numbers)
-    source = f"{footage.mask_kind} masks of {footage.path}"
+    source = f"masks of {footage.path}" if footage.mask_kind == "alpha" else f"masks {footage.masks_path}"
     full = numbers[shares > FULL_FRAME_SHARE]
     if full.size:
         raise FootageError(
-            f"{source}: the object fills the whole frame on frames {_ranges(full)} (inverted mask, or the object "
+            f"{source}: the object fills the whole frame on {_frames_text(full)} (inverted mask, or the object "
             "is too close); the object needs background around it"
         )
     empty = numbers[shares < MIN_OBJECT_SHARE]
     visible = len(numbers) - empty.size
-    if empty.size and (anchor_only or visible < max(1, MIN_VISIBLE_SHARE * len(numbers))):
+    if empty.size and anchor_only:
+        raise FootageError(f"{source}: the mask of frame 1 is empty (no value above {MASK_THRESHOLD}); fix the mask")
+    if empty.size and visible < max(1, MIN_VISIBLE_SHARE * len(numbers)):
         raise FootageError(
-            f"{source}: the mask is empty on frames {_ranges(empty)}; the object is visible on only {visible} of "
+            f"{source}: the mask is empty on {_frames_text(empty)}; the object is visible on only {visible} of "
             f"{len(numbers)} frames, choose frames where it is visible (--frames A:B) or fix the masks"
         )
     notes = []
     if empty.size:
-        notes.append(f"{footage.path}: the object leaves the frame (empty mask) on frames {_ranges(empty)}")
+        notes.append(f"{footage.path}: the object leaves the picture (empty mask) on {_frames_text(empty)}")
     cut = numbers[border & (shares >= MIN_OBJECT_SHARE)]
     if cut.size:
-        notes.append(f"{footage.path}: the object touches the frame border (partly outside) on frames {_ranges(cut)}")
+        notes.append(f"{footage.path}: the object touches the frame border (partly outside) on {_frames_text(cut)}")
     footage.warnings = tuple(notes)
 
 
@@ -599,8 +610,9 @@ def _fit(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Area-average resize to (W, H); exact box filter, so downscaling never aliases."""
     if img.shape[1] == size[0] and img.shape[0] == size[1]:
         return img
-    out = _area_axis(img.astype(np.float64), size[1], 0)
-    return _area_axis(out, size[0], 1)
+    if img.ndim == 3:  # one channel at a time keeps the float64 buffers of a 4K frame small
+        return np.stack([_fit(img[..., c], size) for c in range(img.shape[2])], axis=-1)
+    return _area_axis(_area_axis(img.astype(np.float64), size[1], 0), size[0], 1)
 
 
 def _fit_mask(mask: np.ndarray | None, size: tuple[int, int]) -> np.ndarray | None:
@@ -654,11 +666,17 @@ def _import_av():
 
 
 def _short(e: Exception) -> str:
-    return str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+    """The reason without the path (FFmpeg errors repeat it)."""
+    text = getattr(e, "strerror", None) or str(e) or type(e).__name__
+    return text.splitlines()[0][:160]
 
 
 def _wh(size) -> str:
     return f"{size[0]}x{size[1]}"
+
+
+def _frames_text(numbers) -> str:
+    return f"frame{'s' if len(numbers) > 1 else ''} {_ranges(numbers)}"
 
 
 def _ranges(numbers, limit: int = 8) -> str:
