@@ -17,10 +17,10 @@ Frames folder (the in-Blender path; Blender decodes with its own FFmpeg, so no c
 ``meta.json`` is written last (``write_frames``), so a half-written folder is refused, not misread.
 
 Masks: a folder with one image per footage frame (paired by name with image frames, else by
-order), the footage alpha, a single image for frame 1 only, or none. Mask values are read as
+order), the footage alpha, a single image for the first frame only, or none. Mask values are read as
 floats in [0, 1] (8-bit /255, 16-bit /65535, alpha used when a mask image has a non-opaque alpha);
 a pixel belongs to the object where the value is above ``MASK_THRESHOLD``. A single mask image is
-the mask of footage frame 1 only: it is kept as ``Footage.anchor_mask`` (for the anchor frame and
+the mask of the clip's first frame only: it is kept as ``Footage.anchor_mask`` (for the anchor frame and
 its crop) while ``read`` returns no per-frame masks, because a mask from one frame is wrong for
 any other frame of a moving object.
 
@@ -76,7 +76,7 @@ class Footage:
     size: tuple[int, int]  # (W, H) of the frames ``read`` returns
     mask_kind: str  # "folder" | "alpha" | "first_frame" | "none"
     mask_area: np.ndarray | None  # (count,) share of object pixels per chosen frame; None without per-frame masks
-    anchor_mask: np.ndarray | None  # (H, W) float32 mask of footage frame 1 when mask_kind == "first_frame"
+    anchor_mask: np.ndarray | None  # (H, W) float32 mask of the clip's first frame when mask_kind == "first_frame"
     masks_path: Path | None = None  # the masks argument, when one was given
     warnings: tuple[str, ...] = ()
     _frames: "_Source" = field(repr=False, default=None)
@@ -338,7 +338,9 @@ class _VideoFile(_Source):
         try:
             container = av.open(str(self.path))
         except (av.error.FFmpegError, OSError) as e:
-            raise FootageError(f"cannot read video {self.path}: truncated, damaged or not a video ({_short(e)})") from None
+            raise FootageError(
+                f"cannot read video {self.path}: truncated, damaged or not a video ({_short(e)})"
+            ) from None
         if not container.streams.video:
             container.close()
             raise FootageError(f"{self.path} has no video stream")
@@ -430,11 +432,12 @@ def _open_masks(masks, source: _Source, index: list[int]):
     if masks.is_file():
         if 0 not in index:
             raise FootageError(
-                f"mask {masks} is a single mask for frame 1, which is outside the chosen frames "
-                f"{source.numbers[index[0]]}-{source.numbers[index[-1]]}; include frame 1 or pass a folder with one mask per frame"
+                f"mask {masks} is a single mask for frame {source.numbers[0]}, which is outside the chosen frames "
+                f"{source.numbers[index[0]]}-{source.numbers[index[-1]]}; include frame {source.numbers[0]} or pass a "
+                "folder with one mask per frame"
             )
-        mask = _decode_mask(masks, 1)
-        _check_mask_size(mask.shape[::-1], source.size, [1], masks)
+        mask = _decode_mask(masks, source.numbers[0])
+        _check_mask_size(mask.shape[::-1], source.size, source.numbers[:1], masks)
         return None, mask, "first_frame"
     files = _pair_masks(_image_files(masks, "masks"), masks, source)
     sizes = [_image_header(f, n, "mask")[0] for f, n in zip(files, source.numbers)]
@@ -474,7 +477,7 @@ def _check_objects(footage: Footage) -> None:
     """Read every chosen mask once: record the object's share per frame and refuse unusable masks."""
     if footage.mask_kind == "first_frame":
         share = float((footage.anchor_mask > MASK_THRESHOLD).mean())
-        _judge(footage, [1], np.array([share]), np.array([False]), anchor_only=True)
+        _judge(footage, footage.frame_numbers[:1], np.array([share]), np.array([False]), anchor_only=True)
         return
     if footage.mask_kind == "none":
         return
@@ -505,7 +508,9 @@ def _judge(footage: Footage, numbers: list[int], shares: np.ndarray, border: np.
     empty = numbers[shares < MIN_OBJECT_SHARE]
     visible = len(numbers) - empty.size
     if empty.size and anchor_only:
-        raise FootageError(f"{source}: the mask of frame 1 is empty (no value above {MASK_THRESHOLD}); fix the mask")
+        raise FootageError(
+            f"{source}: the mask of frame {numbers[0]} is empty (no value above {MASK_THRESHOLD}); fix the mask"
+        )
     if empty.size and visible < max(1, MIN_VISIBLE_SHARE * len(numbers)):
         raise FootageError(
             f"{source}: the mask is empty on {_frames_text(empty)}; the object is visible on only {visible} of "
@@ -562,6 +567,8 @@ def _open_pixels(file: Path, n: int, what: str):
 def _unreadable(file: Path, e: Exception) -> str:
     if file.exists() and file.stat().st_size == 0:
         return "the file is empty (0 bytes)"
+    if file.suffix.lower() == ".exr":
+        return "this Pillow cannot read OpenEXR; convert the frames to 16-bit PNG or TIFF"
     return f"damaged, truncated or not an image ({_short(e)})"
 
 

@@ -40,7 +40,8 @@ def test_teddy_counts_decoded_frames_and_non_integer_rate(teddy):
     assert teddy.count == 141 and teddy.frame_numbers == tuple(range(1, 142))
     assert teddy.fps == Fraction(1454080, 72773) and teddy.fps.denominator != 1
     steps = np.diff(teddy.timestamps)
-    print(f"teddy: {teddy.count} frames, fps {teddy.fps} = {float(teddy.fps):.4f}, dt {steps.min():.4f}-{steps.max():.4f} s")
+    print(f"teddy: {teddy.count} frames, fps {teddy.fps} = {float(teddy.fps):.4f}, "
+          f"dt {steps.min():.4f}-{steps.max():.4f} s")
     assert teddy.timestamps[0] == 0.0 and np.allclose(steps, 512 / 10240)
     assert teddy.source_size == teddy.size == (368, 480)  # portrait, below max_side: untouched
     rgb, mask = teddy.read(140)

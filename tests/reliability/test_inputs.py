@@ -66,7 +66,8 @@ def png16(path, pixels: np.ndarray) -> None:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
     header = struct.pack(">IIBBBBB", w, h, 16, {1: 0, 3: 2}[c], 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
 
 
 # ---------------------------------------------------------------------------- files and videos
@@ -79,7 +80,10 @@ def test_missing_empty_and_unreadable_paths(tmp_path):
     (tmp_path / "zero.mp4").write_bytes(b"")
     refused("zero-byte video", tmp_path / "zero.mp4", r"empty \(0 bytes\): .*zero\.mp4")
     (tmp_path / "text.mp4").write_text("this is not a video\n" * 50)
-    refused("text named .mp4", tmp_path / "text.mp4", r"cannot read video .*text\.mp4: truncated, damaged or not a video")
+    refused(
+        "text named .mp4", tmp_path / "text.mp4",
+        r"cannot read video .*text\.mp4: truncated, damaged or not a video",
+    )
 
 
 def test_truncated_videos(tmp_path):
@@ -104,7 +108,11 @@ def test_truncated_videos(tmp_path):
 
 
 def test_frame_range_outside_the_clip():
-    refused("range past the end", VIDEOS / "bear.mp4", r"frame range 70-90 is outside .*bear\.mp4, which has frames 1-82", frames=(70, 90))
+    refused(
+        "range past the end", VIDEOS / "bear.mp4",
+        r"frame range 70-90 is outside .*bear\.mp4, which has frames 1-82",
+        frames=(70, 90),
+    )
     refused("range from 0", HORSE / "video", r"frame range 0-5 is outside .*, which has frames 1-50", frames=(0, 5))
     refused("reversed range", HORSE / "video", r"frame range 9-3 is outside", frames=(9, 3))
 
@@ -127,7 +135,10 @@ def test_frames_of_varying_size(tmp_path):
     video, _ = horse_clip(tmp_path, n=5, masks=False)
     for name in ("00002.jpg", "00004.jpg"):
         Image.open(video / name).resize((640, 360)).save(video / name)
-    refused("frames of varying size", video, r"frames differ in size .*: frames 3, 5 \(e\.g\. 00002\.jpg, 640x360\) differ from frame 1 \(854x480\)")
+    refused(
+        "frames of varying size", video,
+        r"frames differ in size .*: frames 3, 5 \(e\.g\. 00002\.jpg, 640x360\) differ from frame 1 \(854x480\)",
+    )
 
 
 def test_non_ascii_paths(tmp_path):
@@ -210,8 +221,16 @@ def test_masks_missing_or_wrong_count(tmp_path):
     refused("masks path missing", video, r"masks not found: .*nomasks", masks=tmp_path / "nomasks")
     (masks / "00003.png").unlink()
     (masks / "00005.png").unlink()
-    refused("two masks missing", video, r"masks: 4 mask images in .* for 6 footage frames; no mask of the same name for frames 4, 6", masks=masks)
-    refused("mask count vs video", VIDEOS / "bear.mp4", r"masks: 4 mask images in .* for 82 footage frames; give exactly one", masks=masks)
+    refused(
+        "two masks missing", video,
+        r"masks: 4 mask images in .* for 6 footage frames; no mask of the same name for frames 4, 6",
+        masks=masks,
+    )
+    refused(
+        "mask count vs video", VIDEOS / "bear.mp4",
+        r"masks: 4 mask images in .* for 82 footage frames; give exactly one",
+        masks=masks,
+    )
     empty = tmp_path / "nothing"
     empty.mkdir()
     refused("empty mask folder", video, r"masks folder .*nothing holds no images", masks=empty)
@@ -221,14 +240,27 @@ def test_masks_of_the_wrong_size(tmp_path):
     video, masks = horse_clip(tmp_path, n=6)
     for name in ("00001.png", "00002.png"):
         Image.open(masks / name).resize((427, 240)).save(masks / name)
-    refused("masks of the wrong size", video, r"wrong size on frames 2-3: 427x240 instead of the footage's 854x480", masks=masks)
+    refused(
+        "masks of the wrong size", video,
+        r"wrong size on frames 2-3: 427x240 instead of the footage's 854x480",
+        masks=masks,
+    )
     footage = accepted("wrong-size masks outside the range", video, masks=masks, frames=(4, 6))
     assert footage.count == 3
-    refused("single mask of the wrong size", VIDEOS / "apple.mp4", r"wrong size on frame 1: 854x480 instead of the footage's 1296x720", masks=masks / "00000.png")
+    refused(
+        "single mask of the wrong size", VIDEOS / "apple.mp4",
+        r"wrong size on frame 1: 854x480 instead of the footage's 1296x720",
+        masks=masks / "00000.png",
+    )
 
 
 def test_single_mask_outside_the_range():
-    refused("single mask, range without frame 1", VIDEOS / "apple.mp4", r"single mask for frame 1, which is outside the chosen frames 5-9", masks=VIDEOS / "apple_mask.png", frames=(5, 9))
+    refused(
+        "single mask, range without frame 1", VIDEOS / "apple.mp4",
+        r"single mask for frame 1, which is outside the chosen frames 5-9",
+        masks=VIDEOS / "apple_mask.png",
+        frames=(5, 9),
+    )
 
 
 def test_object_leaves_the_frame_on_some_frames(tmp_path):
@@ -240,9 +272,17 @@ def test_object_leaves_the_frame_on_some_frames(tmp_path):
     assert footage.mask_area[4] == 0 and footage.mask_area[3] > 0.02
     for name in ("00000.png", "00001.png", "00002.png"):
         Image.fromarray(blank).save(masks / name)
-    refused("masks empty on most frames", video, r"mask is empty on frames 1-3, 5; the object is visible on only 2 of 6", masks=masks)
+    refused(
+        "masks empty on most frames", video,
+        r"mask is empty on frames 1-3, 5; the object is visible on only 2 of 6",
+        masks=masks,
+    )
     Image.fromarray(np.zeros((720, 1296), np.uint8)).save(tmp_path / "apple_blank.png")
-    refused("single empty mask", VIDEOS / "apple.mp4", r"masks .*apple_blank\.png: the mask of frame 1 is empty", masks=tmp_path / "apple_blank.png")
+    refused(
+        "single empty mask", VIDEOS / "apple.mp4",
+        r"masks .*apple_blank\.png: the mask of frame 1 is empty",
+        masks=tmp_path / "apple_blank.png",
+    )
 
 
 def test_object_fills_the_frame(tmp_path):
@@ -257,3 +297,8 @@ def test_rgba_frames_with_opaque_alpha_carry_no_mask(tmp_path):
         Image.open(HORSE / "video" / f"{k:05d}.jpg").convert("RGBA").save(tmp_path / f"{k}.png")
     with accepted("opaque RGBA frames", tmp_path) as f:
         assert f.mask_kind == "none" and f.read(0)[1] is None and f.read(0)[0].shape == (480, 854, 3)
+
+
+def test_openexr_frames_are_named_as_unsupported(tmp_path):
+    (tmp_path / "0001.exr").write_bytes(b"\x76\x2f\x31\x01" + bytes(64))  # OpenEXR magic, Pillow has no reader
+    refused("OpenEXR frame", tmp_path, r"cannot read frame 1 \(.*0001\.exr\): this Pillow cannot read OpenEXR; convert")
