@@ -72,12 +72,13 @@ class Footage:
     frame_numbers: tuple[int, ...]  # 1-based footage frame numbers of the chosen range
     fps: Fraction | None  # container rate for videos, meta fps for frames folders, None for images
     timestamps: tuple[float, ...] | None  # presentation time in seconds per chosen frame (videos)
-    source_size: tuple[int, int]  # (W, H) of the footage as stored
+    source_size: tuple[int, int]  # (W, H) of the footage as players show it (after display rotation)
     size: tuple[int, int]  # (W, H) of the frames ``read`` returns
     mask_kind: str  # "folder" | "alpha" | "first_frame" | "none"
     mask_area: np.ndarray | None  # (count,) share of object pixels per chosen frame; None without per-frame masks
     anchor_mask: np.ndarray | None  # (H, W) float32 mask of the clip's first frame when mask_kind == "first_frame"
     masks_path: Path | None = None  # the masks argument, when one was given
+    rotation: int = 0  # counter-clockwise degrees applied to the stored video frames (display matrix)
     warnings: tuple[str, ...] = ()
     _frames: "_Source" = field(repr=False, default=None)
     _masks: "_MaskFiles | None" = field(repr=False, default=None)
@@ -161,6 +162,7 @@ def open_footage(
             mask_area=None,
             anchor_mask=_fit_mask(anchor, size),
             masks_path=None if masks is None else Path(masks),
+            rotation=source.rotation,
             _frames=source,
             _masks=mask_files,
             _index=tuple(index),
@@ -211,6 +213,7 @@ class _Source:
     fps: Fraction | None = None
     timestamps: list[float] | None = None
     has_alpha: bool = False
+    rotation: int = 0  # counter-clockwise degrees applied to make frames upright (videos)
     names: list[str] | None = None  # file stems, to pair mask files by name
 
     def read(self, k: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -308,7 +311,8 @@ class _FramesFolder(_Source):
 class _VideoFile(_Source):
     """A video decoded with PyAV. Probing decodes every packet once (no pixel conversion) because
     containers misreport counts (edit lists, variable rates); reads then stream forward, seeking
-    back to a keyframe only when asked for an earlier frame."""
+    back to a keyframe only when asked for an earlier frame. Frames are turned upright by the
+    container's display rotation (phone clips), as players show them; mirror flags are ignored."""
 
     kind = "video"
 
@@ -321,6 +325,7 @@ class _VideoFile(_Source):
         try:
             pts = self._probe(container, stream)
             rate = stream.average_rate or stream.guessed_rate
+            w, h = stream.codec_context.width, stream.codec_context.height
         finally:
             container.close()
         if not pts:
@@ -331,7 +336,7 @@ class _VideoFile(_Source):
         self.timestamps = [float(p * base) for p in pts]
         self.numbers = list(range(1, len(pts) + 1))
         self.fps = Fraction(rate) if rate else _rate_from_times(self.timestamps)
-        self.size = self._size
+        self.size = (h, w) if self.rotation % 180 else (w, h)
 
     def _open(self):
         av = _import_av()
@@ -346,7 +351,6 @@ class _VideoFile(_Source):
             raise FootageError(f"{self.path} has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        self._size = (stream.codec_context.width, stream.codec_context.height)
         return container, stream
 
     def _probe(self, container, stream) -> list[int]:
@@ -354,6 +358,8 @@ class _VideoFile(_Source):
         pts = []
         try:
             for frame in container.decode(stream):
+                if not pts:  # counter-clockwise degrees that make the picture upright
+                    self.rotation = round((frame.rotation or 0) / 90) % 4 * 90
                 pts.append(frame.pts if frame.pts is not None else (pts[-1] + 1 if pts else 0))
         except av.error.FFmpegError as e:
             raise FootageError(
@@ -377,7 +383,7 @@ class _VideoFile(_Source):
             frame = self._advance(k)
         if frame is None:
             raise FootageError(f"frame {k + 1} of {self.path} no longer decodes (did the file change?)")
-        return frame.to_ndarray(format="rgb24"), None
+        return np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), self.rotation // 90)), None
 
     def _advance(self, k: int):
         for frame in self._decoder:

@@ -158,3 +158,19 @@ def test_blender_frames_folder_needs_neither_pillow_nor_av(tmp_path, monkeypatch
         rgb, masks = f.read_range(0, 2)
         assert np.array_equal(rgb[1], frames[2][..., :3])
         assert np.array_equal(masks[0], frames[1][..., 3] / np.float32(255))
+
+
+@pytest.mark.parametrize("degrees", [90, -90])
+def test_phone_rotation_metadata_turns_frames_upright(tmp_path, bear_frames, degrees):
+    clip = tmp_path / f"rot{degrees}.mp4"
+    with av.open(str(VIDEOS / "bear.mp4")) as src, av.open(str(clip), "w") as out:
+        stream = out.add_stream_from_template(src.streams.video[0])
+        stream.set_display_rotation(degrees)  # counter-clockwise, as a phone writes it; pixels untouched
+        for packet in src.demux(video=0):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    with open_footage(clip, frames=(30, 31)) as f:
+        assert (f.count, f.rotation, f.source_size, f.size) == (2, degrees % 360, (480, 854), (480, 854))
+        rgb, _ = f.read(1)
+        assert np.array_equal(rgb, np.rot90(bear_frames[30], degrees // 90))
