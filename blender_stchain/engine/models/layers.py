@@ -236,13 +236,13 @@ class Block(nn.Module):
 
     def forward(self, h: torch.Tensor, context: Optional[torch.Tensor] = None,
                 skip: Optional[torch.Tensor] = None, rope=None,
-                self_attention: Optional[Callable] = None) -> torch.Tensor:
-        """``self_attention(attn, x, rope)`` overrides how the self-attention is applied (inflation)."""
+                attend: Optional[Callable] = None) -> torch.Tensor:
+        """``attend(attn, x, rope)`` overrides how the self-attention is applied (frame inflation)."""
         if self.has_skip:
             h = self.part("skip_norm")(self.part("skip_linear")(torch.cat([skip, h], dim=-1)))
         if self.has_sa:
             x = self.part("norm_sa")(h)
-            h = h + (self_attention(self.part("sa"), x, rope) if self_attention else self.part("sa")(x, rope=rope))
+            h = h + (attend(self.part("sa"), x, rope) if attend else self.part("sa")(x, rope=rope))
         if self.has_xa:
             h = h + self.part("xa")(self.part("norm_xa")(h), context)
         return h + self.ff(self.part("norm_ff")(h))
