@@ -24,10 +24,10 @@ def find_weights(explicit, out: Path, size: str, log) -> tuple[Path, bool]:
 
     root = weights.find_root(explicit)
     report = weights.check(root)
-    if report.complete and not report.is_random:
+    if report.ok and not report.is_random:
         return root, False
     random_root = out / f"weights-random-{size}"
-    if not weights.check(random_root).complete:
+    if not weights.check(random_root).ok:
         log(f"no official weights at {root}; making random '{size}' checkpoints in {random_root}")
         make_random(random_root, size=size, seed=0)
     log("SMOKE TEST: running on random weights. Real weights: python -m blender_stchain weights download")

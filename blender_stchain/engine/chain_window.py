@@ -1,10 +1,10 @@
 """One window of the attention chain (DESIGN 4.2-4.5): known frame -> every frame of the window.
 
 Inputs are the window's image tokens, the clamped known latent (the anchor's, or the boundary
-frame's for later windows) and the tracked points on the known frame. A truncated stage-I run
-captures the known frame's token->token attention and predicts each frame's clean latent; the
-VAE decoder's cross-attention ties points to tokens; the sharp blend lands each point on the
-frame's own surface. The same pass yields each point's token weights for the camera (DESIGN 5).
+frame's for later windows) and the tracked landmarks on the known frame. A truncated stage-I run
+captures the known frame's token->token attention and predicts each frame's clean latent; the VAE
+decoder's cross-attention ties points to tokens; the sharp blend lands each landmark on the
+frame's own surface. The same maps give each landmark's image position for the camera (DESIGN 5).
 """
 
 from __future__ import annotations
@@ -24,48 +24,57 @@ class WindowTracks:
     image_xy: torch.Tensor  # (T, L, 2) model-image pixels (DINOv2 input)
     image_confidence: torch.Tensor  # (T, L)
     latents: torch.Tensor  # (T, N, C) predicted clean latents (known frame: its clamped latent)
+    vertices: torch.Tensor | None = None  # (T, Nv, 3) when the method predicts every vertex (baseline)
 
 
-def track_window(backbone, context, known_index: int, known_latent, known_points, settings, progress=None) -> WindowTracks:
+def image_positions(backbone, A_VZ, run):
+    """Landmark token weights per frame -> image patches -> soft-argmax: (T, L, 2), (T, L)."""
+    xy, conf = [], []
+    for f in range(run.x0.shape[0]):
+        w = A_VZ @ run.token_attention[f]
+        w = w / w.sum(-1, keepdim=True).clamp_min(1e-12)
+        patches = patch_distribution(w, run.image_attention[f], prefix=backbone.image_prefix_tokens)
+        p, c = soft_argmax(patches, backbone.patch_grid, backbone.image_px)
+        xy.append(p)
+        conf.append(c)
+    return torch.stack(xy), torch.stack(conf)
+
+
+def track_window(backbone, context, known_index: int, known_latent, known_points, settings, progress=None,
+                 seed: int = 0) -> WindowTracks:
     """Chain ``known_points`` (L, 3) on frame ``known_index`` to every frame of the window.
 
-    ``context`` (T, S, D) image tokens of the window; ``known_latent`` (N, C).
-    ``progress(done, total)`` is called between the steps and per frame (it may raise Cancelled).
+    ``context`` (T, S, D) image tokens of the window; ``known_latent`` (N, C). ``progress(done,
+    total)`` is called after each step and each frame (it may raise Cancelled).
     """
-    T = context.shape[0]
-    run = backbone.truncated_stage1(context, known_index, known_latent, settings, progress)
+    T, K = context.shape[0], settings.chain_steps
+    total = K + T
+    run = backbone.stage1(context, known_index, known_latent, K, settings.stage1_guidance, seed,
+                          progress=lambda i, n: progress and progress(i, total))
+    known_points = known_points.to(backbone.device, torch.float32)
     A_VZ = backbone.decoder_attention(known_latent, known_points)  # (L, N)
-    grid = backbone.patch_grid
-    out = _empty(T, known_points, run.x0)
+    L = known_points.shape[0]
+    positions = known_points.new_zeros(T, L, 3)
+    confidence = known_points.new_zeros(T, L)
     for f in range(T):
         if f == known_index:
-            out.positions[f], out.confidence[f] = known_points, 1.0
+            positions[f], confidence[f] = known_points, 1.0
         else:
-            _chain_frame(backbone, out, f, A_VZ, run.token_attention[f], run.x0[f], settings)
-        weights = A_VZ @ run.token_attention[f]
-        weights = weights / weights.sum(-1, keepdim=True).clamp_min(1e-12)
-        patches = patch_distribution(weights, run.image_attention[f], prefix=backbone.image_prefix_tokens)
-        out.image_xy[f], out.image_confidence[f] = soft_argmax(patches, grid, backbone.image_px)
+            positions[f], confidence[f] = _chain_frame(backbone, A_VZ, run.token_attention[f], run.x0[f],
+                                                       known_points, settings)
         if progress is not None:
-            progress(settings.chain_steps + f + 1, settings.chain_steps + T)
-    return out
+            progress(K + f + 1, total)
+    xy, xy_conf = image_positions(backbone, A_VZ, run)
+    return WindowTracks(positions, confidence, xy, xy_conf, run.x0)
 
 
-def _empty(T, points, x0) -> WindowTracks:
-    L = points.shape[0]
-    z = dict(dtype=torch.float32, device=points.device)
-    return WindowTracks(torch.zeros(T, L, 3, **z), torch.zeros(T, L, **z), torch.zeros(T, L, 2, **z),
-                        torch.zeros(T, L, **z), x0)
-
-
-def _chain_frame(backbone, out: WindowTracks, f: int, A_VZ, A_af, latent, settings) -> None:
+def _chain_frame(backbone, A_VZ, A_af, latent, fallback, settings):
     """Candidates on frame f's own surface, token->surface map, sharp blend."""
     cand = surface.extract(backbone.sdf(latent), resolution=settings.candidate_resolution,
                            coarse_resolution=settings.candidate_resolution)
     X = torch.as_tensor(cand.vertices, dtype=torch.float32, device=A_VZ.device)
-    if X.shape[0] == 0:  # no surface predicted on this frame: keep the points, no confidence
-        out.positions[f], out.confidence[f] = out.positions[f - 1] if f else 0.0, 0.0
-        return
+    if X.shape[0] == 0:  # no surface predicted on this frame: keep the points, with no confidence
+        return fallback, torch.zeros(fallback.shape[0], device=fallback.device)
     A_fS = chain.token_to_surface(backbone.decoder_attention(latent, X))
     res = chain.blend(A_VZ, A_af, A_fS, X, top_k=settings.top_k, tau=settings.tau, vertex_chunk=settings.vertex_chunk)
-    out.positions[f], out.confidence[f] = res.positions, res.confidence
+    return res.positions, res.confidence

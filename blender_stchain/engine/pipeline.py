@@ -18,6 +18,7 @@ import torch
 
 from . import camera, deform, surface
 from .backbone import load_backbone
+from .baseline import baseline_window
 from .chain_window import track_window
 from .errors import NumericalError
 from .events import Reporter
@@ -25,7 +26,7 @@ from .footage import open_footage
 from .job import JobSpec
 from .preprocess import CropMap, apply_crop, clip_crop_map
 from .result import ResultWriter
-from .windows import Window, choose_anchor, plan_windows
+from .windows import choose_anchor, plan_windows
 
 SMOKE = "SMOKE TEST: random weights (make-random), not a reconstruction; get the real weights with " \
         "`python -m blender_stchain weights download`"
@@ -128,8 +129,9 @@ def _run_windows(backbone, clip, cmap, windows, anchor_index, anchor_latent, mes
                  writer, method) -> Tracks:
     """Each window starts from the known frame (anchor, then the shared boundary frame) and streams out."""
     tracks = Tracks()
-    vertices0 = torch.as_tensor(mesh.vertices, dtype=torch.float32)
-    known_latent, known_points = anchor_latent, vertices0[landmark_ids]
+    faces = torch.as_tensor(mesh.faces, dtype=torch.long)
+    known_vertices = torch.as_tensor(mesh.vertices, dtype=torch.float32)
+    known_latent, known_points = anchor_latent, known_vertices[landmark_ids]
     confidence_map = _nearest_landmark(mesh.vertices, landmark_ids)
     for w in windows:
         known_index = anchor_index - w.start if w.index == 0 else 0
@@ -138,15 +140,18 @@ def _run_windows(backbone, clip, cmap, windows, anchor_index, anchor_latent, mes
             rep.progress("windows", w.index + done / total, len(windows), f"window {w.index + 1}/{len(windows)}")
 
         context = _encode(backbone, clip, cmap, w.frames)
+        seed = settings.stage1_seed + w.index
         if method == "chain":
-            out = track_window(backbone, context, known_index, known_latent, known_points.to(backbone.device),
-                               settings, progress)
+            out = track_window(backbone, context, known_index, known_latent, known_points, settings, progress, seed)
         else:
-            out = backbone.baseline_window(context, known_index, known_latent, vertices0, landmark_ids, settings,
-                                           progress)
+            out = baseline_window(backbone, context, known_index, known_latent, known_vertices, faces, landmark_ids,
+                                  settings, progress, seed)
         _check_finite(out.positions, f"window {w.index + 1}")
         pos, conf = out.positions.float().cpu().numpy(), out.confidence.float().cpu().numpy()
-        verts = deform.propagate(mesh.vertices, mesh.faces, landmark_ids, pos, conf, **_deform_settings(settings))
+        if out.vertices is not None:
+            verts = out.vertices.float().cpu().numpy()
+        else:
+            verts = deform.propagate(mesh.vertices, mesh.faces, landmark_ids, pos, conf, **_deform_settings(settings))
         first = 0 if w.index == 0 else 1  # the boundary frame was written by the previous window
         footage_xy = clip.to_footage_pixels(cmap.to_footage(out.image_xy.float().cpu().numpy()))
         tracks.add(verts[first:, landmark_ids], footage_xy[first:],
@@ -154,7 +159,8 @@ def _run_windows(backbone, clip, cmap, windows, anchor_index, anchor_latent, mes
         writer.add_frames(vertices=verts[first:], confidence=conf[first:][:, confidence_map],
                           frame_numbers=np.asarray(clip.frame_numbers[w.start + first:w.stop]))
         known_latent = out.latents[-1]
-        known_points = torch.as_tensor(verts[-1, landmark_ids])
+        known_vertices = torch.as_tensor(verts[-1])
+        known_points = known_vertices[landmark_ids]
     return tracks
 
 

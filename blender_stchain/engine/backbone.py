@@ -1,0 +1,169 @@
+"""The loaded backbone and the few model calls the pipeline makes (one place that knows the models).
+
+Stage 0 is conditioned by TripoSG's own DINOv2 copy and stage I by facebook/dinov2-large, as in
+the reference. DINOv2 runs in fp32 outside autocast (the reference does the same); the rest runs
+under the runtime's autocast with the models' fp32 islands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from . import sampling, weights
+from .device import Runtime, runtime
+from .errors import WeightsError
+from .models.capture import AnchorSelfAttention, DecoderCrossAttention, ImageCrossAttention
+
+PARTS = {
+    "chain": ("image_encoder_dinov2", "dinov2", "transformer", "vae", "denoiser"),
+    "actionmesh": ("image_encoder_dinov2", "dinov2", "transformer", "vae", "denoiser", "autoencoder"),
+}
+RANDOM_REFUSED = ("the weights at {root} are random checkpoints made by make-random; pass "
+                  "--allow-random-weights to run a smoke test, or get the real weights with "
+                  "`python -m blender_stchain weights download`")
+
+
+@dataclass
+class Stage1Run:
+    """A stage-I window with attention captured on the known frame."""
+
+    x0: torch.Tensor  # (T, N, C) predicted clean latents (known frame: its clamped latent)
+    token_attention: torch.Tensor  # (T, N, N) known-frame token rows vs frame f's tokens, row-stochastic
+    image_attention: torch.Tensor  # (T, N, S) tokens of frame f -> its image tokens
+
+
+@dataclass
+class Backbone:
+    rt: Runtime
+    models: dict
+    num_tokens: int
+    latent_channels: int
+    identities: list = field(default_factory=list)
+    patch_grid: int = 16  # 224 / 14
+    image_px: int = 224
+    image_prefix_tokens: int = 1  # CLS
+
+    @property
+    def device(self) -> torch.device:
+        return self.rt.device
+
+    @property
+    def precision(self) -> str:
+        return str(self.rt.dtype).replace("torch.", "")
+
+    @property
+    def is_random(self) -> bool:
+        return any(i["random"] for i in self.identities)
+
+    def autocast(self):
+        return self.rt.autocast()
+
+    @torch.no_grad()
+    def encode_images(self, pixel_values: torch.Tensor, encoder: str = "dinov2", chunk: int = 16) -> torch.Tensor:
+        """(T, 3, 224, 224) -> last_hidden_state (T, 1 + patches, D), fp32."""
+        model = self.models[encoder]
+        with torch.autocast(self.device.type, enabled=False):
+            out = [model(p.to(self.device, torch.float32)) for p in pixel_values.split(chunk)]
+        return torch.cat(out).float()
+
+    def sample_anchor(self, pixel_values: torch.Tensor, settings, progress=None) -> torch.Tensor:
+        """Stage 0 on one frame -> the anchor latent (N, C)."""
+        context = self.encode_images(pixel_values, "image_encoder_dinov2")
+        noise = sampling.stage0_noise(self.num_tokens, self.latent_channels, settings.anchor_seed)
+        out = sampling.sample_stage0(self.models["transformer"], context, noise, settings.anchor_steps,
+                                     settings.anchor_guidance, on_step=progress)
+        return out.latents[0].float()
+
+    def sdf(self, latent: torch.Tensor):
+        """points (M, 3) -> SDF proxy (M,), positive inside (the VAE's logits)."""
+        vae = self.models["vae"]
+        with torch.no_grad():
+            kv = vae.decode_kv(latent[None].to(self.device))
+
+        @torch.no_grad()
+        def fn(points: torch.Tensor) -> torch.Tensor:
+            return vae.query(kv, points[None].to(self.device, torch.float32))[0, :, 0].float()
+
+        return fn
+
+    @torch.no_grad()
+    def decoder_attention(self, latent: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """The VAE decoder's final cross-attention of ``points`` against ``latent``: (M, N), head-averaged."""
+        vae = self.models["vae"]
+        with DecoderCrossAttention(vae) as cap:
+            vae.decode(latent[None].to(self.device), points[None].to(self.device, torch.float32))
+        return cap.result()[0].float()
+
+    def stage1(self, context, known_index: int, known_latent, steps: int, guidance, seed: int,
+               capture_from: int = 0, progress=None) -> Stage1Run:
+        """Stage I on one window with the known frame clamped; captures during steps >= ``capture_from``."""
+        den = self.models["denoiser"]
+        T = context.shape[0]
+        noise = sampling.window_noise(T, self.num_tokens, self.latent_channels, seed)
+        known = torch.zeros(T, dtype=torch.bool)
+        known[known_index] = True
+        init = noise.clone()
+        init[known_index] = known_latent.float().cpu()
+        layers = [layer for layer in self._capture_layers if layer < len(den.blocks)]
+        rows = [1] if guidance is not None else [0]  # the fully conditioned CFG branch
+        sa = AnchorSelfAttention(den, layers, known_index, self.num_tokens, batch_rows=rows)
+        xa = ImageCrossAttention(den, layers, T, batch_rows=rows)
+        done = [0]
+
+        def hook(window, step):
+            return _Both(sa, xa) if step >= capture_from else _Null()
+
+        def tick():
+            done[0] += 1
+            if progress is not None:
+                progress(done[0], steps)
+
+        res = sampling.denoise_window(den, context, torch.arange(T, dtype=torch.float32), known, init, steps,
+                                      guidance, on_step=tick, step_hook=hook)
+        A = sa.result().float()
+        A = A / A.sum(-1, keepdim=True).clamp_min(1e-12)
+        return Stage1Run(res.x0.float(), A, xa.result().float())
+
+    _capture_layers: tuple = (0, 1, 2, 3, 4, 5)
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _Both:
+    """Both captures active for one model call (they accumulate across calls)."""
+
+    def __init__(self, *caps):
+        self.caps = caps
+
+    def __enter__(self):
+        for c in self.caps:
+            c.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        for c in reversed(self.caps):
+            c.__exit__(*exc)
+        return False
+
+
+def load_backbone(root, device="auto", precision="auto", method="chain", allow_random=False,
+                  capture_layers=(0, 1, 2, 3, 4, 5)) -> Backbone:
+    """Load the parts ``method`` needs from the weights root, strictly; refuse random ones unless allowed."""
+    root = weights.find_root(root)
+    rt = runtime(device, precision)
+    identities = [weights.weight_identity(root, name) for name in PARTS[method]]
+    if any(i["random"] for i in identities) and not allow_random:
+        raise WeightsError(RANDOM_REFUSED.format(root=root))
+    models = {name: weights.load_component(root, name, device=rt.device) for name in PARTS[method]}
+    cfg = weights.read_config(weights.component_folder(root, "denoiser"))
+    bb = Backbone(rt, models, int(cfg.get("num_tokens_nominal", 2048)), int(cfg["in_channels"]), identities)
+    bb._capture_layers = tuple(capture_layers)
+    return bb

@@ -1,0 +1,57 @@
+"""ActionMesh mode (DESIGN 4.8): the reference pipeline on the same engine, for side-by-side runs.
+
+Per window: the full stage-I schedule with classifier-free guidance, then the stage-II autoencoder
+predicts every vertex's absolute position at each frame from the known frame's mesh. The camera
+correspondences come from the same attention maps as in chain mode, captured on the last step only,
+so both modes produce comparable results files.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .chain_window import WindowTracks, image_positions
+
+
+def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Area-weighted vertex normals (V, 3), unit length."""
+    tri = vertices[faces]
+    fn = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
+    n = torch.zeros_like(vertices).index_add_(0, faces.reshape(-1), fn.repeat_interleave(3, dim=0))
+    return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+@torch.no_grad()
+def stage2(backbone, latents: torch.Tensor, known_index: int, vertices: torch.Tensor, faces: torch.Tensor):
+    """Stage-II autoencoder: (T, N, C) latents + the known frame's mesh -> (T, V, 3) positions."""
+    ae = backbone.models["autoencoder"]
+    T = latents.shape[0]
+    dev = backbone.device
+    framestep = torch.arange(T, dtype=torch.float32, device=dev)[None]
+    alphas = framestep / max(T - 1, 1)
+    targets = [f for f in range(T) if f != known_index]
+    v = vertices.to(dev, torch.float32)
+    query = torch.cat([v, vertex_normals(v, faces.to(dev).long())], dim=-1)[None]
+    out = v.expand(T, -1, -1).clone()
+    if targets:
+        pred = ae(latent=latents[None].to(dev), framestep=framestep, source_alpha=alphas[:, known_index],
+                  target_alphas=alphas[:, targets], query=query)
+        out[targets] = pred[0].float().clamp(-1.0, 1.0)
+    return out
+
+
+def baseline_window(backbone, context, known_index: int, known_latent, known_vertices, faces, landmark_ids,
+                    settings, progress=None, seed: int = 0) -> WindowTracks:
+    steps = settings.baseline_steps
+    total = steps + 1
+    run = backbone.stage1(context, known_index, known_latent, steps, settings.baseline_guidance, seed,
+                          capture_from=steps - 1, progress=lambda i, n: progress and progress(i, total))
+    vertices = stage2(backbone, run.x0, known_index, known_vertices, faces)
+    if progress is not None:
+        progress(total, total)
+    ids = torch.as_tensor(landmark_ids, device=vertices.device)
+    A_VZ = backbone.decoder_attention(known_latent, known_vertices[ids].to(backbone.device, torch.float32))
+    xy, xy_conf = image_positions(backbone, A_VZ, run)
+    positions = vertices[:, ids]
+    return WindowTracks(positions, torch.ones(positions.shape[:2], device=positions.device), xy, xy_conf, run.x0,
+                        vertices)
