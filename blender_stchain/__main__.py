@@ -1,0 +1,5 @@
+import sys
+
+from .cli_weights import main
+
+sys.exit(main())
