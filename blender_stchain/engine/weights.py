@@ -174,7 +174,7 @@ def _same_kind(expected: str, found: str) -> bool:
 def _wrong_model(folder: Path, comp: Component, found: str | None, what: str) -> None:
     if found is not None and not _same_kind(comp.name, found):
         title = _KIND_TITLES.get(found, found)
-        raise WeightsError(f"{folder}: {what} holds a {title} ({found}), not the {comp.title} ({comp.name}); "
+        raise WeightsError(f"{folder}: {what} contains the {title} ({found}), not the {comp.title} ({comp.name}); "
                            "wrong checkpoint in this folder")
 
 
