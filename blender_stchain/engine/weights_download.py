@@ -139,7 +139,8 @@ def fetch_file(url: str, dest: Path, label: str = "", progress: Progress | None 
                            "run the same command again to resume") from None
     size = part.stat().st_size
     if total is not None and size != total:
-        raise WeightsError(f"download of {label or url} stopped at {size} of {total} bytes; run it again to resume")
+        raise WeightsError(f"download of {label or url} stopped at {size} of {total} bytes; "
+                           "run the same command again to resume")
     digest, expected = h.hexdigest(), _expected_sha256(headers)
     if expected and digest != expected:
         part.unlink()
