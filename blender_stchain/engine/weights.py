@@ -349,12 +349,36 @@ def _component_status(root: Path, comp: Component) -> PartStatus:
     return PartStatus(comp.name, str(folder), "present", lic, is_random=RANDOM_KEY in header.metadata)
 
 
+# (consumer part, its config key) must equal (producer part, its config key): the parts plug together.
+_INTERFACES = [
+    ("transformer", "cross_attention_dim", "image_encoder_dinov2", "hidden_size"),
+    ("denoiser", "cross_attention_dim", "dinov2", "hidden_size"),
+    ("transformer", "in_channels", "vae", "latent_channels"),
+    ("denoiser", "in_channels", "vae", "latent_channels"),
+    ("autoencoder", "latent_channels", "denoiser", "in_channels"),
+]
+
+
+def _consistency(root: Path) -> PartStatus:
+    """Parts whose interfaces disagree (e.g. a small random DINOv2 beside full transformers) cannot run."""
+    cfgs = {}
+    for comp in COMPONENTS.values():
+        try:
+            cfgs[comp.name] = read_config(root / comp.relpath)
+        except WeightsError:
+            continue
+    bad = [f"{a}.{ka}={cfgs[a].get(ka)} != {b}.{kb}={cfgs[b].get(kb)}" for a, ka, b, kb in _INTERFACES
+           if a in cfgs and b in cfgs and cfgs[a].get(ka) != cfgs[b].get(kb)]
+    state = "corrupt" if bad else "present"
+    return PartStatus("parts fit together", str(root), state, "-", "; ".join(bad))
+
+
 def check(root: str | os.PathLike | None = None) -> WeightsReport:
     """Present / missing / corrupt per part, with licences; reads headers and configs only (cheap)."""
     root = find_root(root)
     parts = [_component_status(root, c) for c in COMPONENTS.values()]
     parts += [_extra_status(root, repo, rel) for repo, rels in EXTRA_FILES.items() for rel in rels]
-    return WeightsReport(str(root), parts)
+    return WeightsReport(str(root), parts + [_consistency(root)])
 
 
 def download(root=None, parts=None, progress=None, cancel=None, base_url: str | None = None):

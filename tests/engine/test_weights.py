@@ -212,3 +212,14 @@ def test_cli_check_and_make_random(tmp_path, capsys):
     assert cli_weights.main(["make-random", str(out), "--size", "huge"]) == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "invalid choice" in err
+
+
+def test_check_flags_parts_that_do_not_fit_together(root):
+    make_random(root, "small", seed=0, parts=("dinov2",))  # a valid checkpoint, but 256 wide, not 32
+    report = weights.check(root)
+    states = {p.name: p for p in report.parts}
+    assert states["dinov2"].state == "present"
+    fit = states["parts fit together"]
+    print(fit.detail)
+    assert fit.state == "corrupt" and "denoiser.cross_attention_dim=32 != dinov2.hidden_size=256" in fit.detail
+    assert not report.ok
