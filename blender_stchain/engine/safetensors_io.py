@@ -90,7 +90,7 @@ def _tensor_info(path: Path, name: str, entry, data_size: int) -> TensorInfo:
         raise _fail(path, f"tensor {name!r} has invalid data_offsets")
     begin, end = offsets
     if not 0 <= begin <= end <= data_size:
-        raise _fail(path, f"tensor {name!r} offsets [{begin}, {end}] fall outside the {data_size}-byte data area")
+        raise _fail(path, f"tensor {name!r} offsets [{begin}, {end}] fall outside the {data_size}-byte data area (truncated or corrupt file)")
     nbytes = DTYPE_SIZES[dtype]
     for d in shape:  # Python ints: no overflow, and stops early once the size exceeds the span
         nbytes *= d
@@ -211,6 +211,7 @@ def write_streaming(path: str | os.PathLike, specs: list[tuple[str, str, tuple[i
             if tuple(t.shape) != tuple(shape) or dtype_name(t.dtype) != dtype:
                 raise ValueError(f"{name}: produced {tuple(t.shape)} {t.dtype}, declared {shape} {dtype}")
             f.write(_tensor_bytes(t))
+            del t  # free it before the next one is produced
     os.replace(part, path)
 
 

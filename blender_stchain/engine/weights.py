@@ -51,6 +51,11 @@ class Component:
     weights_file: str
     builder: str  # "module:Class" under blender_stchain.engine.models, built with Class.from_config(cfg)
     title: str
+    licence_note: str = ""  # overrides the repository licence where the part's own licence differs
+
+    @property
+    def licence(self) -> str:
+        return self.licence_note or LICENCES[self.repo_dir]
 
     @property
     def relpath(self) -> str:
@@ -63,12 +68,13 @@ COMPONENTS = {c.name: c for c in (
     Component("vae", "TripoSG", "vae", "diffusion_pytorch_model.safetensors",
               "triposg_vae:TripoSGVAE", "TripoSG VAE"),
     Component("image_encoder_dinov2", "TripoSG", "image_encoder_dinov2", "model.safetensors",
-              "dinov2:Dinov2", "DINOv2 image encoder (TripoSG copy)"),
+              "dinov2:Dinov2Model", "DINOv2 image encoder (TripoSG copy)",
+              "Apache-2.0 (DINOv2 weights, shipped in VAST-AI/TripoSG)"),
     Component("denoiser", "ActionMesh", "denoiser", "model.safetensors",
               "actionmesh_denoiser:ActionMeshDenoiser", "ActionMesh denoiser"),
     Component("autoencoder", "ActionMesh", "autoencoder", "model.safetensors",
               "actionmesh_autoencoder:ActionMeshAutoencoder", "ActionMesh autoencoder"),
-    Component("dinov2", "dinov2-large", "", "model.safetensors", "dinov2:Dinov2", "DINOv2-L image encoder"),
+    Component("dinov2", "dinov2-large", "", "model.safetensors", "dinov2:Dinov2Model", "DINOv2-L image encoder"),
 )}
 # Plain files of each repository that are not model folders (configs the pipeline reads).
 EXTRA_FILES = {
@@ -168,7 +174,7 @@ def _same_kind(expected: str, found: str) -> bool:
 def _wrong_model(folder: Path, comp: Component, found: str | None, what: str) -> None:
     if found is not None and not _same_kind(comp.name, found):
         title = _KIND_TITLES.get(found, found)
-        raise WeightsError(f"{folder}: {what} holds a {title} ({found}), not the {comp.title} ({comp.name}); "
+        raise WeightsError(f"{folder}: {what} contains the {title} ({found}), not the {comp.title} ({comp.name}); "
                            "wrong checkpoint in this folder")
 
 
@@ -280,7 +286,7 @@ def weight_identity(root_or_folder: str | os.PathLike, name: str) -> dict:
     path = component_folder(root_or_folder, name) / comp.weights_file
     header = read_header(path)
     return {"part": name, "repo": REPOS[comp.repo_dir], "file": str(path), "sha256_header": identity(path),
-            "licence": LICENCES[comp.repo_dir], "random": RANDOM_KEY in header.metadata}
+            "licence": comp.licence, "random": RANDOM_KEY in header.metadata}
 
 
 # --------------------------------------------------------------------------- check
@@ -313,7 +319,7 @@ class WeightsReport:
         for p in self.parts:
             flag = " [RANDOM: smoke test only]" if p.is_random else ""
             detail = f" - {p.detail}" if p.detail else ""
-            out.append(f"  {p.name:<22} {p.state:<8} {p.licence}{flag}{detail}")
+            out.append(f"  {p.state:<8} {p.name}  [{p.licence}]{flag}{detail}")
         return out
 
 
@@ -332,7 +338,7 @@ def _extra_status(root: Path, repo_dir: str, rel: str) -> PartStatus:
 
 def _component_status(root: Path, comp: Component) -> PartStatus:
     folder = root / comp.relpath
-    lic = LICENCES[comp.repo_dir]
+    lic = comp.licence
     if not (folder / "config.json").exists() and not (folder / comp.weights_file).exists():
         return PartStatus(comp.name, str(folder), "missing", lic, "folder or files missing")
     try:
@@ -343,12 +349,36 @@ def _component_status(root: Path, comp: Component) -> PartStatus:
     return PartStatus(comp.name, str(folder), "present", lic, is_random=RANDOM_KEY in header.metadata)
 
 
+# (consumer part, its config key) must equal (producer part, its config key): the parts plug together.
+_INTERFACES = [
+    ("transformer", "cross_attention_dim", "image_encoder_dinov2", "hidden_size"),
+    ("denoiser", "cross_attention_dim", "dinov2", "hidden_size"),
+    ("transformer", "in_channels", "vae", "latent_channels"),
+    ("denoiser", "in_channels", "vae", "latent_channels"),
+    ("autoencoder", "latent_channels", "denoiser", "in_channels"),
+]
+
+
+def _consistency(root: Path) -> PartStatus:
+    """Parts whose interfaces disagree (e.g. a small random DINOv2 beside full transformers) cannot run."""
+    cfgs = {}
+    for comp in COMPONENTS.values():
+        try:
+            cfgs[comp.name] = read_config(root / comp.relpath)
+        except WeightsError:
+            continue
+    bad = [f"{a}.{ka}={cfgs[a].get(ka)} != {b}.{kb}={cfgs[b].get(kb)}" for a, ka, b, kb in _INTERFACES
+           if a in cfgs and b in cfgs and cfgs[a].get(ka) != cfgs[b].get(kb)]
+    state = "corrupt" if bad else "present"
+    return PartStatus("parts fit together", str(root), state, "-", "; ".join(bad))
+
+
 def check(root: str | os.PathLike | None = None) -> WeightsReport:
     """Present / missing / corrupt per part, with licences; reads headers and configs only (cheap)."""
     root = find_root(root)
     parts = [_component_status(root, c) for c in COMPONENTS.values()]
     parts += [_extra_status(root, repo, rel) for repo, rels in EXTRA_FILES.items() for rel in rels]
-    return WeightsReport(str(root), parts)
+    return WeightsReport(str(root), parts + [_consistency(root)])
 
 
 def download(root=None, parts=None, progress=None, cancel=None, base_url: str | None = None):

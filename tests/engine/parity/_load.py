@@ -1,17 +1,15 @@
-"""The one place parity checks load a fixture checkpoint (the lead swaps this for engine/weights.py)."""
+"""The one place parity checks load a fixture checkpoint: through the product loader (engine/weights.py)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from safetensors.torch import load_file
+from blender_stchain.engine.weights import COMPONENTS, load_component
 
 
 def load_model(cls, folder: Path):
-    """Build ``cls.from_config(folder/config.json)`` and load its single safetensors file strictly."""
-    cfg = json.loads((Path(folder) / "config.json").read_text())
-    (weights,) = sorted(Path(folder).glob("*.safetensors"))
-    model = cls.from_config(cfg)
-    model.load_state_dict(load_file(str(weights)), strict=True)
-    return model.eval()
+    """Strictly load the checkpoint folder holding ``cls`` (the component is found from the class)."""
+    name = next(c.name for c in COMPONENTS.values() if c.builder.endswith(f":{cls.__name__}"))
+    model = load_component(folder, name)
+    assert type(model) is cls, f"{folder} built {type(model).__name__}, expected {cls.__name__}"
+    return model

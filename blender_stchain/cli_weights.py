@@ -1,0 +1,87 @@
+"""``python -m blender_stchain weights check|download|make-random``.
+
+Exit code 0 on success; on any user-facing error one line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .engine.errors import StchainError
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line and exit code 1, like every other error."""
+
+    def error(self, message):
+        raise _UsageError(f"{message} (see --help)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m blender_stchain weights",
+                                description="Check, download or generate the backbone checkpoints.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    c = sub.add_parser("check", help="report present / missing / corrupt parts and their licences")
+    c.add_argument("dir", nargs="?", help="weights root (default: $STCHAIN_WEIGHTS or the user folder)")
+    d = sub.add_parser("download", help="fetch the official repositories from huggingface.co (resumable)")
+    d.add_argument("dir", nargs="?", help="weights root (default: $STCHAIN_WEIGHTS or the user folder)")
+    d.add_argument("--parts", nargs="+", metavar="PART", help="TripoSG ActionMesh dinov2-large (default: all)")
+    d.add_argument("--base-url", default=None, help=argparse.SUPPRESS)
+    r = sub.add_parser("make-random", help="write random-weight checkpoints in the official layouts (smoke tests)")
+    r.add_argument("out", help="output weights root")
+    r.add_argument("--size", choices=("tiny", "small", "full"), default="tiny")
+    r.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def _progress():
+    state = {"last": None}
+
+    def report(name: str, done: int, total: int | None) -> None:
+        pct = f"{100 * done // total}%" if total else f"{done >> 20} MiB"
+        if (name, pct) != state["last"]:
+            state["last"] = (name, pct)
+            print(f"\r{name}: {pct}", end="", file=sys.stderr, flush=True)
+
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    from .engine import weights
+
+    if args.command == "check":
+        report = weights.check(args.dir)
+        print("\n".join(report.lines()))
+        if report.is_random:
+            print("random checkpoints: results are smoke tests only, not real reconstructions")
+        if not report.ok:
+            print("some parts are missing or corrupt; run `python -m blender_stchain weights download`",
+                  file=sys.stderr)
+        return 0 if report.ok else 1
+    if args.command == "download":
+        root = weights.find_root(args.dir)
+        files = weights.download(root, args.parts, _progress(), base_url=args.base_url)
+        print(f"\n{len(files)} file(s) downloaded into {root}; ActionMesh weights are for non-commercial use only")
+        return 0
+    from .engine.random_weights import make_random
+
+    root = make_random(args.out, args.size, args.seed)
+    print(f"random {args.size} checkpoints (seed {args.seed}) written to {root}: smoke tests only")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; ``argv`` may start with the ``weights`` command word or not."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["weights"]:
+        argv = argv[1:]
+    try:
+        return run(_parser().parse_args(argv))
+    except (StchainError, _UsageError, OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
