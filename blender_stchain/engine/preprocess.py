@@ -334,11 +334,15 @@ class CropMap:
 
     def to_footage(self, xy: np.ndarray) -> np.ndarray:
         """Model-image (..., 2) x/y -> footage (..., 2), float64; the exact inverse of ``to_model``."""
-        return (np.asarray(xy, np.float64) + np.asarray(self.crop_offset_xy, np.float64)) / self.scale + self._shift
+        offset = np.asarray(self.crop_offset_xy, np.float64)
+        return (np.asarray(xy, np.float64) + offset) / self.scale + self._shift
 
 
 def crop_map(
-    footage_wh: tuple[int, int], box_xywh, padding_ratio: float = PADDING_RATIO, cfg: ProcessorConfig = ProcessorConfig()
+    footage_wh: tuple[int, int],
+    box_xywh,
+    padding_ratio: float = PADDING_RATIO,
+    cfg: ProcessorConfig = ProcessorConfig(),
 ) -> CropMap:
     """The CropMap of the recipe for a given footage size and shared box."""
     box = tuple(int(v) for v in box_xywh)

@@ -91,11 +91,11 @@ def _check_shared_crop(rgb, alpha):
     pad_x, pad_y = pp.square_padding(w, h)
     m = max(w, h)
     assert min(pad_x, pad_y) == int(0.1 * m)
-    padded = pp.pad_white(pp.composite_uint8(rgb[:, y : y + h, x : x + w], alpha[:, y : y + h, x : x + w]), pad_x, pad_y)
+    crop_a, crop_rgb = alpha[:, y : y + h, x : x + w], rgb[:, y : y + h, x : x + w]
+    padded = pp.pad_white(pp.composite_uint8(crop_rgb, crop_a), pad_x, pad_y)
     ph, pw = padded.shape[1:3]
     assert abs(ph - pw) <= 1 and max(ph, pw) == m + 2 * int(0.1 * m)
     inner = padded[:, pad_y : pad_y + h, pad_x : pad_x + w]
-    crop_a, crop_rgb = alpha[:, y : y + h, x : x + w], rgb[:, y : y + h, x : x + w]
     assert (inner[crop_a == 0] == 255).all()
     opaque = crop_a == 255
     assert np.abs(inner[opaque].astype(int) - crop_rgb[opaque]).max() <= 1  # float32 rgb/255*255, truncated
@@ -114,7 +114,8 @@ def test_shared_crop_camel_rgba():
     assert prepared.pixel_values.shape == (16, 3, 224, 224) and prepared.pixel_values.dtype.is_floating_point
     # the chunked, crop-first path equals the reference order (composite full frame, crop, pad, convert)
     x, y, w, h = box
-    ref = pp.to_uint8(pp.pad_white(pp.composite_over_white(rgba[:3, ..., :3], rgba[:3, ..., 3])[:, y : y + h, x : x + w], *prepared.crop_map.pad_xy))
+    full = pp.composite_over_white(rgba[:3, ..., :3], rgba[:3, ..., 3])
+    ref = pp.to_uint8(pp.pad_white(full[:, y : y + h, x : x + w], *prepared.crop_map.pad_xy))
     np.testing.assert_array_equal(prepared.model_images[:3], pp.dinov2_crop(ref))
 
 
