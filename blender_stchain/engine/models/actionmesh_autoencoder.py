@@ -60,7 +60,7 @@ class ActionMeshAutoencoder(nn.Module):
     def kv_cache(self, tokens: torch.Tensor, alpha_token: torch.Tensor, rope) -> torch.Tensor:
         """Self-attention stack over [latent tokens (B, T·N, W), α token repeated per frame]."""
         t = rope[0].shape[1] - tokens.shape[1]
-        h = torch.cat([tokens, alpha_token[:, None].expand(-1, t, -1).to(tokens.dtype)], dim=1)
+        h = torch.cat([tokens, alpha_token[:, None].expand(-1, t, -1)], dim=1)  # fp32 α tokens promote the stream
         for blk in self.blocks[:-1]:
             h = blk(h, rope=rope)
         return h

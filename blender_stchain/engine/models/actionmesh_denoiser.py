@@ -57,7 +57,7 @@ class ActionMeshDenoiser(FlowTransformer):
             return attn(x.reshape(b, t * (n + 1), -1), rope=flat).reshape(b * t, n + 1, -1)
 
         def step(i, blk, x, skip):
-            return blk(x, ctx, skip, rope=rope, self_attention=inflated if i in self.inflated else None)
+            return blk(x, ctx, skip, rope=rope, attend=inflated if i in self.inflated else None)
 
         h = run_unet_blocks(self.blocks, h, step)
         return self.head(h).reshape(b, t, n, c)

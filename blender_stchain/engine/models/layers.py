@@ -71,7 +71,10 @@ class FeedForward(nn.Module):
 
 
 def _freqs(half: int, device=None) -> torch.Tensor:
-    return torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=device) / half)
+    """exp(-ln(1e4) k / half) with an fp32 exponent (as the reference) but a correctly rounded exp:
+    vectorised fp32 exp differs by an ulp across CPUs, which moves sin(t f) at t ~ 1000 by ~3e-5."""
+    exponent = -math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=device) / half
+    return torch.exp(exponent.double()).float()
 
 
 def time_sinusoid(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -125,7 +128,7 @@ class Attention(nn.Module):
     """Multi-head attention with the checkpoints' heads-first fused packing.
 
     Self-attention packs ``[q | k | v]`` as (H, 3d); cross-attention packs ``[k | v]`` as (H, 2d) and
-    splits q normally. ``probe`` (set by ``capture``) observes the q/k actually used; the output is
+    splits q normally. ``probes`` (installed by ``capture``) observe the q/k actually used; the output is
     always SDPA's, so probing never changes it.
     """
 
@@ -143,7 +146,7 @@ class Attention(nn.Module):
             self.norm_q = RMSNorm(self.head_dim)
             self.norm_k = RMSNorm(self.head_dim)
         self.to_out = nn.ModuleList([nn.Linear(dim, dim)])
-        self.probe: Optional[Probe] = None
+        self.probes: list[Probe] = []
 
     def qkv(self, x: torch.Tensor, context: Optional[torch.Tensor] = None,
             rope: Optional[tuple[torch.Tensor, torch.Tensor]] = None):
@@ -170,8 +173,8 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None,
                 rope: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
         q, k, v = self.qkv(x, context, rope)
-        if self.probe is not None:
-            self.probe(q, k)
+        for probe in self.probes:
+            probe(q, k)
         out = F.scaled_dot_product_attention(q, k, v)
         out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)
         return self.to_out[0](out)
@@ -233,13 +236,13 @@ class Block(nn.Module):
 
     def forward(self, h: torch.Tensor, context: Optional[torch.Tensor] = None,
                 skip: Optional[torch.Tensor] = None, rope=None,
-                self_attention: Optional[Callable] = None) -> torch.Tensor:
-        """``self_attention(attn, x, rope)`` overrides how the self-attention is applied (inflation)."""
+                attend: Optional[Callable] = None) -> torch.Tensor:
+        """``attend(attn, x, rope)`` overrides how the self-attention is applied (frame inflation)."""
         if self.has_skip:
             h = self.part("skip_norm")(self.part("skip_linear")(torch.cat([skip, h], dim=-1)))
         if self.has_sa:
             x = self.part("norm_sa")(h)
-            h = h + (self_attention(self.part("sa"), x, rope) if self_attention else self.part("sa")(x, rope=rope))
+            h = h + (attend(self.part("sa"), x, rope) if attend else self.part("sa")(x, rope=rope))
         if self.has_xa:
             h = h + self.part("xa")(self.part("norm_xa")(h), context)
         return h + self.ff(self.part("norm_ff")(h))

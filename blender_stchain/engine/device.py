@@ -1,0 +1,79 @@
+"""Device and precision choice: ``auto|cpu|cuda[:n]|mps``; fp32 on CPU, bf16/fp16 autocast on CUDA.
+
+Under autocast the models keep the reference's fp32 islands themselves (FP32LayerNorm, RMSNorm
+variance, RoPE, the time sinusoids, the stage-II query pass). TF32 is disabled so GPU fp32 runs
+stay within the parity tolerances.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from .errors import StchainError
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    dtype: torch.dtype  # autocast compute dtype; float32 means plain fp32 (no autocast)
+
+    def autocast(self):
+        """The context the models run under: autocast for bf16/fp16, nothing for fp32."""
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then MPS, then CPU; an unavailable explicit choice is a clear error."""
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if _mps_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise StchainError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (dev.index or 0) >= count:
+            raise StchainError(f"device {name!r} is not available ({count} CUDA device(s) found): use --device cpu")
+    elif dev.type == "mps" and not _mps_available():
+        raise StchainError("device 'mps' is not available on this machine: use --device cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise StchainError(f"unsupported device {name!r}: use auto, cpu, cuda, cuda:N or mps")
+    return dev
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+def choose_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
+    """``auto``: bf16 on CUDA when supported (the reference default), else fp16; fp32 on CPU and MPS."""
+    if precision != "auto":
+        if precision not in PRECISIONS:
+            raise StchainError(f"unknown precision {precision!r}: use auto, {', '.join(PRECISIONS)}")
+        if device.type == "cpu" and precision == "fp16":
+            raise StchainError("fp16 is not supported on CPU: use fp32 (or bf16)")
+        return PRECISIONS[precision]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def disable_tf32() -> None:
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def runtime(device: str = "auto", precision: str = "auto") -> Runtime:
+    disable_tf32()
+    dev = resolve_device(device)
+    return Runtime(dev, choose_dtype(dev, precision))
