@@ -130,14 +130,30 @@ def square_padding(w: int, h: int, padding_ratio: float = PADDING_RATIO) -> tupl
 
 
 def pad_white(images: np.ndarray, pad_x: int, pad_y: int) -> np.ndarray:
-    """(..., H, W, 3) float -> (..., H + 2 pad_y, W + 2 pad_x, 3), padded with 1.0 (white)."""
+    """(..., H, W, 3) -> (..., H + 2 pad_y, W + 2 pad_x, 3), padded white (1.0, or 255 for uint8)."""
     width = [(0, 0)] * (images.ndim - 3) + [(pad_y, pad_y), (pad_x, pad_x), (0, 0)]
-    return np.pad(images, width, constant_values=1.0)
+    return np.pad(images, width, constant_values=255 if images.dtype == np.uint8 else 1.0)
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """float [0, 1] -> uint8 by truncation of x·255 (the reference does not round)."""
     return (images * np.float32(255)).astype(np.uint8)
+
+
+def _composite_lut() -> np.ndarray:
+    """to_uint8(composite_over_white) for every (alpha, value) pair: (65536,) uint8 indexed by
+    alpha·256 + value. Per-pixel identical to the float path, and far cheaper on long clips."""
+    value, alpha = np.meshgrid(np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8))
+    return to_uint8(composite_over_white(value[..., None], alpha)).reshape(-1)
+
+
+_COMPOSITE_LUT = _composite_lut()
+
+
+def composite_uint8(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``to_uint8(composite_over_white(rgb, alpha))`` through a lookup table."""
+    index = (alpha.astype(np.uint16) << 8)[..., None] | rgb
+    return _COMPOSITE_LUT[index]
 
 
 # ---------------------------------------------------------------- Pillow-compatible bicubic
@@ -175,31 +191,69 @@ def _resample_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     return np.minimum(idx, n_in - 1), fixed.astype(np.int32)
 
 
+def _band_blocks(n_in: int, n_out: int, block: int = 32):
+    """The fixed-point weights as dense (outputs, inputs) blocks over the input band each output block
+    reads, pre-scaled by 2^-22 (exact: a power of two), with the band's input range."""
+    idx, k = _resample_taps(n_in, n_out)
+    blocks = []
+    for o0 in range(0, n_out, block):
+        o1 = min(o0 + block, n_out)
+        lo, hi = int(idx[o0:o1, 0].min()), int(idx[o0:o1].max()) + 1
+        dense = np.zeros((o1 - o0, hi - lo))
+        rows = np.repeat(np.arange(o1 - o0)[:, None], idx.shape[1], axis=1)
+        np.add.at(dense, (rows, idx[o0:o1] - lo), k[o0:o1])  # unused taps add weight 0
+        blocks.append((o0, o1, lo, hi, dense * 2.0**-_PRECISION_BITS))
+    return blocks
+
+
+def _resample_plane(plane: np.ndarray, blocks, n_out: int) -> np.ndarray:
+    """One separable pass along axis 0 of a uint8 plane (n_in, ...) -> (n_out, ...) uint8.
+
+    Exact: each weight is an integer times 2^-22 and each product and partial sum an integer times
+    2^-22 below 2^31·2^-22, which float64 holds without rounding in any summation order. Adding 0.5
+    and truncating after the clip is Pillow's ``(Σ + 2^21) >> 22`` clamped to 0..255."""
+    xf = np.asarray(plane, dtype=np.float64, order="C").reshape(plane.shape[0], -1)
+    out = np.empty((n_out, xf.shape[1]), np.uint8)
+    for o0, o1, lo, hi, weights in blocks:
+        acc = weights @ xf[lo:hi]
+        acc += 0.5
+        np.clip(acc, 0.0, 255.0, out=acc)
+        out[o0:o1] = acc
+    return out.reshape((n_out,) + plane.shape[1:])
+
+
 def _resample_axis(images: np.ndarray, axis: int, n_out: int) -> np.ndarray:
-    """One separable uint8 pass along ``axis``; int32 accumulation is exact (|Σ| < 1.2·255·2^22 < 2^31)."""
-    idx, k = _resample_taps(images.shape[axis], n_out)
-    shape = [1] * images.ndim
-    shape[axis] = n_out
-    acc = None
-    for j in range(idx.shape[1]):
-        term = np.take(images, idx[:, j], axis=axis).astype(np.int32)
-        term *= k[:, j].reshape(shape)
-        acc = term if acc is None else np.add(acc, term, out=acc)
-    acc += 1 << (_PRECISION_BITS - 1)
-    acc >>= _PRECISION_BITS
-    return np.clip(acc, 0, 255).astype(np.uint8)
+    """Resample (..., H, W, C) along H (axis −3) or W (axis −2), one image at a time (bounded memory)."""
+    axis = axis - images.ndim  # −3 or −2 within each (H, W, C) image
+    blocks = _band_blocks(images.shape[axis], n_out)
+    batch = images.reshape((-1,) + images.shape[-3:])
+    out_shape = list(batch.shape)
+    out_shape[axis] = n_out
+    out = np.empty(out_shape, np.uint8)
+    for i, image in enumerate(batch):
+        out[i] = np.moveaxis(_resample_plane(np.moveaxis(image, axis, 0), blocks, n_out), 0, axis)
+    return out.reshape(images.shape[:-3] + tuple(out_shape[1:]))
 
 
 def resize_bicubic(images: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
-    """Pillow ``Image.resize(size, BICUBIC)`` (reducing_gap=None) on uint8 images (..., H, W, C),
-    bit-exact: horizontal pass then vertical, each rounded to uint8, skipped when that size is unchanged."""
+    """Pillow ``Image.resize(size, BICUBIC)`` (reducing_gap=None) on uint8 images (..., H, W, C), bit-exact.
+
+    Two separable passes, each rounded to uint8, a pass skipped when its size is unchanged. The pass
+    order matters for the rounding: Pillow 13 (which made the fixtures) runs the vertical pass first
+    when the height shrinks by more than twice the width's shrinkage in pixels, otherwise horizontal
+    first (older Pillow: always horizontal first). The rule was inferred from Pillow 13.0.0 and is
+    checked against it on random sizes; the near-square DINOv2 resizes never take the vertical-first
+    branch."""
     out_w, out_h = size_wh
-    if images.dtype != np.uint8:
-        raise TypeError("resize_bicubic expects uint8 images")
-    if images.shape[-2] != out_w:
-        images = _resample_axis(images, images.ndim - 2, out_w)
-    if images.shape[-3] != out_h:
-        images = _resample_axis(images, images.ndim - 3, out_h)
+    if images.dtype != np.uint8 or images.ndim < 3:
+        raise TypeError("resize_bicubic expects uint8 images shaped (..., H, W, C)")
+    h, w = images.shape[-3:-1]
+    passes = [(images.ndim - 2, out_w, w), (images.ndim - 3, out_h, h)]
+    if out_h < h and h - out_h > 2 * (w - out_w):
+        passes.reverse()
+    for axis, n_out, n_in in passes:
+        if n_out != n_in:
+            images = _resample_axis(images, axis, n_out)
     return images
 
 
@@ -280,11 +334,15 @@ class CropMap:
 
     def to_footage(self, xy: np.ndarray) -> np.ndarray:
         """Model-image (..., 2) x/y -> footage (..., 2), float64; the exact inverse of ``to_model``."""
-        return (np.asarray(xy, np.float64) + np.asarray(self.crop_offset_xy, np.float64)) / self.scale + self._shift
+        offset = np.asarray(self.crop_offset_xy, np.float64)
+        return (np.asarray(xy, np.float64) + offset) / self.scale + self._shift
 
 
 def crop_map(
-    footage_wh: tuple[int, int], box_xywh, padding_ratio: float = PADDING_RATIO, cfg: ProcessorConfig = ProcessorConfig()
+    footage_wh: tuple[int, int],
+    box_xywh,
+    padding_ratio: float = PADDING_RATIO,
+    cfg: ProcessorConfig = ProcessorConfig(),
 ) -> CropMap:
     """The CropMap of the recipe for a given footage size and shared box."""
     box = tuple(int(v) for v in box_xywh)
@@ -323,7 +381,8 @@ def prepare_frames(
     rgb (T, H, W, 3) or (T, H, W, 4) uint8 (the 4th channel is the alpha unless ``alpha`` is given);
     alpha (T, H, W) uint8/bool/float mask, or None for fully opaque frames (then the crop is the
     whole frame). Frames are processed ``chunk`` at a time so memory stays bounded for long clips;
-    cropping before compositing gives the same pixels as the reference's composite-then-crop."""
+    cropping before compositing (and padding with 255 after the uint8 conversion) gives the same
+    pixels as the reference's composite-crop-pad-convert order."""
     rgb = np.asarray(rgb)
     if rgb.ndim != 4 or rgb.shape[-1] not in (3, 4) or rgb.dtype != np.uint8 or not len(rgb):
         raise FootageError(f"frames must be a non-empty (T, H, W, 3|4) uint8 array, got {rgb.dtype} {rgb.shape}")
@@ -338,7 +397,7 @@ def prepare_frames(
     crops = []
     for s in range(0, len(rgb), chunk):
         sl = (slice(s, s + chunk), slice(y, y + h), slice(x, x + w))
-        padded = pad_white(composite_over_white(rgb[sl][..., :3], alpha[sl]), *cmap.pad_xy)
-        crops.append(dinov2_crop(to_uint8(padded), cfg))
+        padded = pad_white(composite_uint8(rgb[sl][..., :3], alpha[sl]), *cmap.pad_xy)
+        crops.append(dinov2_crop(padded, cfg))
     model_images = np.concatenate(crops)
     return PreparedFrames(normalise(model_images, cfg), model_images, cmap)

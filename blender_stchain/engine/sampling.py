@@ -215,8 +215,9 @@ def denoise_window(model, context: torch.Tensor, framestep: torch.Tensor, known:
             rec.velocity.append(v.cpu()), rec.latents.append(x.cpu().clone())
         if on_step is not None:
             on_step()
-    sigma_last = timesteps[steps - 1].to(device) / 1000.0
-    x0 = x[0] if v is None else torch.where(unknown[0, :, None, None], x[0] + sigma_last * v[0], x[0])
+    # x0 = x_before + sigma_i v = x_after + sigma_{i+1} v (the schedule ends at sigma ~ 0.0089, not 0)
+    sigma_end = timesteps[steps].to(device) / 1000.0
+    x0 = x[0] if v is None else torch.where(unknown[0, :, None, None], x[0] + sigma_end * v[0], x[0])
     return WindowResult(x[0], x0, rec)
 
 

@@ -129,3 +129,32 @@ def test_ar_windows_match_reference_table():
             count += 1
     print(f"ar windows: {count} reference cases equal")
     assert count > 0
+
+
+def test_stage1_on_an_exact_flow_recovers_the_clean_latents():
+    """With the true velocity of a straight path x_s = (1-s) z + s eps (v = z - eps), the predicted clean
+    latents equal z, the final latents sit at the schedule's last sigma, and the known frame is untouched."""
+    torch.manual_seed(0)
+    frames, n, c = 5, 6, 3
+    z = torch.randn(frames, n, c)
+    calls = []
+
+    def oracle(hidden_states, context, framestep, diffusion_time, mask):
+        sigma = (diffusion_time / 1000.0)[:, None, None, None]
+        target = z[framestep[0].long()]  # the window's frames, in window order
+        eps = (hidden_states - (1 - sigma) * target) / sigma
+        calls.append((hidden_states.shape[0], tuple(mask[0].tolist())))
+        return target - eps
+
+    anchor = z[2] + 0.5  # a clamped latent the flow would not produce: it must stay bit-identical
+    res = sampling.sample_stage1(oracle, torch.randn(frames, 4, 2), torch.arange(frames).float(), anchor,
+                                 anchor=2, steps=4, window_size=frames, slide=frames - 1, guidance=None)
+    (window,) = res.window_results
+    assert res.windows == [[2, 0, 1, 3, 4]] and calls[0] == (1, (1.0, 0.0, 0.0, 0.0, 0.0))
+    idx = [0, 1, 3, 4]
+    err = float((res.latents[idx] - z[idx]).abs().max())
+    x0_err = float((window.x0[1:] - z[idx]).abs().max())
+    t_end = float(sampling.actionmesh_schedule(4)[0][-1]) / 1000
+    print(f"exact flow: x0 error {x0_err:.2e}, final offset {err:.3f} at sigma_end {t_end:.4f}")
+    assert x0_err < 1e-5 and 0 < err < 10 * t_end
+    assert torch.equal(res.latents[2], anchor) and torch.equal(window.x0[0], anchor)
