@@ -4,9 +4,9 @@
 - ``tiny``: the reference-fixture sizes (width 64, 32 tokens per frame): unit tests only.
 - ``small``: runs the whole pipeline on 2 CPU cores in seconds per step. DiT/denoiser width 256,
   4 heads (head dim 64), 5 layers (odd, so the U-Net skips are exercised), VAE decoder width 256 with
-  4 self layers, autoencoder width 256 with 2 layers. Latent channels (64) and the context width
-  (1024, DINOv2-L's hidden size) keep the released interfaces, so small models plug into the same
-  pipeline; 128 latent tokens per frame instead of 2048 (``num_tokens_nominal``; tokens are an input
+  4 self layers, autoencoder width 256 with 2 layers. Latent channels (64) keep the released
+  interface; the context width (256) equals the small DINOv2's hidden size, so the small parts plug
+  together; 128 latent tokens per frame instead of 2048 (``num_tokens_nominal``; tokens are an input
   size, not a weight): a CFG-batch denoiser step over 16 frames then takes a few seconds on 2 cores.
 """
 
@@ -26,7 +26,7 @@ _CONFIGS = {
                  "in_channels": 64, "cross_attention_dim": 1024, "use_cross_attention_2": False,
                  "cross_attention_2_dim": None},
         "small": {"_class_name": "TripoSGDiTModel", "width": 256, "num_attention_heads": 4, "num_layers": 5,
-                  "in_channels": 64, "cross_attention_dim": 1024, "use_cross_attention_2": False,
+                  "in_channels": 64, "cross_attention_dim": 256, "use_cross_attention_2": False,
                   "cross_attention_2_dim": None},
         "tiny": {"_class_name": "TripoSGDiTModel", "width": 64, "num_attention_heads": 4, "num_layers": 7,
                  "in_channels": 8, "cross_attention_dim": 32, "use_cross_attention_2": False,
@@ -51,7 +51,7 @@ _CONFIGS = {
                  "num_attention_heads": 16, "width": 2048, "mlp_ratio": 4.0, "cross_attention_dim": 1024,
                  "inflated_layers": list(range(21))},
         "small": {"num_tokens_nominal": 128, "temporal_context_size": 16, "in_channels": 64, "num_layers": 5,
-                  "num_attention_heads": 4, "width": 256, "mlp_ratio": 4.0, "cross_attention_dim": 1024,
+                  "num_attention_heads": 4, "width": 256, "mlp_ratio": 4.0, "cross_attention_dim": 256,
                   "inflated_layers": list(range(5))},
         "tiny": {"num_tokens_nominal": 32, "temporal_context_size": 4, "in_channels": 8, "num_layers": 7,
                  "num_attention_heads": 4, "width": 64, "mlp_ratio": 4.0, "cross_attention_dim": 32,
