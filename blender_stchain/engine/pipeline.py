@@ -24,7 +24,8 @@ from .errors import NumericalError
 from .events import Reporter
 from .footage import open_footage
 from .job import JobSpec
-from .preprocess import CropMap, apply_crop, clip_crop_map
+from .framing import apply_crop, clip_crop_map
+from .preprocess import CropMap
 from .result import ResultWriter
 from .windows import choose_anchor, plan_windows
 
