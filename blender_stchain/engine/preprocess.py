@@ -368,21 +368,8 @@ class PreparedFrames:
     crop_map: CropMap
 
 
-def prepare_frames(
-    rgb: np.ndarray,
-    alpha: np.ndarray | None = None,
-    *,
-    padding_ratio: float = PADDING_RATIO,
-    cfg: ProcessorConfig = ProcessorConfig(),
-    chunk: int = 16,
-) -> PreparedFrames:
-    """Footage frames -> DINOv2 input with one shared crop, plus the CropMap back to footage pixels.
-
-    rgb (T, H, W, 3) or (T, H, W, 4) uint8 (the 4th channel is the alpha unless ``alpha`` is given);
-    alpha (T, H, W) uint8/bool/float mask, or None for fully opaque frames (then the crop is the
-    whole frame). Frames are processed ``chunk`` at a time so memory stays bounded for long clips;
-    cropping before compositing (and padding with 255 after the uint8 conversion) gives the same
-    pixels as the reference's composite-crop-pad-convert order."""
+def _frames_and_alpha(rgb, alpha) -> tuple[np.ndarray, np.ndarray]:
+    """Validate frames and masks; RGBA frames carry their alpha, no mask at all means fully opaque."""
     rgb = np.asarray(rgb)
     if rgb.ndim != 4 or rgb.shape[-1] not in (3, 4) or rgb.dtype != np.uint8 or not len(rgb):
         raise FootageError(f"frames must be a non-empty (T, H, W, 3|4) uint8 array, got {rgb.dtype} {rgb.shape}")
@@ -391,13 +378,59 @@ def prepare_frames(
     alpha = alpha_from_mask(alpha)
     if alpha.shape != rgb.shape[:3]:
         raise FootageError(f"masks are {alpha.shape[1:]} (H, W) x {len(alpha)}, frames {rgb.shape[1:3]} x {len(rgb)}")
-    box = union_bbox(frame_bboxes(alpha))
-    cmap = crop_map((rgb.shape[2], rgb.shape[1]), box, padding_ratio, cfg)
-    x, y, w, h = box
+    return rgb[..., :3], alpha
+
+
+def apply_crop(
+    rgb: np.ndarray, alpha: np.ndarray | None, cmap: CropMap, cfg: ProcessorConfig = ProcessorConfig(), chunk: int = 16
+) -> PreparedFrames:
+    """Frames -> DINOv2 input through a known shared crop (any frames of the clip, e.g. one window).
+
+    rgb (T, H, W, 3|4) uint8; alpha (T, H, W) uint8/bool/float mask or None (RGBA alpha, else opaque).
+    Frames go ``chunk`` at a time so memory stays bounded; cropping before compositing, and padding
+    with 255 after the uint8 conversion, gives the same pixels as the reference's
+    composite-crop-pad-convert order."""
+    rgb, alpha = _frames_and_alpha(rgb, alpha)
+    if (rgb.shape[2], rgb.shape[1]) != cmap.footage_wh:
+        raise FootageError(f"frames are {rgb.shape[2]}x{rgb.shape[1]}, the crop was made for {cmap.footage_wh}")
+    if resized_size(*cmap.padded_wh, cfg.shortest_edge) != cmap.resized_wh:
+        raise ValueError("apply_crop: the crop map was made with another processor config")
+    x, y, w, h = cmap.box_xywh
     crops = []
     for s in range(0, len(rgb), chunk):
         sl = (slice(s, s + chunk), slice(y, y + h), slice(x, x + w))
-        padded = pad_white(composite_uint8(rgb[sl][..., :3], alpha[sl]), *cmap.pad_xy)
-        crops.append(dinov2_crop(padded, cfg))
+        crops.append(dinov2_crop(pad_white(composite_uint8(rgb[sl], alpha[sl]), *cmap.pad_xy), cfg))
     model_images = np.concatenate(crops)
     return PreparedFrames(normalise(model_images, cfg), model_images, cmap)
+
+
+def prepare_frames(
+    rgb: np.ndarray,
+    alpha: np.ndarray | None = None,
+    *,
+    padding_ratio: float = PADDING_RATIO,
+    cfg: ProcessorConfig = ProcessorConfig(),
+    chunk: int = 16,
+) -> PreparedFrames:
+    """In-memory frames -> DINOv2 input with their shared crop, plus the CropMap back to footage pixels
+    (arguments as ``apply_crop``). Without any mask the crop is the whole frame."""
+    rgb, alpha = _frames_and_alpha(rgb, alpha)
+    cmap = crop_map((rgb.shape[2], rgb.shape[1]), union_bbox(frame_bboxes(alpha)), padding_ratio, cfg)
+    return apply_crop(rgb, alpha, cmap, cfg, chunk)
+
+
+def clip_crop_map(
+    clip, padding_ratio: float = PADDING_RATIO, cfg: ProcessorConfig = ProcessorConfig(), chunk: int = 16
+) -> CropMap:
+    """The shared crop of a whole clip, streamed ``chunk`` frames at a time so long clips never sit in
+    memory. ``clip`` needs ``count``, ``size`` (W, H) and ``read_range(a, b) -> (rgb, masks | None)``
+    (``engine.footage.Footage``); a clip without masks is cropped to the whole frame."""
+    boxes = []
+    for a in range(0, clip.count, chunk):
+        _, masks = clip.read_range(a, min(a + chunk, clip.count))
+        if masks is None:
+            return crop_map(clip.size, (0, 0, *clip.size), padding_ratio, cfg)
+        boxes.append(frame_bboxes(alpha_from_mask(masks)))
+    if not boxes:
+        raise FootageError("the clip has no frames")
+    return crop_map(clip.size, union_bbox(np.concatenate(boxes)), padding_ratio, cfg)

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -117,6 +118,33 @@ def test_shared_crop_camel_rgba():
     full = pp.composite_over_white(rgba[:3, ..., :3], rgba[:3, ..., 3])
     ref = pp.to_uint8(pp.pad_white(full[:, y : y + h, x : x + w], *prepared.crop_map.pad_xy))
     np.testing.assert_array_equal(prepared.model_images[:3], pp.dinov2_crop(ref))
+
+
+class _ArrayClip:
+    """In-memory frames behind the ``engine.footage.Footage`` reading protocol (float32 masks in [0, 1])."""
+
+    def __init__(self, rgb, masks):
+        self.rgb, self.masks = rgb, masks
+        self.count, self.size = len(rgb), (rgb.shape[2], rgb.shape[1])
+
+    def read_range(self, a, b):
+        return self.rgb[a:b], None if self.masks is None else self.masks[a:b].astype(np.float32) / 255
+
+
+def test_streamed_clip_crop_and_windows_equal_the_whole_clip():
+    rgba = _camel()
+    whole = pp.prepare_frames(rgba)
+    clip = _ArrayClip(rgba[..., :3], rgba[..., 3])
+    cmap = pp.clip_crop_map(clip, chunk=5)
+    assert cmap == whole.crop_map
+    rgb, masks = clip.read_range(4, 10)  # one window, float masks as the footage reader delivers them
+    window = pp.apply_crop(rgb, masks, cmap)
+    np.testing.assert_array_equal(window.model_images, whole.model_images[4:10])
+    assert torch.equal(window.pixel_values, whole.pixel_values[4:10])
+    no_masks = pp.clip_crop_map(_ArrayClip(rgba[..., :3], None))
+    assert no_masks.box_xywh == (0, 0, 512, 512)
+    with pytest.raises(FootageError, match="crop was made for"):
+        pp.apply_crop(rgb[:, :500], masks[:, :500], cmap)
 
 
 def test_shared_crop_horsejump_masks():
