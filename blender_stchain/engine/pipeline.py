@@ -24,8 +24,7 @@ from .errors import NumericalError
 from .events import Reporter
 from .footage import open_footage
 from .job import JobSpec
-from .framing import apply_crop, clip_crop_map
-from .preprocess import CropMap
+from .preprocess import CropMap, apply_crop, clip_crop_map
 from .result import ResultWriter
 from .windows import choose_anchor, plan_windows
 
@@ -103,17 +102,16 @@ def _footage_size(clip) -> tuple[int, int]:
     return tuple(int(v) for v in clip.source_size)
 
 
-def _encode(backbone, clip, cmap: CropMap, frames) -> torch.Tensor:
-    rgb, masks = clip.read_range(frames.start, frames.stop) if isinstance(frames, range) else clip.read_range(frames, frames + 1)
-    return backbone.encode_images(apply_crop(rgb, masks, cmap).pixel_values)
+def _pixels(clip, cmap: CropMap, frames: range) -> torch.Tensor:
+    rgb, masks = clip.read_range(frames.start, frames.stop)
+    return apply_crop(rgb, masks, cmap).pixel_values
 
 
 def _anchor(backbone, clip, cmap, anchor_index, settings, rep):
     """Stage 0 on the anchor frame, then its surface: the mesh whose topology every frame keeps."""
     t = time.perf_counter()
-    context = _encode(backbone, clip, cmap, anchor_index)
     steps = settings.anchor_steps
-    latent = backbone.sample_anchor(context, settings,
+    latent = backbone.sample_anchor(_pixels(clip, cmap, range(anchor_index, anchor_index + 1)), settings,
                                     lambda i, n: rep.progress("anchor", i, n + 1, f"anchor shape, step {i}/{n}"))
     _check_finite(latent, "anchor sampling (stage 0)")
     mesh = surface.extract(backbone.sdf(latent), resolution=settings.grid_resolution,
@@ -140,7 +138,7 @@ def _run_windows(backbone, clip, cmap, windows, anchor_index, anchor_latent, mes
         def progress(done, total, w=w):
             rep.progress("windows", w.index + done / total, len(windows), f"window {w.index + 1}/{len(windows)}")
 
-        context = _encode(backbone, clip, cmap, w.frames)
+        context = backbone.encode_images(_pixels(clip, cmap, w.frames))
         seed = settings.stage1_seed + w.index
         if method == "chain":
             out = track_window(backbone, context, known_index, known_latent, known_points, settings, progress, seed)
