@@ -1,0 +1,485 @@
+"""Camera from 2D-3D matches: one pinhole intrinsic set per clip and a pose per frame.
+
+Conventions (OpenCV): ``world_to_camera`` maps object-space points to camera space with x right,
+y down, z forward (points in front have z > 0). Pixel coordinates are continuous with the origin at
+the top-left *corner* of the image, so pixel (i, j) has its centre at (i + 0.5, j + 0.5) and the
+image centre is exactly (W / 2, H / 2); this is the convention Blender's camera frame uses too.
+
+The solve is robust: a calibrated DLT inside RANSAC over a few focal candidates gives the start,
+then Levenberg-Marquardt with a Cauchy loss (IRLS, scale annealed) refines every pose and the shared
+intrinsics together, with an optional second-difference smoothness prior on the poses and an
+optional silhouette term. Frames that cannot be solved alone (too few matches, coplanar points)
+are reported in ``warnings`` and get their pose from their neighbours instead of crashing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+MIN_MATCHES = 6  # a calibrated DLT needs 6 points in general position
+
+
+@dataclass
+class CameraSolution:
+    """Solved camera: ``K`` in footage pixels, OpenCV ``world_to_camera`` per frame."""
+
+    K: np.ndarray  # (3, 3)
+    world_to_camera: np.ndarray  # (T, 4, 4)
+    reprojection_error_px: np.ndarray  # (T,) median error of the frame's inliers (NaN: none)
+    inliers: np.ndarray  # (T,) valid matches within ``inlier_px`` of their projection
+    image_size: tuple[int, int]  # (W, H)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ObjectMotion:
+    """Per-frame rigid motion of the object: ``vertices[t] ~= R[t] @ anchor + t[t]``."""
+
+    matrices: np.ndarray  # (T, 4, 4) anchor -> frame t
+    rms: np.ndarray  # (T,) weighted RMS of what the rigid fit leaves (the deformation)
+
+
+@dataclass(frozen=True)
+class SolveSettings:
+    focal_fov_deg: tuple[float, ...] = (20, 30, 40, 50, 60, 75, 90, 110)  # focal candidates (horizontal FOV)
+    ransac_hypotheses: int = 96  # 6-point samples per frame and focal candidate
+    ransac_threshold_px: float = 0.01  # MSAC threshold, as a share of max(W, H)
+    robust_scale_px: float = 2.0  # final Cauchy scale of the reprojection loss
+    inlier_px: float = 4.0  # error under which a match counts as an inlier (reporting)
+    iterations: int = 40  # LM iterations per Cauchy scale
+    smoothness: float = 0.1  # weight of the second-difference pose prior (0 = off)
+    solve_principal_point: bool = False  # principal point free instead of the image centre
+    coplanar_ratio: float = 1e-3  # smallest / largest spread of the 3D points below this = coplanar
+    seed: int = 0
+
+
+# ----------------------------------------------------------------------------- rotations
+
+
+def skew(v: np.ndarray) -> np.ndarray:
+    out = np.zeros(v.shape[:-1] + (3, 3))
+    out[..., 0, 1], out[..., 0, 2] = -v[..., 2], v[..., 1]
+    out[..., 1, 0], out[..., 1, 2] = v[..., 2], -v[..., 0]
+    out[..., 2, 0], out[..., 2, 1] = -v[..., 1], v[..., 0]
+    return out
+
+
+def rodrigues(v: np.ndarray) -> np.ndarray:
+    """Rotation vectors (..., 3) -> matrices (..., 3, 3)."""
+    theta = np.linalg.norm(v, axis=-1)[..., None, None]
+    k = skew(v)
+    small = theta < 1e-8
+    safe = np.where(small, 1.0, theta)
+    a = np.where(small, 1.0, np.sin(safe) / safe)
+    b = np.where(small, 0.5, (1 - np.cos(safe)) / safe**2)
+    return np.eye(3) + a * k + b * (k @ k)
+
+
+def rotation_log(R: np.ndarray) -> np.ndarray:
+    """Matrices (..., 3, 3) -> rotation vectors (..., 3), stable near 0 and pi."""
+    cos = np.clip((np.trace(R, axis1=-2, axis2=-1) - 1) / 2, -1.0, 1.0)
+    theta = np.arccos(cos)
+    w = np.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], -1)
+    sin = np.sin(theta)
+    scale = np.where(sin > 1e-6, theta / (2 * np.where(sin > 1e-6, sin, 1.0)), 0.5)[..., None]
+    out = w * scale
+    near_pi = theta > np.pi - 1e-3
+    if np.any(near_pi):  # axis from the symmetric part: R + I = 2 a a^T at theta = pi
+        S = (R[near_pi] + np.eye(3)) / 2
+        col = np.argmax(np.diagonal(S, axis1=-2, axis2=-1), -1)
+        axis = S[np.arange(len(S)), :, col]
+        axis /= np.linalg.norm(axis, axis=-1, keepdims=True)
+        axis *= np.where(np.sum(axis * w[near_pi], -1, keepdims=True) < 0, -1, 1)
+        out[near_pi] = axis * theta[near_pi][..., None]
+    return out
+
+
+def nearest_rotation(M: np.ndarray) -> np.ndarray:
+    """Closest proper rotation (Frobenius) to each (..., 3, 3) matrix."""
+    U, _, Vt = np.linalg.svd(M)
+    d = np.sign(np.linalg.det(U @ Vt))
+    U = U.copy()
+    U[..., :, 2] *= d[..., None]
+    return U @ Vt
+
+
+def slerp(Ra: np.ndarray, Rb: np.ndarray, s: float) -> np.ndarray:
+    return rodrigues(s * rotation_log(Rb @ Ra.T)) @ Ra
+
+
+def rigid(R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    out = np.zeros(R.shape[:-2] + (4, 4))
+    out[..., :3, :3], out[..., :3, 3], out[..., 3, 3] = R, t, 1.0
+    return out
+
+
+# ----------------------------------------------------------------------------- projection
+
+
+def intrinsics(focal: float, cx: float, cy: float) -> np.ndarray:
+    return np.array([[focal, 0.0, cx], [0.0, focal, cy], [0.0, 0.0, 1.0]])
+
+
+def to_camera(world_to_camera: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(T, 4, 4) x (T, N, 3) -> camera-space points (T, N, 3)."""
+    return points @ np.swapaxes(world_to_camera[..., :3, :3], -1, -2) + world_to_camera[..., None, :3, 3]
+
+
+def project(K: np.ndarray, world_to_camera: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Pixel coordinates (T, N, 2) of ``points`` (T, N, 3) (or (N, 3) for every frame).
+
+    Points behind the camera get NaN: they have no image.
+    """
+    w2c = np.asarray(world_to_camera, np.float64)
+    pts = np.asarray(points, np.float64)
+    if w2c.ndim == 2:
+        w2c = w2c[None]
+    if pts.ndim == 2:
+        pts = np.broadcast_to(pts, (len(w2c),) + pts.shape)
+    cam = to_camera(w2c, pts) @ np.asarray(K, np.float64).T
+    z = cam[..., 2:3]
+    return cam[..., :2] / np.where(z > 0, z, np.nan)
+
+
+# ----------------------------------------------------------------------------- linear start
+
+
+def _dlt_rows(xn: np.ndarray, X: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Rows of the calibrated DLT system, weighted: (..., 2N, 12)."""
+    Xh = np.concatenate([X, np.ones_like(X[..., :1])], -1)
+    zero = np.zeros_like(Xh)
+    r1 = np.concatenate([-Xh, zero, xn[..., :1] * Xh], -1)
+    r2 = np.concatenate([zero, -Xh, xn[..., 1:2] * Xh], -1)
+    return np.concatenate([r1, r2], -2) * np.concatenate([w, w], -1)[..., None]
+
+
+def _dlt_pose(xn: np.ndarray, X: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Batched calibrated DLT: normalised image points (..., N, 2) and 3D points -> (R, t)."""
+    wsum = np.maximum(w.sum(-1, keepdims=True), 1e-12)
+    mu = (X * w[..., None]).sum(-2, keepdims=True) / wsum[..., None]
+    sigma = np.sqrt((((X - mu) ** 2).sum(-1) * w).sum(-1) / wsum[..., 0]) + 1e-12
+    Xn = (X - mu) / sigma[..., None, None]
+    A = _dlt_rows(xn, Xn, w)
+    _, _, Vt = np.linalg.svd(np.swapaxes(A, -1, -2) @ A)
+    P = Vt[..., -1, :].reshape(A.shape[:-2] + (3, 4))
+    # undo the normalisation: P_world = P_n @ [[I/s, -mu/s], [0, 1]]
+    M = P[..., :3] / sigma[..., None, None]
+    p4 = P[..., 3] - (M @ mu[..., 0, :, None])[..., 0]
+    sign = np.sign(np.linalg.det(M))[..., None]
+    sign = np.where(sign == 0, 1.0, sign)
+    M, p4 = M * sign[..., None], p4 * sign
+    scale = np.linalg.svd(M, compute_uv=False).mean(-1, keepdims=True)
+    return nearest_rotation(M), p4 / np.maximum(scale, 1e-12)
+
+
+def _residuals(focal, c, R, t, X, uv):
+    cam = X @ np.swapaxes(R, -1, -2) + t[..., None, :]
+    z = cam[..., 2:3]
+    proj = focal[..., None, None] * cam[..., :2] / np.where(z > 1e-9, z, 1e-9) + c
+    err = np.linalg.norm(proj - uv, axis=-1)
+    return np.where(z[..., 0] > 1e-9, err, np.inf)
+
+
+def _ransac(X, uv, w, good, foc, c, threshold, hypotheses, rng):
+    """Best (R, t, MSAC cost) per focal candidate and frame, for frames in ``good``."""
+    T, M = w.shape
+    C = len(foc)
+    Rs, ts, costs = np.tile(np.eye(3), (C, T, 1, 1)), np.zeros((C, T, 3)), np.full((C, T), np.inf)
+    frames = np.flatnonzero(good)
+    for chunk in np.array_split(frames, max(1, len(frames) // 8)):
+        keys = rng.random((len(chunk), hypotheses, M)) + (w[chunk] <= 0)[:, None, :] * 2
+        idx = np.argsort(keys, -1)[..., :MIN_MATCHES]  # 6 distinct valid matches per hypothesis
+        Xs = np.take_along_axis(X[chunk][:, None], idx[..., None], 2)
+        uvs = np.take_along_axis(uv[chunk][:, None], idx[..., None], 2)
+        xn = (uvs[None] - c) / foc[:, None, None, None, None]
+        Rh, th = _dlt_pose(xn, np.broadcast_to(Xs, xn.shape[:-1] + (3,)), np.ones(xn.shape[:-1]))
+        f_b = np.broadcast_to(foc[:, None, None], Rh.shape[:3])
+        err = _residuals(f_b, c, Rh, th, X[chunk][None, :, None], uv[chunk][None, :, None])
+        wc = w[chunk][None, :, None]
+        cost = (np.minimum(err, threshold) ** 2 * wc).sum(-1)
+        best = np.argmin(cost, -1)
+        R = np.take_along_axis(Rh, best[..., None, None, None], 2)[:, :, 0]
+        t = np.take_along_axis(th, best[..., None, None], 2)[:, :, 0]
+        for _ in range(2):  # local optimisation: refit on the inliers and rescore
+            err = _residuals(foc[:, None], c, R, t, X[chunk][None], uv[chunk][None])
+            inl = w[chunk][None] * (err < threshold)
+            xn = (uv[chunk][None] - c) / foc[:, None, None, None]
+            R2, t2 = _dlt_pose(xn, np.broadcast_to(X[chunk], xn.shape[:-1] + (3,)), inl)
+            err2 = _residuals(foc[:, None], c, R2, t2, X[chunk][None], uv[chunk][None])
+            cost2 = (np.minimum(err2, threshold) ** 2 * w[chunk][None]).sum(-1)
+            better = cost2 < (np.minimum(err, threshold) ** 2 * w[chunk][None]).sum(-1)
+            R = np.where(better[..., None, None], R2, R)
+            t = np.where(better[..., None], t2, t)
+        err = _residuals(foc[:, None], c, R, t, X[chunk][None], uv[chunk][None])
+        Rs[:, chunk], ts[:, chunk] = R, t
+        costs[:, chunk] = (np.minimum(err, threshold) ** 2 * w[chunk][None]).sum(-1)
+    return Rs, ts, costs
+
+
+# ----------------------------------------------------------------------------- degenerate frames
+
+
+def _classify(X, w, coplanar_ratio):
+    """Per frame: 'ok', 'few' (< 6 valid matches) or 'coplanar'."""
+    kinds = []
+    for Xt, wt in zip(X, w):
+        valid = wt > 0
+        if valid.sum() < MIN_MATCHES:
+            kinds.append("few")
+            continue
+        P = Xt[valid] - np.average(Xt[valid], axis=0, weights=wt[valid])
+        s = np.linalg.svd(P * np.sqrt(wt[valid])[:, None], compute_uv=False)
+        kinds.append("coplanar" if s[2] <= coplanar_ratio * s[0] else "ok")
+    return kinds
+
+
+def _fill_from_neighbours(R, t, known):
+    """Poses of unknown frames: slerp / lerp of the camera between the nearest known frames."""
+    idx = np.flatnonzero(known)
+    R, t = R.copy(), t.copy()
+    centres = -np.einsum("tji,tj->ti", R, t)
+    for f in np.flatnonzero(~known):
+        before, after = idx[idx < f], idx[idx > f]
+        if len(before) and len(after):
+            a, b = before[-1], after[0]
+            s = (f - a) / (b - a)
+            R[f] = slerp(R[a], R[b], s)
+            C = (1 - s) * centres[a] + s * centres[b]
+        else:
+            a = before[-1] if len(before) else after[0]
+            R[f], C = R[a], centres[a]
+        t[f] = -R[f] @ C
+    return R, t
+
+
+def _default_pose(X, w, focal, image_size):
+    """Camera on -z of the points, far enough that they span half the shorter image side."""
+    valid = w > 0
+    pts = X[valid] if valid.any() else X.reshape(-1, 3)
+    centre = pts.mean(0)
+    extent = np.max(np.linalg.norm(pts - centre, axis=1)) + 1e-6
+    depth = focal * extent / (0.25 * min(image_size))
+    return np.eye(3), np.array([0.0, 0.0, depth]) - centre
+
+
+# ----------------------------------------------------------------------------- refinement
+
+
+@dataclass
+class _Problem:
+    X: np.ndarray  # (T, M, 3)
+    uv: np.ndarray  # (T, M, 2)
+    w: np.ndarray  # (T, M) user weights, 0 = no match
+    active: np.ndarray  # (T,) bool, frames whose pose is optimised
+    free_focal: bool
+    free_centre: bool
+    smoothness: float
+
+
+def _data_terms(prob, focal, c, R, t):
+    """Residuals (T, M, 2) and their Jacobians wrt pose (T, M, 2, 6) and intrinsics (T, M, 2, 3)."""
+    RX = prob.X @ np.swapaxes(R, -1, -2)
+    cam = RX + t[:, None]
+    z = np.maximum(cam[..., 2], 1e-9)
+    xy = cam[..., :2] / z[..., None]
+    r = focal * xy + c - prob.uv
+    dproj = np.zeros(cam.shape[:-1] + (2, 3))  # d(pixel) / d(camera point)
+    dproj[..., 0, 0] = dproj[..., 1, 1] = focal / z
+    dproj[..., :, 2] = -focal * xy / z[..., None]
+    J_pose = np.concatenate([-dproj @ skew(RX), dproj], -1)  # rotation: R <- exp(d) R
+    J_int = np.zeros(r.shape + (3,))
+    J_int[..., 0] = focal * xy  # d / d log(focal)
+    J_int[..., 0, 1] = J_int[..., 1, 2] = 1.0
+    behind = cam[..., 2] <= 1e-9
+    return r, J_pose, J_int, behind
+
+
+def _cauchy(sq, scale):
+    return scale**2 * np.log1p(sq / scale**2), 1.0 / (1.0 + sq / scale**2)
+
+
+def _smooth_terms(prob, R, t, unit):
+    """Second differences of relative rotations and of translations, in pixels.
+
+    ``unit`` (6,) converts radians and object units to pixels (focal, focal / depth), so the
+    ``smoothness`` weight is dimensionless against the reprojection term.
+    """
+    T = len(R)
+    trip = [f for f in range(1, T - 1) if prob.active[f - 1 : f + 2].all()]
+    if prob.smoothness <= 0 or not trip:
+        return [], np.zeros((0, 6))
+    f = np.array(trip)
+    omega = rotation_log(R[1:] @ np.swapaxes(R[:-1], -1, -2))  # omega[i]: frame i -> i + 1
+    second = np.concatenate([omega[f] - omega[f - 1], t[f + 1] - 2 * t[f] + t[f - 1]], -1)
+    return trip, np.sqrt(prob.smoothness) * unit * second
+
+
+def _cost(prob, focal, c, R, t, scale, unit):
+    r, _, _, behind = _data_terms(prob, focal, c, R, t)
+    sq = np.where(behind, 1e12, (r**2).sum(-1))
+    rho, _ = _cauchy(sq, scale)
+    act = prob.active[:, None]
+    data = float((rho * prob.w * act).sum())
+    _, sm = _smooth_terms(prob, R, t, unit)
+    return data + float((sm**2).sum())
+
+
+def _lm(prob, focal, c, R, t, scale, iterations):
+    """Levenberg-Marquardt on the Cauchy loss (IRLS weights), dense normal equations."""
+    frames = np.flatnonzero(prob.active)
+    n = len(frames)
+    shared = ([0] if prob.free_focal else []) + ([1, 2] if prob.free_centre else [])
+    ns = len(shared)
+    depth = np.median(to_camera(rigid(R, t), prob.X)[..., 2][prob.w > 0]) if (prob.w > 0).any() else 1.0
+    unit = np.repeat([focal, focal / max(depth, 1e-9)], 3)  # px per radian, px per object unit
+    lam = 1e-3
+    cost = _cost(prob, focal, c, R, t, scale, unit)
+    for _ in range(iterations):
+        r, Jp, Ji, behind = _data_terms(prob, focal, c, R, t)
+        _, wr = _cauchy((r**2).sum(-1), scale)
+        W = (wr * prob.w * ~behind)[frames]
+        Jp, Ji, r = Jp[frames], Ji[frames][..., shared], r[frames]
+        H = np.zeros((6 * n + ns, 6 * n + ns))
+        g = np.zeros(6 * n + ns)
+        Wr = W[..., None, None]
+        Hpp = np.einsum("tmai,tmaj->tij", Jp * Wr, Jp)
+        for i in range(n):
+            H[6 * i : 6 * i + 6, 6 * i : 6 * i + 6] = Hpp[i]
+        g[: 6 * n] = np.einsum("tmai,tma->ti", Jp * Wr, r).ravel()
+        if ns:
+            Hps = np.einsum("tmai,tmaj->tij", Jp * Wr, Ji).reshape(6 * n, ns)
+            H[: 6 * n, 6 * n :], H[6 * n :, : 6 * n] = Hps, Hps.T
+            H[6 * n :, 6 * n :] = np.einsum("tmai,tmaj->ij", Ji * Wr, Ji)
+            g[6 * n :] = np.einsum("tmai,tma->i", Ji * Wr, r)
+        _add_smoothness(prob, H, g, frames, R, t, unit)
+        while True:
+            A = H + lam * np.diag(np.diag(H) + 1e-9)
+            step = -np.linalg.solve(A, g)
+            R2, t2 = R.copy(), t.copy()
+            d = step[: 6 * n].reshape(n, 6)
+            R2[frames] = rodrigues(d[:, :3]) @ R[frames]
+            t2[frames] = t[frames] + d[:, 3:]
+            focal2, c2 = focal, c.copy()
+            ds = dict(zip(shared, step[6 * n :]))
+            focal2 = focal * np.exp(ds.get(0, 0.0))
+            c2 = c + np.array([ds.get(1, 0.0), ds.get(2, 0.0)])
+            cost2 = _cost(prob, focal2, c2, R2, t2, scale, unit)
+            if cost2 < cost:
+                R, t, focal, c = R2, t2, focal2, c2
+                converged = (cost - cost2) < 1e-9 * cost
+                cost, lam = cost2, max(lam / 3, 1e-9)
+                break
+            lam *= 4
+            if lam > 1e8:
+                return focal, c, R, t
+        if converged:
+            break
+    return focal, c, R, t
+
+
+def _add_smoothness(prob, H, g, frames, R, t, unit):
+    """Gauss-Newton blocks of the smoothness prior (rotation Jacobian to first order)."""
+    trip, res = _smooth_terms(prob, R, t, unit)
+    pos = {f: i for i, f in enumerate(frames)}
+    s = np.sqrt(prob.smoothness)
+    for f, r in zip(trip, res):
+        for da, ca in ((-1, 1.0), (0, -2.0), (1, 1.0)):
+            a = 6 * pos[f + da]
+            g[a : a + 6] += s * ca * unit * r
+            for db, cb in ((-1, 1.0), (0, -2.0), (1, 1.0)):
+                b = 6 * pos[f + db]
+                H[a : a + 6, b : b + 6] += np.diag(s * s * ca * cb * unit**2)
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def _settings(settings: dict) -> SolveSettings:
+    names = set(SolveSettings.__dataclass_fields__)
+    unknown = set(settings) - names
+    if unknown:
+        raise ValueError(f"unknown camera setting(s) {sorted(unknown)}; known: {sorted(names)}")
+    return SolveSettings(**settings)
+
+
+def _clean(points3d, points2d, weights):
+    X = np.asarray(points3d, np.float64)
+    uv = np.asarray(points2d, np.float64)
+    w = np.asarray(weights, np.float64)
+    if X.ndim != 3 or X.shape[-1] != 3 or uv.shape != X.shape[:2] + (2,) or w.shape != X.shape[:2]:
+        raise ValueError(
+            f"camera.solve needs points3d (T,M,3), points2d (T,M,2), weights (T,M); got "
+            f"{X.shape}, {uv.shape}, {w.shape}"
+        )
+    finite = np.isfinite(X).all(-1) & np.isfinite(uv).all(-1) & np.isfinite(w)
+    w = np.where(finite, np.maximum(w, 0.0), 0.0)
+    return np.where(finite[..., None], X, 0.0), np.where(finite[..., None], uv, 0.0), w
+
+
+def _degenerate_warnings(kinds) -> list[str]:
+    out = []
+    for kind, text in (
+        ("few", f"fewer than {MIN_MATCHES} valid matches"),
+        ("coplanar", "all 3D points coplanar (no linear pose)"),
+    ):
+        frames = [i for i, k in enumerate(kinds) if k == kind]
+        if frames:
+            how = "interpolated from neighbouring frames" if kind == "few" else "started from neighbouring frames"
+            out.append(f"camera: frame(s) {frames} have {text}; their pose was {how}")
+    return out
+
+
+def solve(points3d, points2d, weights, image_size, focal_px=None, **settings) -> CameraSolution:
+    """Shared intrinsics and per-frame OpenCV poses from 2D-3D matches (weights 0 = no match).
+
+    ``focal_px`` fixes the focal length (footage pixels); otherwise it is solved. The principal
+    point stays at the image centre unless ``solve_principal_point=True``.
+    """
+    cfg = _settings(settings)
+    X, uv, w = _clean(points3d, points2d, weights)
+    W, H = (float(v) for v in image_size)
+    c = np.array([W / 2, H / 2])
+    kinds = _classify(X, w, cfg.coplanar_ratio)
+    warnings = _degenerate_warnings(kinds)
+    good = np.array([k == "ok" for k in kinds])
+    active = np.array([k != "few" for k in kinds])
+    if focal_px is not None:
+        candidates = np.array([float(focal_px)])
+    else:
+        candidates = 0.5 * W / np.tan(np.radians(np.asarray(cfg.focal_fov_deg, np.float64)) / 2)
+    threshold = cfg.ransac_threshold_px * max(W, H)
+    if good.any():
+        rng = np.random.default_rng(cfg.seed)
+        Rs, ts, costs = _ransac(X, uv, w, good, candidates, c, threshold, cfg.ransac_hypotheses, rng)
+        best = int(np.argmin(costs[:, good].sum(1)))
+        focal, (R, t) = candidates[best], _fill_from_neighbours(Rs[best], ts[best], good)
+    else:
+        warnings.append("camera: no frame has a linear pose; started from a default view")
+        focal = float(np.median(candidates))
+        R0, t0 = zip(*(_default_pose(X[f], w[f], focal, (W, H)) for f in range(len(X))))
+        R, t = np.stack(R0), np.stack(t0)
+    if active.any():
+        prob = _Problem(X, uv, w, active, focal_px is None, cfg.solve_principal_point, cfg.smoothness)
+        scale = max(threshold, cfg.robust_scale_px)
+        while True:  # anneal the Cauchy scale: wide first, so a rough start cannot lock onto outliers
+            focal, c, R, t = _lm(prob, focal, c, R, t, scale, cfg.iterations)
+            if scale <= cfg.robust_scale_px:
+                break
+            scale = max(cfg.robust_scale_px, scale / 2)
+        R, t = _fill_from_neighbours(R, t, active)
+    K = intrinsics(focal, *c)
+    w2c = rigid(R, t)
+    err = np.linalg.norm(project(K, w2c, X) - uv, axis=-1)
+    err = np.where(np.isnan(err), np.inf, err)
+    inlier = (w > 0) & (err < cfg.inlier_px)
+    median = np.array([np.median(e[v]) if v.any() else np.nan for e, v in zip(err, inlier)])
+    return CameraSolution(
+        K=K,
+        world_to_camera=w2c,
+        reprojection_error_px=median,
+        inliers=inlier.sum(1),
+        image_size=(int(W), int(H)),
+        warnings=warnings,
+    )
