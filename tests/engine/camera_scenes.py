@@ -24,7 +24,7 @@ def look_at(centre, target, up=(0.0, 1.0, 0.0)) -> np.ndarray:
     """OpenCV world_to_camera (4,4) of a camera at ``centre`` looking at ``target`` (y-up world)."""
     z = np.asarray(target, float) - centre
     z /= np.linalg.norm(z)
-    x = np.cross(z, -np.asarray(up, float))
+    x = np.cross(-np.asarray(up, float), z)  # y = -up (image down), x = y cross z
     x /= np.linalg.norm(x)
     y = np.cross(z, x)
     R = np.stack([x, y, z])
