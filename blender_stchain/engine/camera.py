@@ -483,3 +483,112 @@ def solve(points3d, points2d, weights, image_size, focal_px=None, **settings) ->
         image_size=(int(W), int(H)),
         warnings=warnings,
     )
+
+
+# ----------------------------------------------------------------------------- presentations
+
+
+def _procrustes(A: np.ndarray, B: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted rigid fit (Kabsch) per frame: B[t] ~= R[t] @ A + t[t]; A (N,3), B (T,N,3), w (T,N)."""
+    wn = w / np.maximum(w.sum(-1, keepdims=True), 1e-12)
+    ma = wn @ A
+    mb = np.einsum("tn,tnk->tk", wn, B)
+    Hm = np.einsum("tn,tni,tnj->tij", wn, A[None] - ma[:, None], B - mb[:, None])
+    U, _, Vt = np.linalg.svd(Hm)
+    d = np.sign(np.linalg.det(np.swapaxes(Vt, -1, -2) @ np.swapaxes(U, -1, -2)))
+    D = np.zeros_like(Hm)
+    D[:, 0, 0] = D[:, 1, 1] = 1.0
+    D[:, 2, 2] = d
+    R = np.swapaxes(Vt, -1, -2) @ D @ np.swapaxes(U, -1, -2)
+    return R, mb - np.einsum("tij,tj->ti", R, ma)
+
+
+def object_motion(anchor_vertices, vertices, weights=None) -> ObjectMotion:
+    """The object's per-frame rigid motion relative to the anchor (weighted Procrustes)."""
+    A = np.asarray(anchor_vertices, np.float64)
+    B = np.asarray(vertices, np.float64)
+    w = np.ones(B.shape[:2]) if weights is None else np.asarray(weights, np.float64)
+    R, t = _procrustes(A, B, w)
+    moved = A[None] @ np.swapaxes(R, -1, -2) + t[:, None]
+    wn = w / np.maximum(w.sum(-1, keepdims=True), 1e-12)
+    rms = np.sqrt((wn * ((moved - B) ** 2).sum(-1)).sum(-1))
+    return ObjectMotion(matrices=rigid(R, t), rms=rms)
+
+
+PRESENTATIONS = ("object_moves", "camera_moves")
+
+
+def present(solution: CameraSolution, mode: str, motion: ObjectMotion, vertices) -> tuple[CameraSolution, np.ndarray]:
+    """Camera and vertices for a presentation; every frame's image stays exactly the same.
+
+    "object_moves": as solved. "camera_moves": the object's rigid motion M_t goes into the camera
+    (world_to_camera @ M_t) and the vertices lose it (M_t^-1 applied), so the mesh only deforms.
+    """
+    if mode not in PRESENTATIONS:
+        raise ValueError(f"camera mode must be one of {PRESENTATIONS}, got {mode!r}")
+    V = np.asarray(vertices)
+    if mode == "object_moves":
+        return solution, V
+    M = motion.matrices
+    R, t = M[:, :3, :3], M[:, :3, 3]
+    still = np.einsum("tji,tnj->tni", R, V - t[:, None])  # R^T (v - t)
+    return replace(solution, world_to_camera=solution.world_to_camera @ M), still.astype(V.dtype)
+
+
+# ----------------------------------------------------------------------------- 2D tracks
+
+
+def _occluded(cam: np.ndarray, faces: np.ndarray, ids: np.ndarray, tolerance: float, chunk: int = 8192):
+    """Per landmark: is any face in front of it along its camera ray? Cam-space vertices (Nv,3).
+
+    Exact ray casting in the image plane: barycentric test of each landmark's normalised image point
+    against the projected faces, depth interpolated perspective-correctly (1/z is linear on screen).
+    Faces touching the landmark's vertex are skipped; faces reaching behind the camera are ignored.
+    """
+    q = cam[ids, :2] / cam[ids, 2:3]  # (L, 2)
+    zq = cam[ids, 2]
+    hidden = np.zeros(len(ids), bool)
+    for s in range(0, len(faces), chunk):
+        f = faces[s : s + chunk]
+        tri = cam[f]  # (F, 3, 3)
+        front = (tri[..., 2] > 1e-9).all(-1)
+        f, tri = f[front], tri[front]
+        p = tri[..., :2] / tri[..., 2:3]  # (F, 3, 2)
+        e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
+        det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+        ok = np.abs(det) > 1e-18
+        d = q[:, None] - p[None, :, 0]  # (L, F, 2)
+        inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+        b1 = (d[..., 0] * e2[:, 1] - d[..., 1] * e2[:, 0]) * inv
+        b2 = (e1[:, 0] * d[..., 1] - e1[:, 1] * d[..., 0]) * inv
+        b0 = 1 - b1 - b2
+        inside = ok & (b0 >= -1e-9) & (b1 >= -1e-9) & (b2 >= -1e-9)
+        inv_z = b0 / tri[:, 0, 2] + b1 / tri[:, 1, 2] + b2 / tri[:, 2, 2]
+        z = 1.0 / np.where(inside, inv_z, 1.0)
+        touching = (f[None] == ids[:, None, None]).any(-1)
+        hidden |= (inside & ~touching & (z < zq[:, None] * (1 - tolerance))).any(-1)
+    return hidden
+
+
+def tracks_2d(vertices, faces, landmark_ids, K, world_to_camera, image_size, depth_tolerance=1e-3):
+    """Projected landmarks (T, L, 2) float32 and visibility (T, L) uint8.
+
+    Not visible: behind the camera, outside the image, or hidden by the mesh (depth test by ray
+    casting; ``depth_tolerance`` is relative to the landmark's depth). Tracks of landmarks behind
+    the camera are 0 (they have no image; always check ``visible``).
+    """
+    V = np.asarray(vertices, np.float64)
+    F = np.asarray(faces, np.int64)
+    ids = np.asarray(landmark_ids, np.int64)
+    w2c = np.asarray(world_to_camera, np.float64)
+    W, H = image_size
+    tracks = project(K, w2c, V[:, ids])
+    visible = np.zeros(tracks.shape[:2], np.uint8)
+    for t in range(len(V)):
+        cam = to_camera(w2c[t], V[t])
+        u, v = tracks[t, :, 0], tracks[t, :, 1]
+        seen = (cam[ids, 2] > 0) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+        if seen.any():
+            seen[seen] = ~_occluded(cam, F, ids[seen], depth_tolerance)
+        visible[t] = seen
+    return np.nan_to_num(tracks, nan=0.0).astype(np.float32), visible
