@@ -268,6 +268,17 @@ def _default_pose(X, w, focal, image_size):
 
 
 @dataclass
+class Silhouette:
+    """Boundary points that must project onto the mask outline: ``points`` (T, B, 3) in object
+    space, ``distance`` (T, H, W) pixel distance to the outline (``mask_distance_field``), and the
+    weight of the term against the reprojection term (per point)."""
+
+    points: np.ndarray
+    distance: np.ndarray
+    weight: float = 0.1
+
+
+@dataclass
 class _Problem:
     X: np.ndarray  # (T, M, 3)
     uv: np.ndarray  # (T, M, 2)
@@ -276,28 +287,72 @@ class _Problem:
     free_focal: bool
     free_centre: bool
     smoothness: float
+    silhouette: Silhouette | None = None
 
 
-def _data_terms(prob, focal, c, R, t):
-    """Residuals (T, M, 2) and their Jacobians wrt pose (T, M, 2, 6) and intrinsics (T, M, 2, 3)."""
-    RX = prob.X @ np.swapaxes(R, -1, -2)
+def _projection(X, focal, c, R, t):
+    """Pixels (T, N, 2) of X (T, N, 3) and their Jacobians wrt the pose (T, N, 2, 6) and the
+    intrinsics (T, N, 2, 3) = (log focal, cx, cy); the pose update is R <- exp(d) R, t <- t + dt."""
+    RX = X @ np.swapaxes(R, -1, -2)
     cam = RX + t[:, None]
     z = np.maximum(cam[..., 2], 1e-9)
     xy = cam[..., :2] / z[..., None]
-    r = focal * xy + c - prob.uv
-    dproj = np.zeros(cam.shape[:-1] + (2, 3))  # d(pixel) / d(camera point)
-    dproj[..., 0, 0] = dproj[..., 1, 1] = focal / z
-    dproj[..., :, 2] = -focal * xy / z[..., None]
-    J_pose = np.concatenate([-dproj @ skew(RX), dproj], -1)  # rotation: R <- exp(d) R
-    J_int = np.zeros(r.shape + (3,))
-    J_int[..., 0] = focal * xy  # d / d log(focal)
+    pix = focal * xy + c
+    dcam = np.zeros(cam.shape[:-1] + (2, 3))  # d(pixel) / d(camera point)
+    dcam[..., 0, 0] = dcam[..., 1, 1] = focal / z
+    dcam[..., :, 2] = -focal * xy / z[..., None]
+    J_pose = np.concatenate([-dcam @ skew(RX), dcam], -1)
+    J_int = np.zeros(pix.shape + (3,))
+    J_int[..., 0] = focal * xy
     J_int[..., 0, 1] = J_int[..., 1, 2] = 1.0
-    behind = cam[..., 2] <= 1e-9
-    return r, J_pose, J_int, behind
+    return pix, J_pose, J_int, cam[..., 2] <= 1e-9
 
 
 def _cauchy(sq, scale):
     return scale**2 * np.log1p(sq / scale**2), 1.0 / (1.0 + sq / scale**2)
+
+
+def _sample(field, pix):
+    """Bilinear samples and gradients (d/du, d/dv) of fields (T, H, W) at pixels (T, N, 2).
+
+    Pixel centres sit at half-integers, so sample (u, v) reads between cells u - 0.5 and v - 0.5.
+    """
+    T, Hh, Ww = field.shape
+    x = np.clip(pix[..., 0] - 0.5, 0, Ww - 1.000001)
+    y = np.clip(pix[..., 1] - 0.5, 0, Hh - 1.000001)
+    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    fx, fy = x - x0, y - y0
+    ti = np.arange(T)[:, None]
+    f00, f01 = field[ti, y0, x0], field[ti, y0, x0 + 1]
+    f10, f11 = field[ti, y0 + 1, x0], field[ti, y0 + 1, x0 + 1]
+    value = (f00 * (1 - fx) + f01 * fx) * (1 - fy) + (f10 * (1 - fx) + f11 * fx) * fy
+    du = (f01 - f00) * (1 - fy) + (f11 - f10) * fy
+    dv = (f10 - f00) * (1 - fx) + (f11 - f01) * fx
+    return value, np.stack([du, dv], -1)
+
+
+def _terms(prob, focal, c, R, t, scale):
+    """Robust cost and the weighted least-squares blocks (r, J_pose, J_int, W), rows per frame."""
+    pix, Jp, Ji, behind = _projection(prob.X, focal, c, R, t)
+    r = pix - prob.uv
+    sq = np.where(behind, 1e12, (r**2).sum(-1))
+    rho, wr = _cauchy(sq, scale)
+    act = prob.active[:, None]
+    cost = float((rho * prob.w * act).sum())
+    T = len(R)
+    W = np.repeat(wr * prob.w * ~behind, 2, axis=1)
+    blocks = [(r.reshape(T, -1), Jp.reshape(T, -1, 6), Ji.reshape(T, -1, 3), W)]
+    sil = prob.silhouette
+    if sil is not None:
+        spix, sJp, sJi, sbehind = _projection(sil.points, focal, c, R, t)
+        d, grad = _sample(sil.distance, spix)
+        Hh, Ww = sil.distance.shape[1:]
+        valid = ~sbehind & (spix[..., 0] >= 0) & (spix[..., 0] <= Ww) & (spix[..., 1] >= 0) & (spix[..., 1] <= Hh)
+        d = np.where(valid, d, 0.0)
+        cost += float((sil.weight * d**2 * act).sum())
+        Js = np.einsum("tna,tnak->tnk", grad, sJp), np.einsum("tna,tnak->tnk", grad, sJi)
+        blocks.append((d, Js[0], Js[1], sil.weight * valid))
+    return cost, blocks
 
 
 def _smooth_terms(prob, R, t, unit):
@@ -316,69 +371,6 @@ def _smooth_terms(prob, R, t, unit):
     return trip, np.sqrt(prob.smoothness) * unit * second
 
 
-def _cost(prob, focal, c, R, t, scale, unit):
-    r, _, _, behind = _data_terms(prob, focal, c, R, t)
-    sq = np.where(behind, 1e12, (r**2).sum(-1))
-    rho, _ = _cauchy(sq, scale)
-    act = prob.active[:, None]
-    data = float((rho * prob.w * act).sum())
-    _, sm = _smooth_terms(prob, R, t, unit)
-    return data + float((sm**2).sum())
-
-
-def _lm(prob, focal, c, R, t, scale, iterations):
-    """Levenberg-Marquardt on the Cauchy loss (IRLS weights), dense normal equations."""
-    frames = np.flatnonzero(prob.active)
-    n = len(frames)
-    shared = ([0] if prob.free_focal else []) + ([1, 2] if prob.free_centre else [])
-    ns = len(shared)
-    depth = np.median(to_camera(rigid(R, t), prob.X)[..., 2][prob.w > 0]) if (prob.w > 0).any() else 1.0
-    unit = np.repeat([focal, focal / max(depth, 1e-9)], 3)  # px per radian, px per object unit
-    lam = 1e-3
-    cost = _cost(prob, focal, c, R, t, scale, unit)
-    for _ in range(iterations):
-        r, Jp, Ji, behind = _data_terms(prob, focal, c, R, t)
-        _, wr = _cauchy((r**2).sum(-1), scale)
-        W = (wr * prob.w * ~behind)[frames]
-        Jp, Ji, r = Jp[frames], Ji[frames][..., shared], r[frames]
-        H = np.zeros((6 * n + ns, 6 * n + ns))
-        g = np.zeros(6 * n + ns)
-        Wr = W[..., None, None]
-        Hpp = np.einsum("tmai,tmaj->tij", Jp * Wr, Jp)
-        for i in range(n):
-            H[6 * i : 6 * i + 6, 6 * i : 6 * i + 6] = Hpp[i]
-        g[: 6 * n] = np.einsum("tmai,tma->ti", Jp * Wr, r).ravel()
-        if ns:
-            Hps = np.einsum("tmai,tmaj->tij", Jp * Wr, Ji).reshape(6 * n, ns)
-            H[: 6 * n, 6 * n :], H[6 * n :, : 6 * n] = Hps, Hps.T
-            H[6 * n :, 6 * n :] = np.einsum("tmai,tmaj->ij", Ji * Wr, Ji)
-            g[6 * n :] = np.einsum("tmai,tma->i", Ji * Wr, r)
-        _add_smoothness(prob, H, g, frames, R, t, unit)
-        while True:
-            A = H + lam * np.diag(np.diag(H) + 1e-9)
-            step = -np.linalg.solve(A, g)
-            R2, t2 = R.copy(), t.copy()
-            d = step[: 6 * n].reshape(n, 6)
-            R2[frames] = rodrigues(d[:, :3]) @ R[frames]
-            t2[frames] = t[frames] + d[:, 3:]
-            focal2, c2 = focal, c.copy()
-            ds = dict(zip(shared, step[6 * n :]))
-            focal2 = focal * np.exp(ds.get(0, 0.0))
-            c2 = c + np.array([ds.get(1, 0.0), ds.get(2, 0.0)])
-            cost2 = _cost(prob, focal2, c2, R2, t2, scale, unit)
-            if cost2 < cost:
-                R, t, focal, c = R2, t2, focal2, c2
-                converged = (cost - cost2) < 1e-9 * cost
-                cost, lam = cost2, max(lam / 3, 1e-9)
-                break
-            lam *= 4
-            if lam > 1e8:
-                return focal, c, R, t
-        if converged:
-            break
-    return focal, c, R, t
-
-
 def _add_smoothness(prob, H, g, frames, R, t, unit):
     """Gauss-Newton blocks of the smoothness prior (rotation Jacobian to first order)."""
     trip, res = _smooth_terms(prob, R, t, unit)
@@ -391,6 +383,91 @@ def _add_smoothness(prob, H, g, frames, R, t, unit):
             for db, cb in ((-1, 1.0), (0, -2.0), (1, 1.0)):
                 b = 6 * pos[f + db]
                 H[a : a + 6, b : b + 6] += np.diag(s * s * ca * cb * unit**2)
+
+
+def _normal_equations(prob, blocks, frames, shared):
+    """Dense H, g over (6 pose parameters per active frame) + the free intrinsics."""
+    n, ns = len(frames), len(shared)
+    H = np.zeros((6 * n + ns, 6 * n + ns))
+    g = np.zeros(6 * n + ns)
+    for r, Jp, Ji, W in blocks:
+        r, Jp, Ji, W = r[frames], Jp[frames], Ji[frames][..., shared], W[frames][..., None]
+        Hpp = np.einsum("tri,trj->tij", Jp * W, Jp)
+        for i in range(n):
+            H[6 * i : 6 * i + 6, 6 * i : 6 * i + 6] += Hpp[i]
+        g[: 6 * n] += np.einsum("tri,tr->ti", Jp * W, r).ravel()
+        if ns:
+            Hps = np.einsum("tri,trj->tij", Jp * W, Ji).reshape(6 * n, ns)
+            H[: 6 * n, 6 * n :] += Hps
+            H[6 * n :, : 6 * n] += Hps.T
+            H[6 * n :, 6 * n :] += np.einsum("tri,trj->ij", Ji * W, Ji)
+            g[6 * n :] += np.einsum("tri,tr->i", Ji * W, r)
+    return H, g
+
+
+def _lm(prob, focal, c, R, t, scale, iterations):
+    """Levenberg-Marquardt on the robust cost (IRLS weights), dense normal equations."""
+    frames = np.flatnonzero(prob.active)
+    n = len(frames)
+    shared = ([0] if prob.free_focal else []) + ([1, 2] if prob.free_centre else [])
+    valid = prob.w > 0
+    depth = np.median(to_camera(rigid(R, t), prob.X)[..., 2][valid]) if valid.any() else 1.0
+    unit = np.repeat([focal, focal / max(depth, 1e-9)], 3)  # px per radian, px per object unit
+
+    def total(focal, c, R, t):
+        cost, blocks = _terms(prob, focal, c, R, t, scale)
+        return cost + float((_smooth_terms(prob, R, t, unit)[1] ** 2).sum()), blocks
+
+    lam = 1e-3
+    cost, blocks = total(focal, c, R, t)
+    for _ in range(iterations):
+        H, g = _normal_equations(prob, blocks, frames, shared)
+        _add_smoothness(prob, H, g, frames, R, t, unit)
+        while True:
+            step = -np.linalg.solve(H + lam * np.diag(np.diag(H) + 1e-9), g)
+            d = step[: 6 * n].reshape(n, 6)
+            R2, t2 = R.copy(), t.copy()
+            R2[frames] = rodrigues(d[:, :3]) @ R[frames]
+            t2[frames] = t[frames] + d[:, 3:]
+            ds = dict(zip(shared, step[6 * n :]))
+            focal2 = focal * np.exp(ds.get(0, 0.0))
+            c2 = c + np.array([ds.get(1, 0.0), ds.get(2, 0.0)])
+            cost2, blocks2 = total(focal2, c2, R2, t2)
+            if cost2 < cost:
+                break
+            lam *= 4
+            if lam > 1e8:
+                return focal, c, R, t
+        converged = cost - cost2 < 1e-9 * cost
+        focal, c, R, t, cost, blocks = focal2, c2, R2, t2, cost2, blocks2
+        lam = max(lam / 3, 1e-9)
+        if converged:
+            break
+    return focal, c, R, t
+
+
+def mask_distance_field(mask: np.ndarray, max_distance: int = 64) -> np.ndarray:
+    """Euclidean distance (px) from every pixel centre to the mask outline, (H, W) float32.
+
+    The outline is the set of mask pixels with a 4-neighbour outside the mask (or on the image
+    border). Exact up to ``max_distance`` and clipped there: far-off points then feel no pull,
+    which keeps the silhouette term robust to a wrong mask. Separable: column distance first,
+    then a windowed minimum along rows.
+    """
+    m = np.asarray(mask).astype(bool)
+    pad = np.pad(m, 1, constant_values=False)
+    edge = m & ~(pad[:-2, 1:-1] & pad[2:, 1:-1] & pad[1:-1, :-2] & pad[1:-1, 2:])
+    Hh, Ww = m.shape
+    rows = np.arange(Hh)[:, None]
+    far = Hh + Ww + max_distance
+    above = np.maximum.accumulate(np.where(edge, rows, -far), axis=0)
+    below = np.minimum.accumulate(np.where(edge, rows, 2 * far)[::-1], axis=0)[::-1]
+    col = np.minimum(np.minimum(rows - above, below - rows), max_distance).astype(np.float64) ** 2
+    best = col.copy()
+    for dx in range(1, min(max_distance, Ww - 1) + 1):
+        best[:, dx:] = np.minimum(best[:, dx:], col[:, :-dx] + dx * dx)
+        best[:, :-dx] = np.minimum(best[:, :-dx], col[:, dx:] + dx * dx)
+    return np.minimum(np.sqrt(best), max_distance).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -418,6 +495,17 @@ def _clean(points3d, points2d, weights):
     return np.where(finite[..., None], X, 0.0), np.where(finite[..., None], uv, 0.0), w
 
 
+def _checked_silhouette(sil: Silhouette, T: int, image_size) -> Silhouette:
+    P, D = np.asarray(sil.points, np.float64), np.asarray(sil.distance, np.float64)
+    W, H = image_size
+    if P.ndim != 3 or P.shape[0] != T or P.shape[2] != 3 or D.shape != (T, int(H), int(W)):
+        raise ValueError(
+            f"silhouette needs points (T,B,3) and distance fields (T,H,W) = ({T},{int(H)},{int(W)}); "
+            f"got {P.shape} and {D.shape}"
+        )
+    return Silhouette(P, D, float(sil.weight))
+
+
 def _degenerate_warnings(kinds) -> list[str]:
     out = []
     for kind, text in (
@@ -431,11 +519,14 @@ def _degenerate_warnings(kinds) -> list[str]:
     return out
 
 
-def solve(points3d, points2d, weights, image_size, focal_px=None, **settings) -> CameraSolution:
+def solve(
+    points3d, points2d, weights, image_size, focal_px=None, silhouette: Silhouette | None = None, **settings
+) -> CameraSolution:
     """Shared intrinsics and per-frame OpenCV poses from 2D-3D matches (weights 0 = no match).
 
     ``focal_px`` fixes the focal length (footage pixels); otherwise it is solved. The principal
-    point stays at the image centre unless ``solve_principal_point=True``.
+    point stays at the image centre unless ``solve_principal_point=True``. ``silhouette`` (boundary
+    points + mask distance fields) adds the outline term to the final refinement.
     """
     cfg = _settings(settings)
     X, uv, w = _clean(points3d, points2d, weights)
@@ -468,6 +559,9 @@ def solve(points3d, points2d, weights, image_size, focal_px=None, **settings) ->
             if scale <= cfg.robust_scale_px:
                 break
             scale = max(cfg.robust_scale_px, scale / 2)
+        if silhouette is not None:
+            prob.silhouette = _checked_silhouette(silhouette, len(X), (W, H))
+            focal, c, R, t = _lm(prob, focal, c, R, t, scale, cfg.iterations)
         R, t = _fill_from_neighbours(R, t, active)
     K = intrinsics(focal, *c)
     w2c = rigid(R, t)
