@@ -195,3 +195,50 @@ def test_tracks_hidden_outside_and_behind():
     assert vis[0, -2] == 0 and vis[0, -1] == 0  # behind the camera, outside the image
     _, front = camera.tracks_2d(V[None], F, np.arange(4), K, np.eye(4)[None], (640, 640))
     assert (front == 1).all()  # a face never hides its own corners
+
+
+def test_mask_distance_field_is_exact_near_the_outline():
+    from scipy.ndimage import distance_transform_edt
+
+    yy, xx = np.mgrid[:90, :120]
+    mask = ((xx - 50) ** 2 / 30**2 + (yy - 40) ** 2 / 20**2 < 1) | ((xx > 85) & (yy > 60))
+    field = camera.mask_distance_field(mask, max_distance=40)
+    pad = np.pad(mask, 1)
+    outline = mask & ~(pad[:-2, 1:-1] & pad[2:, 1:-1] & pad[1:-1, :-2] & pad[1:-1, 2:])
+    truth = np.minimum(distance_transform_edt(~outline), 40)
+    print(f"\ndistance field: max |ours - scipy| {np.abs(field - truth).max():.2e} px")
+    assert np.abs(field - truth).max() < 1e-4
+
+
+def convex_silhouette(s, verts):
+    """Boundary vertices (the 2D convex hull of the true projection) and a filled hull mask."""
+    from scipy.spatial import ConvexHull
+
+    W, H = s.image_size
+    centres_px = np.stack(np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5), -1)
+    points, fields = [], []
+    for t in range(len(verts)):
+        uv = pinhole(s.K, s.w2c[t], verts[t])
+        hull = ConvexHull(uv)
+        ids = hull.vertices[np.resize(np.arange(len(hull.vertices)), 40)]
+        inside = np.ones((H, W), bool)
+        for a, b, c0 in hull.equations:  # a x + b y + c <= 0 inside
+            inside &= centres_px[..., 0] * a + centres_px[..., 1] * b + c0 <= 0
+        points.append(verts[t, ids])
+        fields.append(camera.mask_distance_field(inside))
+    return camera.Silhouette(np.stack(points), np.stack(fields), weight=1.0)
+
+
+def test_silhouette_term_improves_a_weak_solve():
+    s = scene("orbit", matches=10, image_size=(480, 270), noise=3.0, outliers=0.0, seed=5)
+    verts, _ = octopus()
+    sil = convex_silhouette(s, verts[:, ::10])
+    plain = camera.solve(s.points3d, s.points2d, s.weights, s.image_size, focal_px=s.K[0, 0])
+    helped = camera.solve(s.points3d, s.points2d, s.weights, s.image_size, focal_px=s.K[0, 0], silhouette=sil)
+    r0, c0, _, _ = errors(plain, s)
+    r1, c1, _, _ = errors(helped, s)
+    print(f"\nsilhouette: mean rotation error {r0.mean():.3f} -> {r1.mean():.3f} deg, mean centre error "
+          f"{100 * c0.mean():.3f}% -> {100 * c1.mean():.3f}%")
+    assert r1.mean() < 0.8 * r0.mean() and c1.mean() < 0.8 * c0.mean()
+    with pytest.raises(ValueError, match="silhouette needs"):
+        camera.solve(s.points3d, s.points2d, s.weights, (100, 100), silhouette=sil)
