@@ -174,47 +174,50 @@ def _dlt_pose(xn: np.ndarray, X: np.ndarray, w: np.ndarray) -> tuple[np.ndarray,
     return nearest_rotation(M), p4 / np.maximum(scale, 1e-12)
 
 
-def _residuals(focal, c, R, t, X, uv):
+def _errors(focal, c, R, t, X, uv):
+    """Reprojection error (px) for any batch shape; points behind the camera count as infinite."""
     cam = X @ np.swapaxes(R, -1, -2) + t[..., None, :]
     z = cam[..., 2:3]
-    proj = focal[..., None, None] * cam[..., :2] / np.where(z > 1e-9, z, 1e-9) + c
-    err = np.linalg.norm(proj - uv, axis=-1)
-    return np.where(z[..., 0] > 1e-9, err, np.inf)
+    proj = np.asarray(focal)[..., None, None] * cam[..., :2] / np.where(z > 1e-9, z, 1e-9) + c
+    return np.where(z[..., 0] > 1e-9, np.linalg.norm(proj - uv, axis=-1), np.inf)
+
+
+def _msac(err, w, threshold):
+    return (np.minimum(err, threshold) ** 2 * w).sum(-1)
 
 
 def _ransac(X, uv, w, good, foc, c, threshold, hypotheses, rng):
-    """Best (R, t, MSAC cost) per focal candidate and frame, for frames in ``good``."""
+    """Best (R, t, MSAC cost) per focal candidate and frame, for frames in ``good``.
+
+    Hypotheses are calibrated DLTs of 6 distinct valid matches; the best one per frame and
+    candidate is refitted on its inliers twice (local optimisation).
+    """
     T, M = w.shape
     C = len(foc)
     Rs, ts, costs = np.tile(np.eye(3), (C, T, 1, 1)), np.zeros((C, T, 3)), np.full((C, T), np.inf)
     frames = np.flatnonzero(good)
-    for chunk in np.array_split(frames, max(1, len(frames) // 8)):
-        keys = rng.random((len(chunk), hypotheses, M)) + (w[chunk] <= 0)[:, None, :] * 2
-        idx = np.argsort(keys, -1)[..., :MIN_MATCHES]  # 6 distinct valid matches per hypothesis
+    per_chunk = max(1, int(4e6 // (C * hypotheses * M)))  # bounds the (C, frames, H, M) arrays
+    for chunk in np.array_split(frames, -(-len(frames) // per_chunk)):
+        Xc, uvc, wc = X[chunk][None], uv[chunk][None], w[chunk][None]
+        keys = rng.random((len(chunk), hypotheses, M)) + 2.0 * (w[chunk] <= 0)[:, None, :]
+        idx = np.argsort(keys, -1)[..., :MIN_MATCHES]
         Xs = np.take_along_axis(X[chunk][:, None], idx[..., None], 2)
-        uvs = np.take_along_axis(uv[chunk][:, None], idx[..., None], 2)
-        xn = (uvs[None] - c) / foc[:, None, None, None, None]
+        xn = (np.take_along_axis(uv[chunk][:, None], idx[..., None], 2)[None] - c) / foc[:, None, None, None, None]
         Rh, th = _dlt_pose(xn, np.broadcast_to(Xs, xn.shape[:-1] + (3,)), np.ones(xn.shape[:-1]))
-        f_b = np.broadcast_to(foc[:, None, None], Rh.shape[:3])
-        err = _residuals(f_b, c, Rh, th, X[chunk][None, :, None], uv[chunk][None, :, None])
-        wc = w[chunk][None, :, None]
-        cost = (np.minimum(err, threshold) ** 2 * wc).sum(-1)
+        cost = _msac(_errors(foc[:, None, None], c, Rh, th, Xc[:, :, None], uvc[:, :, None]), wc[:, :, None], threshold)
         best = np.argmin(cost, -1)
         R = np.take_along_axis(Rh, best[..., None, None, None], 2)[:, :, 0]
         t = np.take_along_axis(th, best[..., None, None], 2)[:, :, 0]
-        for _ in range(2):  # local optimisation: refit on the inliers and rescore
-            err = _residuals(foc[:, None], c, R, t, X[chunk][None], uv[chunk][None])
-            inl = w[chunk][None] * (err < threshold)
-            xn = (uv[chunk][None] - c) / foc[:, None, None, None]
-            R2, t2 = _dlt_pose(xn, np.broadcast_to(X[chunk], xn.shape[:-1] + (3,)), inl)
-            err2 = _residuals(foc[:, None], c, R2, t2, X[chunk][None], uv[chunk][None])
-            cost2 = (np.minimum(err2, threshold) ** 2 * w[chunk][None]).sum(-1)
-            better = cost2 < (np.minimum(err, threshold) ** 2 * w[chunk][None]).sum(-1)
+        err = _errors(foc[:, None], c, R, t, Xc, uvc)
+        xn = (uvc - c) / foc[:, None, None, None]
+        for _ in range(2):
+            R2, t2 = _dlt_pose(xn, np.broadcast_to(Xc, xn.shape[:-1] + (3,)), wc * (err < threshold))
+            err2 = _errors(foc[:, None], c, R2, t2, Xc, uvc)
+            better = _msac(err2, wc, threshold) < _msac(err, wc, threshold)
             R = np.where(better[..., None, None], R2, R)
             t = np.where(better[..., None], t2, t)
-        err = _residuals(foc[:, None], c, R, t, X[chunk][None], uv[chunk][None])
-        Rs[:, chunk], ts[:, chunk] = R, t
-        costs[:, chunk] = (np.minimum(err, threshold) ** 2 * w[chunk][None]).sum(-1)
+            err = np.where(better[..., None], err2, err)
+        Rs[:, chunk], ts[:, chunk], costs[:, chunk] = R, t, _msac(err, wc, threshold)
     return Rs, ts, costs
 
 
