@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 MIN_MATCHES = 6  # a calibrated DLT needs 6 points in general position
+BEHIND_COST = 1e9  # cost of a matched point behind the camera
+SCORE_MATCHES = 256  # RANSAC hypotheses are scored on this many random matches per frame
 
 
 @dataclass
@@ -52,6 +54,7 @@ class SolveSettings:
     smoothness: float = 0.1  # weight of the second-difference pose prior (0 = off)
     solve_principal_point: bool = False  # principal point free instead of the image centre
     coplanar_ratio: float = 1e-3  # smallest / largest spread of the 3D points below this = coplanar
+    polish: bool = True  # finish with least squares on the inliers of the robust solve
     seed: int = 0
 
 
@@ -162,8 +165,8 @@ def _dlt_pose(xn: np.ndarray, X: np.ndarray, w: np.ndarray) -> tuple[np.ndarray,
     sigma = np.sqrt((((X - mu) ** 2).sum(-1) * w).sum(-1) / wsum[..., 0]) + 1e-12
     Xn = (X - mu) / sigma[..., None, None]
     A = _dlt_rows(xn, Xn, w)
-    _, _, Vt = np.linalg.svd(np.swapaxes(A, -1, -2) @ A)
-    P = Vt[..., -1, :].reshape(A.shape[:-2] + (3, 4))
+    _, vecs = np.linalg.eigh(np.swapaxes(A, -1, -2) @ A)
+    P = vecs[..., :, 0].reshape(A.shape[:-2] + (3, 4))  # null vector: smallest eigenvalue
     # undo the normalisation: P_world = P_n @ [[I/s, -mu/s], [0, 1]]
     M = P[..., :3] / sigma[..., None, None]
     p4 = P[..., 3] - (M @ mu[..., 0, :, None])[..., 0]
@@ -172,6 +175,26 @@ def _dlt_pose(xn: np.ndarray, X: np.ndarray, w: np.ndarray) -> tuple[np.ndarray,
     M, p4 = M * sign[..., None], p4 * sign
     scale = np.linalg.svd(M, compute_uv=False).mean(-1, keepdims=True)
     return nearest_rotation(M), p4 / np.maximum(scale, 1e-12)
+
+
+def _affine_pose(xn: np.ndarray, X: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Batched scaled-orthographic pose: stable where the DLT is not (small, distant objects).
+
+    Fits xn ~= A (X - mu) + b by weighted least squares; the two rows of A are the first two
+    rows of R over the depth Z0 of the centroid, so R = nearest rotation, Z0 = 1 / row scale.
+    """
+    wsum = np.maximum(w.sum(-1, keepdims=True), 1e-12)
+    mu = (X * w[..., None]).sum(-2, keepdims=True) / wsum[..., None]
+    Xc = X - mu
+    xm = (xn * w[..., None]).sum(-2, keepdims=True) / wsum[..., None]
+    cov = np.swapaxes(Xc * w[..., None], -1, -2) @ Xc + 1e-12 * np.eye(3)
+    A = np.swapaxes(np.linalg.solve(cov, np.swapaxes(Xc * w[..., None], -1, -2) @ (xn - xm)), -1, -2)
+    U, S, Vt = np.linalg.svd(A, full_matrices=False)  # (..., 2, 3) -> orthonormal rows U @ Vt
+    rows = U @ Vt
+    R = np.concatenate([rows, np.cross(rows[..., 0, :], rows[..., 1, :])[..., None, :]], -2)
+    depth = 1.0 / np.maximum(S.mean(-1), 1e-12)
+    centre = np.concatenate([xm[..., 0, :] * depth[..., None], depth[..., None]], -1)
+    return R, centre - (R @ mu[..., 0, :, None])[..., 0]
 
 
 def _errors(focal, c, R, t, X, uv):
@@ -189,35 +212,42 @@ def _msac(err, w, threshold):
 def _ransac(X, uv, w, good, foc, c, threshold, hypotheses, rng):
     """Best (R, t, MSAC cost) per focal candidate and frame, for frames in ``good``.
 
-    Hypotheses are calibrated DLTs of 6 distinct valid matches; the best one per frame and
-    candidate is refitted on its inliers twice (local optimisation).
+    Hypotheses are calibrated DLTs and scaled-orthographic fits of 6 distinct valid matches, scored
+    on a random subset of ``SCORE_MATCHES`` matches; the best one per frame and candidate is then
+    refitted on its inliers among all matches (local optimisation, kept only where it helps).
     """
     T, M = w.shape
-    C = len(foc)
+    C, S = len(foc), min(M, SCORE_MATCHES)
     Rs, ts, costs = np.tile(np.eye(3), (C, T, 1, 1)), np.zeros((C, T, 3)), np.full((C, T), np.inf)
     frames = np.flatnonzero(good)
-    per_chunk = max(1, int(4e6 // (C * hypotheses * M)))  # bounds the (C, frames, H, M) arrays
+    per_chunk = max(1, int(4e6 // (C * hypotheses * S)))  # bounds the (C, frames, H, S) arrays
     for chunk in np.array_split(frames, -(-len(frames) // per_chunk)):
-        Xc, uvc, wc = X[chunk][None], uv[chunk][None], w[chunk][None]
-        keys = rng.random((len(chunk), hypotheses, M)) + 2.0 * (w[chunk] <= 0)[:, None, :]
-        idx = np.argsort(keys, -1)[..., :MIN_MATCHES]
-        Xs = np.take_along_axis(X[chunk][:, None], idx[..., None], 2)
-        xn = (np.take_along_axis(uv[chunk][:, None], idx[..., None], 2)[None] - c) / foc[:, None, None, None, None]
-        Rh, th = _dlt_pose(xn, np.broadcast_to(Xs, xn.shape[:-1] + (3,)), np.ones(xn.shape[:-1]))
-        cost = _msac(_errors(foc[:, None, None], c, Rh, th, Xc[:, :, None], uvc[:, :, None]), wc[:, :, None], threshold)
-        best = np.argmin(cost, -1)
+        Xc, uvc, wc = X[chunk], uv[chunk], w[chunk]
+        invalid = 2.0 * (wc <= 0)
+        sample = np.argpartition(rng.random((len(chunk), hypotheses, M)) + invalid[:, None], MIN_MATCHES, -1)
+        sample = sample[..., :MIN_MATCHES, None]
+        score = np.argsort(rng.random((len(chunk), M)) + invalid, -1)[:, :S, None]
+        xn = (np.take_along_axis(uvc[:, None], sample, 2)[None] - c) / foc[:, None, None, None, None]
+        Xs = np.broadcast_to(np.take_along_axis(Xc[:, None], sample, 2), xn.shape[:-1] + (3,))
+        ones = np.ones(xn.shape[:-1])
+        (R1, t1), (R2, t2) = _dlt_pose(xn, Xs, ones), _affine_pose(xn, Xs, ones)
+        Rh, th = np.concatenate([R1, R2], 2), np.concatenate([t1, t2], 2)
+        Xsub, uvsub = np.take_along_axis(Xc, score, 1), np.take_along_axis(uvc, score, 1)
+        err = _errors(foc[:, None, None], c, Rh, th, Xsub[None, :, None], uvsub[None, :, None])
+        best = np.argmin(_msac(err, np.take_along_axis(wc, score[..., 0], 1)[None, :, None], threshold), -1)
         R = np.take_along_axis(Rh, best[..., None, None, None], 2)[:, :, 0]
         t = np.take_along_axis(th, best[..., None, None], 2)[:, :, 0]
-        err = _errors(foc[:, None], c, R, t, Xc, uvc)
-        xn = (uvc - c) / foc[:, None, None, None]
-        for _ in range(2):
-            R2, t2 = _dlt_pose(xn, np.broadcast_to(Xc, xn.shape[:-1] + (3,)), wc * (err < threshold))
-            err2 = _errors(foc[:, None], c, R2, t2, Xc, uvc)
-            better = _msac(err2, wc, threshold) < _msac(err, wc, threshold)
+        err = _errors(foc[:, None], c, R, t, Xc[None], uvc[None])
+        xn = (uvc[None] - c) / foc[:, None, None, None]
+        Xb = np.broadcast_to(Xc, xn.shape[:-1] + (3,))
+        for fit in (_dlt_pose, _affine_pose, _dlt_pose):
+            R2, t2 = fit(xn, Xb, wc[None] * (err < threshold))
+            err2 = _errors(foc[:, None], c, R2, t2, Xc[None], uvc[None])
+            better = _msac(err2, wc[None], threshold) < _msac(err, wc[None], threshold)
             R = np.where(better[..., None, None], R2, R)
             t = np.where(better[..., None], t2, t)
             err = np.where(better[..., None], err2, err)
-        Rs[:, chunk], ts[:, chunk], costs[:, chunk] = R, t, _msac(err, wc, threshold)
+        Rs[:, chunk], ts[:, chunk], costs[:, chunk] = R, t, _msac(err, wc[None], threshold)
     return Rs, ts, costs
 
 
@@ -236,6 +266,19 @@ def _classify(X, w, coplanar_ratio):
         s = np.linalg.svd(P * np.sqrt(wt[valid])[:, None], compute_uv=False)
         kinds.append("coplanar" if s[2] <= coplanar_ratio * s[0] else "ok")
     return kinds
+
+
+def _propagate(X, uv, w, good, focal, c, threshold, R, t, cost):
+    """Sweep forward then back: a frame takes its neighbour's pose when that explains its matches
+    better (MSAC). Fixes isolated frames whose minimal samples all fell into a wrong solution."""
+    R, t, cost = R.copy(), t.copy(), cost.copy()
+    frames = np.flatnonzero(good)
+    for order in (frames, frames[::-1]):
+        for prev, f in zip(order[:-1], order[1:]):
+            c_prev = _msac(_errors(focal, c, R[prev], t[prev], X[f], uv[f]), w[f], threshold)
+            if c_prev < cost[f]:
+                R[f], t[f], cost[f] = R[prev], t[prev], c_prev
+    return R, t
 
 
 def _fill_from_neighbours(R, t, known):
@@ -338,8 +381,8 @@ def _terms(prob, focal, c, R, t, scale):
     """Robust cost and the weighted least-squares blocks (r, J_pose, J_int, W), rows per frame."""
     pix, Jp, Ji, behind = _projection(prob.X, focal, c, R, t)
     r = pix - prob.uv
-    sq = np.where(behind, 1e12, (r**2).sum(-1))
-    rho, wr = _cauchy(sq, scale)
+    rho, wr = _cauchy((r**2).sum(-1), scale)
+    rho = np.where(behind, BEHIND_COST, rho)  # never a cheap outlier: a step that flips points is refused
     act = prob.active[:, None]
     cost = float((rho * prob.w * act).sum())
     T = len(R)
@@ -428,16 +471,17 @@ def _lm(prob, focal, c, R, t, scale, iterations):
         _add_smoothness(prob, H, g, frames, R, t, unit)
         while True:
             step = -np.linalg.solve(H + lam * np.diag(np.diag(H) + 1e-9), g)
-            d = step[: 6 * n].reshape(n, 6)
-            R2, t2 = R.copy(), t.copy()
-            R2[frames] = rodrigues(d[:, :3]) @ R[frames]
-            t2[frames] = t[frames] + d[:, 3:]
             ds = dict(zip(shared, step[6 * n :]))
-            focal2 = focal * np.exp(ds.get(0, 0.0))
-            c2 = c + np.array([ds.get(1, 0.0), ds.get(2, 0.0)])
-            cost2, blocks2 = total(focal2, c2, R2, t2)
-            if cost2 < cost:
-                break
+            if np.isfinite(step).all() and abs(ds.get(0, 0.0)) < 1.0:  # focal: at most a factor e per step
+                d = step[: 6 * n].reshape(n, 6)
+                R2, t2 = R.copy(), t.copy()
+                R2[frames] = rodrigues(d[:, :3]) @ R[frames]
+                t2[frames] = t[frames] + d[:, 3:]
+                focal2 = focal * np.exp(ds.get(0, 0.0))
+                c2 = c + np.array([ds.get(1, 0.0), ds.get(2, 0.0)])
+                cost2, blocks2 = total(focal2, c2, R2, t2)
+                if cost2 < cost:
+                    break
             lam *= 4
             if lam > 1e8:
                 return focal, c, R, t
@@ -535,6 +579,8 @@ def solve(
     X, uv, w = _clean(points3d, points2d, weights)
     W, H = (float(v) for v in image_size)
     c = np.array([W / 2, H / 2])
+    if silhouette is not None:
+        silhouette = _checked_silhouette(silhouette, len(X), (W, H))
     kinds = _classify(X, w, cfg.coplanar_ratio)
     warnings = _degenerate_warnings(kinds)
     good = np.array([k == "ok" for k in kinds])
@@ -548,7 +594,9 @@ def solve(
         rng = np.random.default_rng(cfg.seed)
         Rs, ts, costs = _ransac(X, uv, w, good, candidates, c, threshold, cfg.ransac_hypotheses, rng)
         best = int(np.argmin(costs[:, good].sum(1)))
-        focal, (R, t) = candidates[best], _fill_from_neighbours(Rs[best], ts[best], good)
+        focal = candidates[best]
+        R, t = _propagate(X, uv, w, good, focal, c, threshold, Rs[best], ts[best], costs[best])
+        R, t = _fill_from_neighbours(R, t, good)
     else:
         warnings.append("camera: no frame has a linear pose; started from a default view")
         focal = float(np.median(candidates))
@@ -562,8 +610,13 @@ def solve(
             if scale <= cfg.robust_scale_px:
                 break
             scale = max(cfg.robust_scale_px, scale / 2)
+        if cfg.polish:  # plain least squares on the inliers: statistically efficient for Gaussian noise
+            err = _errors(focal, c, R, t, X, uv)
+            prob.w = w * (err < 1.75 * cfg.robust_scale_px)
+            focal, c, R, t = _lm(prob, focal, c, R, t, 1e6, cfg.iterations)
+            prob.w = w
         if silhouette is not None:
-            prob.silhouette = _checked_silhouette(silhouette, len(X), (W, H))
+            prob.silhouette = silhouette
             focal, c, R, t = _lm(prob, focal, c, R, t, scale, cfg.iterations)
         R, t = _fill_from_neighbours(R, t, active)
     K = intrinsics(focal, *c)
