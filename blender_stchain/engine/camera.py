@@ -566,6 +566,40 @@ def _degenerate_warnings(kinds) -> list[str]:
     return out
 
 
+def _initial_poses(X, uv, w, good, candidates, c, threshold, cfg, image_size):
+    """Focal candidate and per-frame poses from RANSAC; the rest filled from neighbours."""
+    if not good.any():
+        focal = float(np.median(candidates))
+        R, t = zip(*(_default_pose(X[f], w[f], focal, image_size) for f in range(len(X))))
+        return focal, np.stack(R), np.stack(t)
+    rng = np.random.default_rng(cfg.seed)
+    Rs, ts, costs = _ransac(X, uv, w, good, candidates, c, threshold, cfg.ransac_hypotheses, rng)
+    best = int(np.argmin(costs[:, good].sum(1)))
+    focal = candidates[best]
+    R, t = _propagate(X, uv, w, good, focal, c, threshold, Rs[best], ts[best], costs[best])
+    return focal, *_fill_from_neighbours(R, t, good)
+
+
+def _refine(prob, focal, c, R, t, threshold, cfg, silhouette):
+    """Cauchy LM with the scale annealed from the RANSAC threshold (a rough start cannot lock onto
+    outliers), then least squares on the inliers, then the silhouette term if given."""
+    scale = max(threshold, cfg.robust_scale_px)
+    while True:
+        focal, c, R, t = _lm(prob, focal, c, R, t, scale, cfg.iterations)
+        if scale <= cfg.robust_scale_px:
+            break
+        scale = max(cfg.robust_scale_px, scale / 2)
+    w = prob.w
+    if cfg.polish:  # efficient for Gaussian noise; 3.5 px holds 99.8% of unit 2D Gaussian noise at the default scale
+        prob.w = w * (_errors(focal, c, R, t, prob.X, prob.uv) < 1.75 * cfg.robust_scale_px)
+        focal, c, R, t = _lm(prob, focal, c, R, t, 1e6, cfg.iterations)
+        prob.w = w
+    if silhouette is not None:
+        prob.silhouette = silhouette
+        focal, c, R, t = _lm(prob, focal, c, R, t, scale, cfg.iterations)
+    return focal, c, R, t
+
+
 def solve(
     points3d, points2d, weights, image_size, focal_px=None, silhouette: Silhouette | None = None, **settings
 ) -> CameraSolution:
@@ -590,34 +624,12 @@ def solve(
     else:
         candidates = 0.5 * W / np.tan(np.radians(np.asarray(cfg.focal_fov_deg, np.float64)) / 2)
     threshold = cfg.ransac_threshold_px * max(W, H)
-    if good.any():
-        rng = np.random.default_rng(cfg.seed)
-        Rs, ts, costs = _ransac(X, uv, w, good, candidates, c, threshold, cfg.ransac_hypotheses, rng)
-        best = int(np.argmin(costs[:, good].sum(1)))
-        focal = candidates[best]
-        R, t = _propagate(X, uv, w, good, focal, c, threshold, Rs[best], ts[best], costs[best])
-        R, t = _fill_from_neighbours(R, t, good)
-    else:
+    if not good.any():
         warnings.append("camera: no frame has a linear pose; started from a default view")
-        focal = float(np.median(candidates))
-        R0, t0 = zip(*(_default_pose(X[f], w[f], focal, (W, H)) for f in range(len(X))))
-        R, t = np.stack(R0), np.stack(t0)
+    focal, R, t = _initial_poses(X, uv, w, good, candidates, c, threshold, cfg, (W, H))
     if active.any():
         prob = _Problem(X, uv, w, active, focal_px is None, cfg.solve_principal_point, cfg.smoothness)
-        scale = max(threshold, cfg.robust_scale_px)
-        while True:  # anneal the Cauchy scale: wide first, so a rough start cannot lock onto outliers
-            focal, c, R, t = _lm(prob, focal, c, R, t, scale, cfg.iterations)
-            if scale <= cfg.robust_scale_px:
-                break
-            scale = max(cfg.robust_scale_px, scale / 2)
-        if cfg.polish:  # plain least squares on the inliers: statistically efficient for Gaussian noise
-            err = _errors(focal, c, R, t, X, uv)
-            prob.w = w * (err < 1.75 * cfg.robust_scale_px)
-            focal, c, R, t = _lm(prob, focal, c, R, t, 1e6, cfg.iterations)
-            prob.w = w
-        if silhouette is not None:
-            prob.silhouette = silhouette
-            focal, c, R, t = _lm(prob, focal, c, R, t, scale, cfg.iterations)
+        focal, c, R, t = _refine(prob, focal, c, R, t, threshold, cfg, silhouette)
         R, t = _fill_from_neighbours(R, t, active)
     K = intrinsics(focal, *c)
     w2c = rigid(R, t)

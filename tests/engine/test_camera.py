@@ -242,3 +242,16 @@ def test_silhouette_term_improves_a_weak_solve():
     assert r1.mean() < 0.8 * r0.mean() and c1.mean() < 0.8 * c0.mean()
     with pytest.raises(ValueError, match="silhouette needs"):
         camera.solve(s.points3d, s.points2d, s.weights, (100, 100), silhouette=sil)
+
+
+def test_blender_conversion_refuses_mirrors_and_skew():
+    from blender_stchain.engine.blender_camera import blender_camera, camera_matrix_world
+
+    actionmesh_npy_map = np.array([[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # det -1
+    assert np.isclose(np.linalg.det(actionmesh_npy_map), -1.0)
+    with pytest.raises(ValueError, match="proper rotation"):
+        camera_matrix_world(np.eye(4)[None], actionmesh_npy_map)
+    with pytest.raises(ValueError, match="skewed"):
+        blender_camera(np.array([[500.0, 3.0, 320], [0, 500, 240], [0, 0, 1]]), np.eye(4), (640, 480))
+    with pytest.raises(ValueError, match="sensor_fit"):
+        blender_camera(np.eye(3), np.eye(4), (640, 480), sensor_fit="FILL")
