@@ -700,36 +700,58 @@ def present(solution: CameraSolution, mode: str, motion: ObjectMotion, vertices)
 # ----------------------------------------------------------------------------- 2D tracks
 
 
-def _occluded(cam: np.ndarray, faces: np.ndarray, ids: np.ndarray, tolerance: float, chunk: int = 8192):
+def _candidates(q: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(landmark, face) pairs whose image points / 2D face boxes share a cell of a uniform grid
+    laid over the landmarks: only these can occlude, so the depth test stays near-linear in size."""
+    grid = int(np.clip(np.sqrt(len(p)), 8, 256))
+    origin = q.min(0)
+    cell = max(float((q.max(0) - origin).max()), 1e-12) / grid * (1 + 1e-9)
+    lo = np.floor((p.min(1) - origin) / cell)
+    hi = np.floor((p.max(1) - origin) / cell)
+    keep = np.flatnonzero((hi >= 0).all(1) & (lo <= grid).all(1))
+    lo = np.clip(lo[keep], 0, grid).astype(np.int64)
+    hi = np.clip(hi[keep], 0, grid).astype(np.int64)
+    nx, ny = hi[:, 0] - lo[:, 0] + 1, hi[:, 1] - lo[:, 1] + 1
+    face = np.repeat(np.arange(len(keep)), nx * ny)
+    local = np.arange(len(face)) - np.repeat(np.cumsum(nx * ny) - nx * ny, nx * ny)
+    key = (lo[face, 1] + local // nx[face]) * (grid + 1) + lo[face, 0] + local % nx[face]
+    order = np.argsort(key, kind="stable")
+    key, face = key[order], face[order]
+    qcell = np.floor((q - origin) / cell).astype(np.int64)
+    qkey = qcell[:, 1] * (grid + 1) + qcell[:, 0]
+    start, end = np.searchsorted(key, qkey, "left"), np.searchsorted(key, qkey, "right")
+    counts = end - start
+    lm = np.repeat(np.arange(len(q)), counts)
+    pos = np.repeat(start, counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return lm, keep[face[pos]]
+
+
+def _occluded(cam: np.ndarray, faces: np.ndarray, ids: np.ndarray, tolerance: float) -> np.ndarray:
     """Per landmark: is any face in front of it along its camera ray? Cam-space vertices (Nv,3).
 
     Exact ray casting in the image plane: barycentric test of each landmark's normalised image point
     against the projected faces, depth interpolated perspective-correctly (1/z is linear on screen).
     Faces touching the landmark's vertex are skipped; faces reaching behind the camera are ignored.
     """
-    q = cam[ids, :2] / cam[ids, 2:3]  # (L, 2)
-    zq = cam[ids, 2]
-    hidden = np.zeros(len(ids), bool)
-    for s in range(0, len(faces), chunk):
-        f = faces[s : s + chunk]
-        tri = cam[f]  # (F, 3, 3)
-        front = (tri[..., 2] > 1e-9).all(-1)
-        f, tri = f[front], tri[front]
-        p = tri[..., :2] / tri[..., 2:3]  # (F, 3, 2)
-        e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
-        det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
-        ok = np.abs(det) > 1e-18
-        d = q[:, None] - p[None, :, 0]  # (L, F, 2)
-        inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
-        b1 = (d[..., 0] * e2[:, 1] - d[..., 1] * e2[:, 0]) * inv
-        b2 = (e1[:, 0] * d[..., 1] - e1[:, 1] * d[..., 0]) * inv
-        b0 = 1 - b1 - b2
-        inside = ok & (b0 >= -1e-9) & (b1 >= -1e-9) & (b2 >= -1e-9)
-        inv_z = b0 / tri[:, 0, 2] + b1 / tri[:, 1, 2] + b2 / tri[:, 2, 2]
-        z = 1.0 / np.where(inside, inv_z, 1.0)
-        touching = (f[None] == ids[:, None, None]).any(-1)
-        hidden |= (inside & ~touching & (z < zq[:, None] * (1 - tolerance))).any(-1)
-    return hidden
+    faces = faces[(cam[faces, 2] > 1e-9).all(1)]
+    q = cam[ids, :2] / cam[ids, 2:3]
+    tri = cam[faces]  # (F, 3, 3)
+    p = tri[..., :2] / tri[..., 2:3]
+    lm, f = _candidates(q, p)
+    e1, e2 = p[f, 1] - p[f, 0], p[f, 2] - p[f, 0]
+    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    ok = np.abs(det) > 1e-18
+    inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+    d = q[lm] - p[f, 0]
+    b1 = (d[:, 0] * e2[:, 1] - d[:, 1] * e2[:, 0]) * inv
+    b2 = (e1[:, 0] * d[:, 1] - e1[:, 1] * d[:, 0]) * inv
+    b0 = 1 - b1 - b2
+    inside = ok & (b0 >= -1e-9) & (b1 >= -1e-9) & (b2 >= -1e-9)
+    inv_z = b0 / tri[f, 0, 2] + b1 / tri[f, 1, 2] + b2 / tri[f, 2, 2]
+    z = 1.0 / np.where(inside, inv_z, 1.0)
+    touching = (faces[f] == ids[lm, None]).any(1)
+    hit = inside & ~touching & (z < cam[ids[lm], 2] * (1 - tolerance))
+    return np.bincount(lm, weights=hit, minlength=len(ids)) > 0
 
 
 def tracks_2d(vertices, faces, landmark_ids, K, world_to_camera, image_size, depth_tolerance=1e-3):
