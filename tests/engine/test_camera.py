@@ -123,7 +123,7 @@ def test_object_motion_recovers_rigid_motion():
     # with deformation: the motion of a rigidly moved deforming clip is M composed with its own
     own = camera.object_motion(verts[0], verts)
     moved = camera.object_motion(verts[0], apply(M, verts))
-    print(f"\noctopus deformation left after the rigid fit: rms {own.rms.max():.4f} (size ~1.8)")
+    print(f"\noctopus deformation left after the rigid fit: rms {own.rms.max():.4f} (bbox diagonal ~3.0)")
     assert np.abs(moved.matrices - M @ own.matrices).max() < 1e-8
     assert np.allclose(moved.rms, own.rms)
 
