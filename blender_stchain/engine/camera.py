@@ -692,9 +692,14 @@ def present(solution: CameraSolution, mode: str, motion: ObjectMotion, vertices)
     if mode == "object_moves":
         return solution, V
     M = motion.matrices
-    R, t = M[:, :3, :3], M[:, :3, 3]
-    still = np.einsum("tji,tnj->tni", R, V - t[:, None])  # R^T (v - t)
-    return replace(solution, world_to_camera=solution.world_to_camera @ M), still.astype(V.dtype)
+    return replace(solution, world_to_camera=solution.world_to_camera @ M), remove_motion(M, V)
+
+
+def remove_motion(matrices: np.ndarray, vertices: np.ndarray) -> np.ndarray:
+    """Apply M_t^-1 to each frame's vertices (T, N, 3): R^T (v - t). Works on frame chunks too."""
+    V = np.asarray(vertices)
+    R, t = matrices[:, :3, :3], matrices[:, :3, 3]
+    return np.einsum("tji,tnj->tni", R, V - t[:, None]).astype(V.dtype)
 
 
 # ----------------------------------------------------------------------------- 2D tracks

@@ -78,6 +78,8 @@ def run(job: JobSpec, on_event=None, cancel=None) -> Path:
             seconds["windows"] = time.perf_counter() - t
         t = time.perf_counter()
         cam = _solve_camera(tracks, clip, settings, rep)
+        if settings.camera_mode == "camera_moves":
+            cam = _move_camera(cam, tracks, writer)
         tracks2d, visible = camera.tracks_2d(writer.spooled("vertices"), anchor_mesh.faces, landmark_ids,
                                              cam.K, cam.world_to_camera, _footage_size(clip))
         seconds["camera"] = time.perf_counter() - t
@@ -179,11 +181,20 @@ def _solve_camera(tracks: Tracks, clip, settings, rep):
     rep.progress("camera", 0, message="solving the camera")
     sol = camera.solve(np.stack(tracks.points3d), np.stack(tracks.points2d), np.stack(tracks.weights),
                        _footage_size(clip), focal_px=settings.camera_focal_px,
-                       smoothness=settings.camera_smoothness)
+                       smoothness=settings.camera_smoothness, silhouette=None)
     for w in sol.warnings:
         rep.warning(w)
     rep.progress("camera", 1, message=f"camera: median error {np.median(sol.reprojection_error_px):.2f} px")
     return sol
+
+
+def _move_camera(cam, tracks: Tracks, writer: ResultWriter):
+    """"Camera moves": the object's rigid motion (landmarks vs the first frame) goes into the camera."""
+    points = np.stack(tracks.points3d)
+    motion = camera.object_motion(points[0], points, np.stack(tracks.weights))
+    cam, _ = camera.present(cam, "camera_moves", motion, points[:, :0])
+    writer.transform("vertices", lambda a, b, v: camera.remove_motion(motion.matrices[a:b], v))
+    return cam
 
 
 def _check_finite(x, stage: str) -> None:

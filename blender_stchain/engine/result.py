@@ -156,6 +156,16 @@ class ResultWriter:
             raise ValueError("every call must carry the same per-frame tensors")
         self._frames += n or 0
 
+    def transform(self, name: str, fn, chunk: int = 64) -> None:
+        """Rewrite a streamed tensor in place, ``chunk`` frames at a time: ``fn(start, stop, block)``."""
+        self._files[name].flush()
+        data = np.memmap(self._spool / f"{name}.bin", dtype=_DTYPES[name], mode="r+",
+                         shape=(self._frames, *self._tail[name]))
+        for a in range(0, self._frames, chunk):
+            data[a:a + chunk] = fn(a, min(a + chunk, self._frames), np.array(data[a:a + chunk]))
+        data.flush()
+        del data
+
     def finish(self, metadata: dict | None = None, **whole: np.ndarray) -> Path:
         """Write the file: streamed tensors plus ``whole`` ones (faces, K, image_size, ...)."""
         for f in self._files.values():
