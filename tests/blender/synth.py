@@ -33,7 +33,7 @@ def project(K, w2c, points) -> np.ndarray:
     return uv[:, :2] / uv[:, 2:3]
 
 
-def result_from_npz(npz: Path, frames: int | None = None, size=(640, 480), tracks: int = 12, first_frame=1):
+def result_from_npz(npz, frames=None, size=(640, 480), tracks=12, first_frame=1):
     d = np.load(npz)
     verts = d["vertices"]
     if frames is not None:
@@ -48,10 +48,6 @@ def result_from_npz(npz: Path, frames: int | None = None, size=(640, 480), track
     w2c = np.stack(
         [look_at_w2c(center + radius * np.array([np.sin(a), 0.3, np.cos(a)]), center) for a in np.linspace(0, 0.6, T)]
     )
-    ids = np.linspace(0, verts.shape[1] - 1, tracks).astype(int)
-    tr = np.stack([project(K, w2c[t], verts[t, ids]) for t in range(T)])
-    visible = np.ones((T, tracks), np.uint8)
-    visible[::3, 0] = 0
     result = Result(
         faces=d["faces"],
         vertices=verts,
@@ -62,6 +58,11 @@ def result_from_npz(npz: Path, frames: int | None = None, size=(640, 480), track
         image_size=np.array([W, H]),
         metadata={"method": "synthetic", "source": str(npz)},
     )
-    # set after construction: engine.result.validate_shapes cannot check tracks yet (reported)
-    result.tracks_2d, result.track_visible = tr.astype(np.float32), visible
+    if tracks:
+        ids = np.linspace(0, verts.shape[1] - 1, tracks).astype(int)
+        tr = np.stack([project(K, w2c[t], verts[t, ids]) for t in range(T)])
+        visible = np.ones((T, tracks), np.uint8)
+        visible[::3, 0] = 0
+        # set after construction: engine.result.validate_shapes cannot check tracks yet (reported)
+        result.tracks_2d, result.track_visible = tr.astype(np.float32), visible
     return result
