@@ -40,6 +40,7 @@ class Controller:
     state: State = State.IDLE
     progress: Progress = field(default_factory=Progress)
     warnings: list[str] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)  # plain output lines (last 50)
     message: str = ""
     result_path: str | None = None
     runner: object = None
@@ -49,7 +50,7 @@ class Controller:
         if self.state in (State.RUNNING, State.CANCELLING):
             raise RuntimeError("a job is already running")
         self.runner = runner
-        self.state, self.progress, self.warnings = State.RUNNING, Progress(), []
+        self.state, self.progress, self.warnings, self.log = State.RUNNING, Progress(), [], []
         self.message, self.result_path = "", None
         self._started = self.clock()
         runner.start()
@@ -60,7 +61,7 @@ class Controller:
             return []
         events = self.runner.events()
         for event in events:
-            self._handle(event)
+            self.handle(event)
         return events
 
     def cancel(self) -> None:
@@ -94,7 +95,8 @@ class Controller:
             return ("Cancelling: " if self.state == State.CANCELLING else "") + text
         return self.message
 
-    def _handle(self, event: dict) -> None:
+    def handle(self, event: dict) -> None:
+        """Fold one event into the state (``poll`` calls this; blocking drivers may too)."""
         kind = event.get("event")
         if kind == "progress":
             self.progress = Progress(
@@ -103,6 +105,8 @@ class Controller:
                 message=str(event.get("message", "")),
                 eta_s=event.get("eta_s"),
             )
+        elif kind == "log":
+            self.log = (self.log + [str(event.get("message", ""))])[-50:]
         elif kind == "warning":
             self.warnings.append(str(event.get("message", "")))
         elif kind == "done":

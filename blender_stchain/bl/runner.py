@@ -25,6 +25,7 @@ WORKER_MODULE = "blender_stchain.engine.worker"
 
 
 def cancel_path(job_path) -> Path:
+    """The file the worker polls: its presence means 'stop now, write nothing'."""
     return Path(str(job_path) + ".cancel")
 
 
@@ -70,14 +71,22 @@ class _Base:
         self._queue.put(final)
 
 
-class ProcessRunner(_Base):
-    """Runs ``python -m <module> JOB.json`` and streams its JSON lines."""
+def worker_args(job_path, module: str = WORKER_MODULE) -> list[str]:
+    return ["-m", module, str(job_path)]
 
-    def __init__(self, job_path, *, python: str | None = None, pythonpath=(), module: str = WORKER_MODULE,
+
+class ProcessRunner(_Base):
+    """Runs ``python ARGS`` (the worker: ``-m MODULE JOB.json``) and streams its JSON lines.
+
+    Commands that print plain text (the weights tool) work too: lines become ``log`` events and
+    exit code 0 without a final event counts as ``done``.
+    """
+
+    def __init__(self, args, *, cancel_file=None, python: str | None = None, pythonpath=(),
                  env: dict | None = None, grace_s: float = 5.0):
         super().__init__()
-        self.job_path = Path(job_path)
-        self.command = [python or sys.executable, "-m", module, str(self.job_path)]
+        self.cancel_file = Path(cancel_file) if cancel_file else None
+        self.command = [python or sys.executable, *map(str, args)]
         self.env = dict(os.environ if env is None else env)
         paths = [str(p) for p in pythonpath] + [p for p in self.env.get("PYTHONPATH", "").split(os.pathsep) if p]
         self.env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
@@ -87,7 +96,8 @@ class ProcessRunner(_Base):
         self._stderr: deque[str] = deque(maxlen=20)
 
     def start(self) -> "ProcessRunner":
-        cancel_path(self.job_path).unlink(missing_ok=True)
+        if self.cancel_file:
+            self.cancel_file.unlink(missing_ok=True)
         self.proc = subprocess.Popen(
             self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
             env=self.env, text=True, encoding="utf-8", errors="replace", bufsize=1,
@@ -105,7 +115,8 @@ class ProcessRunner(_Base):
         if self._cancel_requested or self.proc is None:
             return
         self._cancel_requested = True
-        cancel_path(self.job_path).touch()
+        if self.cancel_file:
+            self.cancel_file.touch()
         threading.Thread(target=self._escalate, daemon=True).start()
 
     def _escalate(self):
@@ -132,7 +143,9 @@ class ProcessRunner(_Base):
             else:
                 self._queue.put(event)
         code = self.proc.wait()
-        if final is None and not self._cancel_requested:
+        if final is None and code == 0:
+            final = {"event": "done", "result": ""}
+        elif final is None and not self._cancel_requested:
             final = {"event": "error", "message": self._crash_message(code)}
         elif final is not None and final.get("event") == "done" and code != 0:
             final = {"event": "error", "message": f"the worker reported a result but exited with code {code}"}

@@ -30,7 +30,7 @@ def main(job_path: str) -> int:
     cancel = Path(job_path + ".cancel")
     if spec.weights and not Path(spec.weights).is_dir():
         raise WeightsError(f"weights folder {spec.weights} is missing: run 'python -m blender_stchain weights download'")
-    frames = _frame_count(spec)
+    numbers, size = _footage(spec)
     steps = 10_000 if mode == "hang" else 4
     for i in range(steps):
         if cancel.exists():
@@ -44,19 +44,21 @@ def main(job_path: str) -> int:
             raise RuntimeError("CUDA out of memory (stand-in)")
         time.sleep(0.05)
     emit(event="warning", message="stand-in worker: synthetic result")
-    first = spec.frames[0] if spec.frames else 1
-    result = result_from_npz(Path(os.environ["STUB_NPZ"]), frames=frames, first_frame=first, tracks=0)
+    result = result_from_npz(Path(os.environ["STUB_NPZ"]), frames=len(numbers), first_frame=numbers[0], size=size, tracks=0)
     result.metadata["job"] = json.loads(spec.to_json())
     result.save(spec.out)
     emit(event="done", result=spec.out)
     return 0
 
 
-def _frame_count(spec) -> int:
+def _footage(spec):
+    """Frame numbers and size from a Blender frames folder (meta.json), else the job's range."""
     meta = Path(spec.footage) / "meta.json"
     if meta.is_file():
-        return len(json.loads(meta.read_text())["frame_numbers"])
-    return spec.frames[1] - spec.frames[0] + 1 if spec.frames else 16
+        m = json.loads(meta.read_text())
+        return m["frame_numbers"], tuple(m["size"])
+    a, b = spec.frames or (1, 16)
+    return list(range(a, b + 1)), (640, 480)
 
 
 if __name__ == "__main__":

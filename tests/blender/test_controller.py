@@ -5,7 +5,7 @@ import time
 import pytest
 
 from blender_stchain.bl.controller import Controller, State, format_eta
-from blender_stchain.bl.runner import ProcessRunner, ThreadRunner
+from blender_stchain.bl.runner import ProcessRunner, ThreadRunner, cancel_path, worker_args
 from blender_stchain.engine.result import load_result
 from tests.blender.workers import stub_env, write_job
 
@@ -57,7 +57,7 @@ def test_progress_eta_and_result(tmp_path):
 
 def test_worker_eta_wins_and_format():
     ctl = Controller()
-    ctl._handle({"event": "progress", "stage": "chain", "fraction": 0.5, "message": "", "eta_s": 7.4})
+    ctl.handle({"event": "progress", "stage": "chain", "fraction": 0.5, "message": "", "eta_s": 7.4})
     assert ctl.eta_s() == 7.4 and format_eta(7.4) == "7 s" and format_eta(125) == "2 min 05 s"
 
 
@@ -88,7 +88,8 @@ def test_error_thread(tmp_path):
 
 
 def run_stub(tmp_path, mode, cancel_after=None, weights=None):
-    runner = ProcessRunner(write_job(tmp_path, weights=weights), module="stub_worker", env=stub_env(mode), grace_s=1.0)
+    job = write_job(tmp_path, weights=weights)
+    runner = ProcessRunner(worker_args(job, "stub_worker"), cancel_file=cancel_path(job), env=stub_env(mode), grace_s=1.0)
     ctl = Controller()
     t0 = time.monotonic()
     ctl.start(runner)
