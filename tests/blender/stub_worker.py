@@ -46,6 +46,7 @@ def main(job_path: str) -> int:
     emit(event="warning", message="stand-in worker: synthetic result")
     result = result_from_npz(Path(os.environ["STUB_NPZ"]), frames=len(numbers), first_frame=numbers[0], size=size, tracks=0)
     result.metadata["job"] = json.loads(spec.to_json())
+    result.metadata["engine_file"] = sys.modules[JobSpec.__module__].__file__
     result.save(spec.out)
     emit(event="done", result=spec.out)
     return 0
