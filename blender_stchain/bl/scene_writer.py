@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from .pointcache import write_pc2
 ROLE = "stchain_role"
 TRACK_PREFIX = "stchain_"
 _DATA = {"Object": "objects", "Mesh": "meshes", "Camera": "cameras", "Action": "actions",
-         "MovieClip": "movieclips", "Collection": "collections"}
+         "MovieClip": "movieclips", "Collection": "collections", "Key": "shape_keys"}
 
 
 @dataclass
@@ -116,6 +117,7 @@ def apply(result, scene, options: WriteOptions | None = None, camera: CameraData
         raise
     remove_previous(scene)
     coll.name = options.name
+    _settle_names(created + ([mesh_ob.data.shape_keys] if mesh_ob.data.shape_keys else []))
     scene.collection.children.link(coll)
     _scene_settings(scene, camera, frames, options.fps)
     scene.camera = cam_ob
@@ -149,6 +151,14 @@ def _owned_under(coll) -> list:
         if ob.type == "CAMERA":
             ids += [bg.clip for bg in ob.data.background_images if bg.clip is not None and bg.clip.get(ROLE)]
     return ids
+
+
+def _settle_names(ids) -> None:
+    """Drop the ``.001`` suffixes the new IDs got while the previous result still existed."""
+    for id_block in ids:
+        base = re.sub(r"\.\d{3,}$", "", id_block.name)
+        if base != id_block.name and base not in getattr(bpy.data, _DATA[type(id_block).__name__]):
+            id_block.name = base
 
 
 def _own(id_block, role: str, created: list):
@@ -187,7 +197,7 @@ def _mesh_object(result, frames, options, coll, object_matrix, created):
     if _use_pc2(T, Nv, options):
         _point_cache(ob, result, frames, options)
     else:
-        _shape_keys(ob, result.vertices, frames, created)
+        _shape_keys(ob, result.vertices, frames, options.name, created)
     return ob
 
 
@@ -199,23 +209,23 @@ def _use_pc2(T, Nv, options) -> bool:
     return T * Nv * 12 > options.pc2_threshold_mb * 1e6
 
 
-def _shape_keys(ob, vertices, frames, created):
+def _shape_keys(ob, vertices, frames, name, created):
     ob.shape_key_add(name="Basis", from_mix=False)
     names = [f"frame_{int(f):04d}" for f in frames]
-    for name, v in zip(names, vertices):
-        kb = ob.shape_key_add(name=name, from_mix=False)
+    for key_name, v in zip(names, vertices):
+        kb = ob.shape_key_add(name=key_name, from_mix=False)
         kb.data.foreach_set("co", v.ravel())
     key = ob.data.shape_keys
-    action = _own(bpy.data.actions.new(ob.name + " keys"), "action", created)
+    action = _own(bpy.data.actions.new(name + " keys"), "action", created)
     fcurves = animcompat.fcurves_for(key, action)
     last = len(frames) - 1
-    for t, (name, f) in enumerate(zip(names, frames)):
+    for t, (key_name, f) in enumerate(zip(names, frames)):
         pts = [(f - 1, 0.0)] if t > 0 else []
         pts.append((f, 1.0))
         if t < last:
             pts.append((f + 1, 0.0))
         fr, val = zip(*pts)
-        animcompat.write_fcurve(fcurves, f'key_blocks["{name}"].value', fr, val)
+        animcompat.write_fcurve(fcurves, f'key_blocks["{key_name}"].value', fr, val)
 
 
 def _point_cache(ob, result, frames, options):
@@ -272,7 +282,7 @@ def _camera_object(cam: CameraData, frames, name, coll, clip, created):
         prev = mat.to_euler("XYZ", prev) if prev is not None else mat.to_euler("XYZ")
         rot[t] = prev
     ob.matrix_world = Matrix(world[0].tolist())
-    action = _own(bpy.data.actions.new(ob.name + " motion"), "action", created)
+    action = _own(bpy.data.actions.new(name + " camera motion"), "action", created)
     fcurves = animcompat.fcurves_for(ob, action)
     for path, values in (("location", loc), ("rotation_euler", rot)):
         for i in range(3):
