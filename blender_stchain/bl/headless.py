@@ -82,8 +82,11 @@ def _run(args) -> int:
         props.frame_first, props.frame_last = frames
     props.mask = args.mask_source.upper()
     props.method, props.preset, props.write_mode = args.method, args.preset, args.write_mode
-    outcome = bpy.ops.stchain.generate(weights=args.weights, device=args.device, masks=args.masks,
-                                       allow_random_weights=args.allow_random_weights)
+    try:
+        outcome = bpy.ops.stchain.generate(weights=args.weights, device=args.device, masks=args.masks,
+                                           allow_random_weights=args.allow_random_weights)
+    except RuntimeError:  # bpy.ops raises on an ERROR report; the message is in the status
+        outcome = {"CANCELLED"}
     if "FINISHED" not in outcome:
         raise StchainError(bpy.context.window_manager.stchain_status.message or "stchain: the job failed")
     out = Path(args.out).expanduser().resolve()

@@ -122,9 +122,13 @@ class STCHAIN_OT_generate(_JobOptions, bpy.types.Operator):
             runner, options = prepare(context, self)
         except StchainError as e:
             return self._fail(context, str(e))
-        ctl = Controller()
+        ctl = _active["job"] = Controller()  # registered so Cancel / Free GPU reach a blocking run too
         ctl.start(runner)
-        final = runner.wait(on_event=_print_event)
+        try:
+            final = runner.wait(on_event=_print_event)
+        except KeyboardInterrupt:
+            ctl.cancel()
+            final = runner.wait(on_event=_print_event)
         ctl.handle(final)
         return self._finish(context, ctl, options)
 
