@@ -12,6 +12,7 @@ from pathlib import Path
 
 
 def _headless():
+    import bpy  # noqa: F401 (inside Blender it is loaded already; with PyPI bpy it makes addon_utils importable)
     import addon_utils
 
     for mod in addon_utils.modules():
