@@ -93,8 +93,18 @@ def prepare(context, op) -> tuple[ProcessRunner, scene_writer.WriteOptions]:
 
 def apply_result(context, path: str, options: scene_writer.WriteOptions) -> dict:
     result = load_result(path)
-    options.metadata = {**options.metadata, "result": str(path), "result_metadata": result.metadata}
+    footage_options = {"fps": options.fps, "footage": options.footage, "clip": options.clip}
+    options.metadata = {**options.metadata, "result": str(path), "result_metadata": result.metadata,
+                        "write": footage_options}
     return scene_writer.apply(result, context.scene, options)
+
+
+def previous_footage_options(scene) -> dict:
+    """fps / footage / clip the current result was written with (so a re-apply keeps them)."""
+    for id_block in scene_writer.owned_ids(scene):
+        if isinstance(id_block, bpy.types.Object) and "stchain" in id_block:
+            return json.loads(id_block["stchain"]).get("write", {})
+    return {}
 
 
 class _JobOptions:
@@ -218,7 +228,8 @@ class STCHAIN_OT_apply_result(bpy.types.Operator):
         if not Path(path).is_file():
             self.report({"ERROR"}, f"No result file at {path or '(none)'}: generate first or choose a file")
             return {"CANCELLED"}
-        options = scene_writer.WriteOptions(mode=self.write_mode, frame_offset=self.frame_offset)
+        options = scene_writer.WriteOptions(mode=self.write_mode, frame_offset=self.frame_offset,
+                                            **previous_footage_options(context.scene))
         try:
             written = apply_result(context, path, options)
         except (StchainError, ValueError, OSError) as e:

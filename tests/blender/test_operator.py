@@ -33,11 +33,14 @@ def stub(monkeypatch):
 
 
 def test_register_unregister_twice(scene):
+    from blender_stchain.bl import registration
+
     for _ in range(2):
         blender_stchain.register()
         assert hasattr(bpy.types.Scene, "stchain") and hasattr(bpy.types, "STCHAIN_OT_generate")
-        assert bpy.ops.stchain.generate.poll()
+        assert bpy.ops.stchain.generate.poll() and len(registration._cli) == 1  # `blender -c stchain`
         blender_stchain.unregister()
+        assert registration._cli == []
         assert not hasattr(bpy.types.Scene, "stchain") and not hasattr(bpy.types, "STCHAIN_OT_generate")
         assert not hasattr(bpy.types, "STCHAIN_PT_view3d")
 
@@ -93,6 +96,29 @@ def test_cancel_leaves_scene_unchanged(registered, stub, tmp_path):
     print(f"cancelled after {time.monotonic() - t0:.2f} s")
     assert rc != 0 and bpy.context.window_manager.stchain_status.message == "Cancelled; the scene was not changed"
     assert data_snapshot() == before
+
+
+def test_apply_result_reuses_footage_and_changes_mode(registered, stub, tmp_path):
+    stub("ok")
+    assert headless.main(["--footage", str(CAMEL), "--frames", "1:3", "--out", str(tmp_path / "a.blend")]) == 0
+    status = bpy.context.window_manager.stchain_status
+    assert bpy.ops.stchain.apply_result(filepath=status.result, write_mode="pc2", frame_offset=10) == {"FINISHED"}
+    scene, ob = bpy.context.scene, bpy.data.objects["4D Mesh"]
+    assert "4D Mesh cache" in ob.modifiers and (scene.frame_start, scene.frame_end) == (11, 13)
+    assert scene.camera.data.background_images[0].clip.frame_start == 11  # footage kept, shifted with the mesh
+    assert len(bpy.data.objects) == 2
+
+
+def test_detect_devices_probes_the_worker_python(registered):
+    """The device list comes from torch in a subprocess; Blender's process never imports torch."""
+    import sys
+
+    assert bpy.ops.stchain.detect_devices() == {"FINISHED"}
+    from blender_stchain.bl import prefs
+
+    ids = [item[0] for item in prefs._devices(None, bpy.context)]
+    print("devices:", ids)
+    assert ids[:2] == ["auto", "cpu"] and "torch" not in sys.modules
 
 
 def test_bad_arguments(registered):
