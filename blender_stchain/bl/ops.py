@@ -115,41 +115,44 @@ class _JobOptions:
                                                  description="Accept make-random test checkpoints (smoke tests)")
 
 
-class STCHAIN_OT_generate(_JobOptions, bpy.types.Operator):
-    """Generate an animated mesh and a matching camera from the footage (runs in the background; Esc cancels)"""
+class _Driven:
+    """One job, two drivers: ``execute`` blocks (scripts, ``-b``); ``invoke`` runs modal with a timer.
 
-    bl_idname = "stchain.generate"
-    bl_label = "Generate 4D Mesh"
-    bl_options = {"REGISTER"}  # no UNDO: a redo panel would re-run the whole model
+    Subclasses give ``_key`` (slot in ``_active``), ``_prepare(context) -> runner`` (raise
+    StchainError to refuse) and ``_done(context, controller) -> {'FINISHED'} | {'CANCELLED'}``.
+    """
 
-    @classmethod
-    def poll(cls, context):
-        job = _active.get("job")
-        return job is None or job.finished
+    _key = "job"
+    _echo = False  # print events as JSON lines while blocking (headless progress)
 
     def execute(self, context):
         try:
-            runner, options = prepare(context, self)
+            runner = self._prepare(context)
         except StchainError as e:
             return self._fail(context, str(e))
-        ctl = _active["job"] = Controller()  # registered so Cancel / Free GPU reach a blocking run too
+        ctl = _active[self._key] = Controller()  # registered so Cancel / Free GPU reach a blocking run too
+
+        def on_event(event):
+            ctl.handle(event)
+            if self._echo:
+                _print_event(event)
+
         ctl.start(runner)
         try:
-            final = runner.wait(on_event=_print_event)
+            runner.wait(on_event=on_event)
         except KeyboardInterrupt:
             ctl.cancel()
-            final = runner.wait(on_event=_print_event)
-        ctl.handle(final)
-        return self._finish(context, ctl, options)
+            runner.wait(on_event=on_event)
+        return self._done(context, ctl)
 
     def invoke(self, context, event):
-        if bpy.app.background:
+        if bpy.app.background:  # modal handlers and timers never run there
             return self.execute(context)
         try:
-            runner, self._options = prepare(context, self)
+            runner = self._prepare(context)
         except StchainError as e:
             return self._fail(context, str(e))
-        ctl = _active["job"] = Controller()
+        ctl = _active[self._key] = Controller()
         ctl.start(runner)
         self._timer = context.window_manager.event_timer_add(0.1, window=context.window)
         context.window_manager.modal_handler_add(self)
@@ -157,7 +160,7 @@ class STCHAIN_OT_generate(_JobOptions, bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
     def modal(self, context, event):
-        ctl = _active["job"]
+        ctl = _active[self._key]
         if event.type == "ESC" and event.value == "PRESS":
             ctl.cancel()
         elif event.type != "TIMER":
@@ -167,29 +170,45 @@ class STCHAIN_OT_generate(_JobOptions, bpy.types.Operator):
         if not ctl.finished:
             return {"RUNNING_MODAL"}
         context.window_manager.event_timer_remove(self._timer)
-        outcome = self._finish(context, ctl, self._options)
-        if "FINISHED" in outcome:
-            bpy.ops.ed.undo_push(message="Generate 4D Mesh")
-        return outcome
+        return self._done(context, ctl)
 
-    def _finish(self, context, ctl, options):
+    def _fail(self, context, message):
+        context.window_manager.stchain_status.running = False
+        _status(context, None, message)
+        self.report({"ERROR"}, message)
+        return {"CANCELLED"}
+
+
+class STCHAIN_OT_generate(_JobOptions, _Driven, bpy.types.Operator):
+    """Generate an animated mesh and a matching camera from the footage (runs in the background; Esc cancels)"""
+
+    bl_idname = "stchain.generate"
+    bl_label = "Generate 4D Mesh"
+    bl_options = {"REGISTER"}  # no UNDO: a redo panel would re-run the whole model
+    _echo = True
+
+    @classmethod
+    def poll(cls, context):
+        job = _active.get("job")
+        return job is None or job.finished
+
+    def _prepare(self, context):
+        runner, self._options = prepare(context, self)
+        return runner
+
+    def _done(self, context, ctl):
         if ctl.state != State.DONE:
             return self._fail(context, ctl.message)
         try:
-            written = apply_result(context, ctl.result_path, options)
+            written = apply_result(context, ctl.result_path, self._options)
         except (StchainError, ValueError, OSError) as e:
             return self._fail(context, f"The result could not be applied: {e}")
         context.window_manager.stchain_status.result = ctl.result_path
         _status(context, ctl, f"Created {written['mesh']} and {written['camera']}")
         self.report({"INFO"}, context.window_manager.stchain_status.message)
+        if not bpy.app.background:
+            bpy.ops.ed.undo_push(message="Generate 4D Mesh")  # the whole apply is one undo step
         return {"FINISHED"}
-
-    def _fail(self, context, message):
-        status = context.window_manager.stchain_status
-        status.running = False
-        _status(context, None, message)
-        self.report({"ERROR"}, message)
-        return {"CANCELLED"}
 
 
 class STCHAIN_OT_cancel(bpy.types.Operator):
@@ -239,11 +258,12 @@ class STCHAIN_OT_apply_result(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class STCHAIN_OT_weights(bpy.types.Operator):
+class STCHAIN_OT_weights(_Driven, bpy.types.Operator):
     """Check the model weights or download them (downloads need Blender's Online Access)"""
 
     bl_idname = "stchain.weights"
     bl_label = "4D Mesh Weights"
+    _key = "weights"
 
     action: EnumProperty(items=[("check", "Check", "Report which weights are present and valid"),
                                 ("download", "Download", "Download the official weights (licences apply)")])
@@ -254,22 +274,18 @@ class STCHAIN_OT_weights(bpy.types.Operator):
             return "Download the official TripoSG, ActionMesh and DINOv2 weights (needs Online Access)"
         return "Report which weights are present and whether they are complete"
 
-    def execute(self, context):
+    def _prepare(self, context):
         if self.action == "download" and not bpy.app.online_access:
-            self.report({"ERROR"}, "Online Access is off: enable it in Preferences > System > Network to download")
-            return {"CANCELLED"}
+            raise StchainError("Online Access is off: enable it in Preferences > System > Network to download")
         args = ["-m", prefs.PACKAGE_DIR.name, "weights", self.action]
         if prefs.weights_dir(context):
             args += ["--weights", prefs.weights_dir(context)]
-        runner = ProcessRunner(args, python=prefs.python(context), pythonpath=prefs.pythonpath()).start()
-        ctl = _active["weights"] = Controller()
-        ctl.runner, ctl.state = runner, State.RUNNING
-        final = runner.wait(on_event=ctl.handle)
-        ctl.handle(final)
-        _status(context, None, "\n".join(ctl.log) or ctl.message)
+        return ProcessRunner(args, python=prefs.python(context), pythonpath=prefs.pythonpath())
+
+    def _done(self, context, ctl):
+        _status(context, ctl, "\n".join(ctl.log) or ctl.message)
         if ctl.state != State.DONE:
-            self.report({"ERROR"}, ctl.message)
-            return {"CANCELLED"}
+            return self._fail(context, ctl.message)
         self.report({"INFO"}, ctl.log[-1] if ctl.log else "done")
         return {"FINISHED"}
 
@@ -281,13 +297,18 @@ class STCHAIN_OT_free_gpu(bpy.types.Operator):
     bl_label = "Free GPU Memory"
 
     def execute(self, context):
-        stopped = 0
-        for ctl in _active.values():
-            if not ctl.finished:
-                ctl.cancel()
-                stopped += 1
+        stopped = cancel_all()
         self.report({"INFO"}, f"Stopped {stopped} worker(s)" if stopped else "No worker holds GPU memory")
         return {"FINISHED"}
+
+
+@bpy.app.handlers.persistent
+def cancel_all(*_args) -> int:
+    """Stop every running job (Free GPU memory, unregister, loading another file)."""
+    running = [ctl for ctl in _active.values() if not ctl.finished]
+    for ctl in running:
+        ctl.cancel()
+    return len(running)
 
 
 CLASSES = (STCHAIN_OT_generate, STCHAIN_OT_cancel, STCHAIN_OT_apply_result, STCHAIN_OT_weights, STCHAIN_OT_free_gpu)

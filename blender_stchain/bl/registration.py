@@ -17,6 +17,7 @@ def register():
     props.register_props()
     for name in panels.MENUS:
         getattr(bpy.types, name).append(panels.menu_entry)
+    bpy.app.handlers.load_pre.append(ops.cancel_all)
     if hasattr(bpy.utils, "register_cli_command"):
         _cli.append(bpy.utils.register_cli_command("stchain", headless.cli_command))
 
@@ -26,8 +27,9 @@ def unregister():
         bpy.utils.unregister_cli_command(_cli.pop())
     for name in panels.MENUS:
         getattr(bpy.types, name).remove(panels.menu_entry)
-    for ctl in ops._active.values():
-        ctl.cancel()
+    if ops.cancel_all in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.remove(ops.cancel_all)
+    ops.cancel_all()
     ops._active.clear()
     props.unregister_props()
     for cls in reversed(CLASSES):

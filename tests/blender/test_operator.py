@@ -121,6 +121,12 @@ def test_detect_devices_probes_the_worker_python(registered):
     assert ids[:2] == ["auto", "cpu"] and "torch" not in sys.modules
 
 
+def test_download_needs_online_access(registered):
+    assert not bpy.app.online_access  # the bpy module runs offline
+    with pytest.raises(RuntimeError, match="Online Access is off"):
+        bpy.ops.stchain.weights(action="download")
+
+
 def test_bad_arguments(registered):
     assert headless.main(["--footage", str(CAMEL), "--out", "x.blend", "--frames", "7:2"]) == 2
     assert headless.main(["--footage", "/no/such/clip.mp4", "--out", "x.blend"]) == 2
