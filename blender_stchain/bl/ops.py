@@ -69,6 +69,8 @@ def prepare(context, op) -> tuple[ProcessRunner, scene_writer.WriteOptions]:
     settings = {}
     first = frames[0] if frames else 1
     if props.anchor_frame:
+        if not first <= props.anchor_frame <= (frames[1] if frames else src.count):
+            raise StchainError(f"Anchor frame {props.anchor_frame} is outside the frames used; set 0 (automatic) or a frame inside")
         settings["anchor_frame"] = props.anchor_frame - first
     spec = JobSpec(
         footage=str(frames_dir), out=str(job_dir / "result.safetensors"),
@@ -93,6 +95,8 @@ def prepare(context, op) -> tuple[ProcessRunner, scene_writer.WriteOptions]:
 
 def apply_result(context, path: str, options: scene_writer.WriteOptions) -> dict:
     result = load_result(path)
+    if not (options.cache_dir or bpy.data.filepath):
+        options.cache_dir = str(Path(path).parent)  # unsaved .blend: the cache sits with the result
     footage_options = {"fps": options.fps, "footage": options.footage, "clip": options.clip}
     options.metadata = {**options.metadata, "result": str(path), "result_metadata": result.metadata,
                         "write": footage_options}

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,7 +60,7 @@ class WriteOptions:
     name: str = "4D Mesh"
     mode: str = "auto"  # auto | shape_keys | pc2
     pc2_threshold_mb: float = 400.0  # auto mode: PC2 when T * Nv * 12 bytes exceeds this
-    cache_dir: str | None = None  # PC2 folder; None = next to the .blend, else next to the result
+    cache_dir: str | None = None  # PC2 folder; None = next to the saved .blend
     frame_offset: int = 0  # scene frame = footage frame number + offset
     fps: float | None = None  # footage fps; None keeps the scene's
     footage: str | None = None  # video file or first image of a sequence for the background
@@ -229,9 +230,11 @@ def _shape_keys(ob, vertices, frames, name, created):
 
 
 def _point_cache(ob, result, frames, options):
-    folder = Path(options.cache_dir or (os.path.dirname(bpy.data.filepath) or result.metadata.get("result_dir") or "."))
-    folder.mkdir(parents=True, exist_ok=True)
-    path = write_pc2(folder / f"{bpy.path.clean_name(ob.name)}_{os.getpid()}_{id(ob) & 0xFFFF:04x}.pc2", result.vertices)
+    folder = options.cache_dir or os.path.dirname(bpy.data.filepath)
+    if not folder:
+        raise ValueError("a point cache needs a folder: save the .blend first or set a cache folder")
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    path = write_pc2(Path(folder) / f"{bpy.path.clean_name(ob.name)}_{uuid.uuid4().hex[:8]}.pc2", result.vertices)
     mod = ob.modifiers.new("4D Mesh cache", "MESH_CACHE")
     mod.cache_format = "PC2"
     mod.filepath = bpy.path.relpath(str(path)) if bpy.data.filepath else str(path)

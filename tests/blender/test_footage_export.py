@@ -18,7 +18,7 @@ from tests.conftest import DATA, REPO  # noqa: E402
 
 
 def test_rgba_images_exact(scene, tmp_path):
-    from PIL import Image
+    Image = pytest.importorskip("PIL.Image")
 
     before = data_snapshot()
     src = footage.probe(str(DATA / "rgba_frames" / "davis_camel"))
