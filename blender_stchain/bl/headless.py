@@ -65,7 +65,18 @@ def cli_command(argv) -> int:
 def _run(args) -> int:
     import bpy
 
-    _ensure_registered(bpy)
+    from . import registration
+
+    if hasattr(bpy.types.Scene, "stchain"):
+        return _generate(bpy, args)
+    registration.register()  # imported as a plain module (PyPI bpy, -P without the extension)
+    try:
+        return _generate(bpy, args)
+    finally:
+        registration.unregister()  # also avoids bpy 4.2's crash at exit with add-on menus registered
+
+
+def _generate(bpy, args) -> int:
     footage = Path(args.footage).expanduser().resolve()
     if not footage.exists():
         raise StchainError(f"--footage {footage} does not exist")
@@ -94,11 +105,3 @@ def _run(args) -> int:
     bpy.ops.wm.save_as_mainfile(filepath=str(out))
     print(f"saved {out}")
     return 0
-
-
-def _ensure_registered(bpy) -> None:
-    """Register the package when it is imported as a plain module (PyPI bpy, -P without install)."""
-    if not hasattr(bpy.types.Scene, "stchain"):
-        from . import registration
-
-        registration.register()
