@@ -6,7 +6,6 @@ Used by the Blender tests, the stand-in worker and the scene-writer benchmark. T
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 

@@ -1,11 +1,9 @@
 """Registration, the generate operator through the headless entry with a real worker process,
 and the failure paths: each leaves the scene exactly as it was."""
 
-import os
 import threading
 import time
 
-import numpy as np
 import pytest
 
 bpy = pytest.importorskip("bpy")

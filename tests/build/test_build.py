@@ -1,7 +1,6 @@
 """Build the extension zip (no wheels), install it into a temporary Blender user folder, run it."""
 
 import json
-import os
 import subprocess
 import sys
 import zipfile
