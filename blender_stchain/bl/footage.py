@@ -4,11 +4,12 @@ reads plain arrays, so the bundled runtime needs no codec.
 Format (``<job>/frames/``, read by ``engine.footage`` without Pillow or PyAV):
 - ``meta.json``: ``{"format": "stchain-frames", "version": 1, "fps": float, "frame_numbers": [int, ...]
   (1-based footage frame numbers, ascending), "size": [W, H], "channels": 3 | 4, "source": str,
-  "mask": "none" | "alpha" | "luma" | "chroma"}``
+  "mask": "none" | "alpha" | "luma" | "chroma" | "mask"}``
 - one ``NNNNNN.npy`` per frame, named by its footage frame number (6 digits, ``000001.npy``): uint8
   array ``(H, W, channels)``, rows top to bottom, RGB in the footage's own (display) encoding.
   ``channels == 4``: the fourth channel is the object mask (255 = object, 0 = background) taken
-  from the footage alpha or computed by the luma/chroma key.
+  from the footage alpha, computed by the luma/chroma key, or rasterised from a Blender Mask
+  datablock by Blender's compositor at footage size (mask animation at scene frame = footage frame).
 
 Decoding creates temporary datablocks (images, a movie clip, a scratch scene for the sequencer)
 and removes them before returning; the user's scene and data are left as they were.
@@ -28,7 +29,7 @@ import numpy as np
 from ..engine.errors import FootageError
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".bmp", ".webp", ".tga"}
-MASK_MODES = ("none", "alpha", "luma", "chroma")
+MASK_MODES = ("none", "alpha", "luma", "chroma", "mask")
 
 
 @dataclass
@@ -65,10 +66,12 @@ def probe(path: str, fps_default: float = 24.0) -> Source:
     return Source("video", str(p), [], count, fps, size)
 
 
-def export(source: Source, frames: tuple[int, int] | None, folder, mask: str = "none") -> Path:
+def export(source: Source, frames: tuple[int, int] | None, folder, mask: str = "none", blender_mask=None) -> Path:
     """Write frames ``a..b`` (1-based, inclusive) of ``source`` into ``folder`` in the format above."""
     if mask not in MASK_MODES:
         raise FootageError(f"mask source {mask!r} is not one of {', '.join(MASK_MODES)}")
+    if mask == "mask" and blender_mask is None:
+        raise FootageError("mask source 'mask' needs a Blender Mask: choose one in the 4D Mesh panel")
     a, b = frames or (1, source.count)
     if a < 1 or b > source.count or a > b:
         raise FootageError(f"frame range {a}:{b} is outside the footage (1-{source.count})")
@@ -80,12 +83,15 @@ def export(source: Source, frames: tuple[int, int] | None, folder, mask: str = "
         if source.kind == "images":
             files = [source.files[n - 1] for n in numbers]
         else:
-            files = _decode_video(source, a, b, Path(scratch))
-        for n, f in zip(numbers, files):
+            files = _render(source.size, a, b, Path(scratch) / "footage", movie=source.path)
+        mask_files = _render(source.size, a, b, Path(scratch) / "mask", mask=blender_mask) if blender_mask else None
+        for i, (n, f) in enumerate(zip(numbers, files)):
             rgba = _read_rgba(f)
             if rgba.shape[:2] != (source.size[1], source.size[0]):
                 raise FootageError(f"footage frame {n} ({f}) is {rgba.shape[1]}x{rgba.shape[0]}, "
                                    f"expected {source.size[0]}x{source.size[1]}")
+            if mask_files:
+                rgba[..., 3] = np.where(_read_rgba(mask_files[i])[..., 0] >= 128, 255, 0)
             np.save(folder / f"{n:06d}.npy", _with_mask(rgba, mask)[..., :channels])
     meta = {"format": "stchain-frames", "version": 1, "fps": source.fps, "frame_numbers": numbers,
             "size": list(source.size), "channels": channels, "source": source.path, "mask": mask}
@@ -94,8 +100,8 @@ def export(source: Source, frames: tuple[int, int] | None, folder, mask: str = "
 
 
 def _with_mask(rgba: np.ndarray, mask: str) -> np.ndarray:
-    """Alpha passes through; the keys threshold the distance from the background colour."""
-    if mask in ("none", "alpha"):
+    """Alpha (and a rendered mask) pass through; the keys threshold the distance from the background."""
+    if mask in ("none", "alpha", "mask"):
         return rgba
     rgb = rgba[..., :3].astype(np.float32)
     if mask == "luma":  # dark background: object where Rec.709 luma > 1/8
@@ -127,35 +133,61 @@ def _load_image(path):
     return img
 
 
-def _decode_video(source: Source, a: int, b: int, out: Path) -> list[str]:
-    """Render frames a..b of a movie strip in a scratch scene to PNGs (sequencer = Blender's FFmpeg)."""
+def _render(size, a: int, b: int, out: Path, movie: str | None = None, mask=None) -> list[str]:
+    """Render frames a..b to PNGs in a scratch scene: a movie strip through the sequencer (Blender's
+    FFmpeg) or a Mask through the compositor. The scratch scene is removed afterwards."""
     scene = bpy.data.scenes.new("stchain decode")
     had_render_result = "Render Result" in bpy.data.images
+    tree = None
     try:
-        ed = scene.sequence_editor_create()
-        strips = ed.strips if hasattr(ed, "strips") else ed.sequences
-        strips.new_movie("footage", source.path, channel=1, frame_start=1)
+        if movie:
+            ed = scene.sequence_editor_create()
+            strips = ed.strips if hasattr(ed, "strips") else ed.sequences  # 5.0 renamed the collection
+            strips.new_movie("footage", movie, channel=1, frame_start=1)
+            scene.render.use_sequencer = True
+        else:
+            tree = _mask_compositor(scene, mask)
         scene.frame_start, scene.frame_end = a, b
         r = scene.render
-        r.resolution_x, r.resolution_y = source.size
+        r.resolution_x, r.resolution_y = size
         r.resolution_percentage = 100
         r.image_settings.file_format = "PNG"
         r.image_settings.color_mode = "RGB"
         r.image_settings.color_depth = "8"
         r.filepath = str(out / "######")
-        r.use_sequencer = True
         scene.view_settings.view_transform = "Standard"
         scene.view_settings.look = "None"
         bpy.ops.render.render(animation=True, scene=scene.name)
     finally:
         bpy.data.scenes.remove(scene)
+        if tree is not None:
+            bpy.data.node_groups.remove(tree)
         if not had_render_result and "Render Result" in bpy.data.images:
             bpy.data.images.remove(bpy.data.images["Render Result"])
     files = [out / f"{n:06d}.png" for n in range(a, b + 1)]
     missing = [str(f.name) for f in files if not f.is_file()]
     if missing:
-        raise FootageError(f"Blender could not decode frames {missing[0]}... of {source.path}")
+        raise FootageError(f"Blender could not render frame {missing[0]} of {movie or mask.name}")
     return [str(f) for f in files]
+
+
+def _mask_compositor(scene, mask):
+    """Mask node -> output; 5.0+ uses a compositor node group, 4.x the scene's own node tree.
+    Returns the node group to delete afterwards (None on 4.x: it goes with the scene)."""
+    if hasattr(scene, "compositing_node_group"):
+        tree = bpy.data.node_groups.new("stchain mask", "CompositorNodeTree")
+        scene.compositing_node_group = tree
+        tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+        output = tree.nodes.new("NodeGroupOutput")
+    else:
+        scene.use_nodes = True
+        tree = scene.node_tree
+        tree.nodes.clear()
+        output = tree.nodes.new("CompositorNodeComposite")
+    node = tree.nodes.new("CompositorNodeMask")
+    node.mask = mask
+    tree.links.new(node.outputs[0], output.inputs[0])
+    return tree if hasattr(scene, "compositing_node_group") else None
 
 
 def _natural(path: Path):

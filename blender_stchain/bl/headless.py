@@ -26,7 +26,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .blend")
     p.add_argument("--weights", default="", help="weights folder")
     p.add_argument("--masks", default="", help="folder of mask images, one per frame")
-    p.add_argument("--mask-source", default="alpha", choices=("none", "alpha", "luma", "chroma"))
+    p.add_argument("--mask-source", default="alpha", choices=("none", "alpha", "luma", "chroma", "mask"))
+    p.add_argument("--blender-mask", default="", help="name of a Mask datablock in the opened .blend (--mask-source mask)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--frames", default=None, help="A:B, 1-based and inclusive")
     p.add_argument("--method", default="chain", choices=("chain", "actionmesh"))
@@ -92,6 +93,10 @@ def _generate(bpy, args) -> int:
     if frames:
         props.frame_first, props.frame_last = frames
     props.mask = args.mask_source.upper()
+    if args.blender_mask:
+        if args.blender_mask not in bpy.data.masks:
+            raise StchainError(f"--blender-mask: no Mask named {args.blender_mask!r} in this .blend")
+        props.mask, props.mask_datablock = "MASK", bpy.data.masks[args.blender_mask]
     props.method, props.preset, props.write_mode = args.method, args.preset, args.write_mode
     try:
         outcome = bpy.ops.stchain.generate(weights=args.weights, device=args.device, masks=args.masks,

@@ -18,6 +18,8 @@ def draw_job(layout, context):
         row.prop(props, "frame_last")
     col.prop(props, "anchor_frame")
     col.prop(props, "mask")
+    if props.mask == "MASK":
+        col.prop(props, "mask_datablock")
     col.prop(props, "method")
     col.prop(props, "preset")
     col.prop(props, "write_mode")

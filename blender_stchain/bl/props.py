@@ -11,6 +11,7 @@ SOURCES = [
 MASKS = [
     ("NONE", "None", "No mask: the model segments the object itself"),
     ("ALPHA", "Footage Alpha", "The footage's alpha channel is the object mask"),
+    ("MASK", "Blender Mask", "A Mask datablock (drawn in the Movie Clip editor) rendered per frame"),
     ("LUMA", "Luma Key", "Object = pixels brighter than a dark background"),
     ("CHROMA", "Chroma Key", "Object = pixels far from the border's background colour"),
 ]
@@ -41,6 +42,7 @@ class STCHAIN_PG_job(bpy.types.PropertyGroup):
     anchor_frame: IntProperty(name="Anchor Frame", min=0, default=0,
                               description="Footage frame whose shape becomes the mesh (0 = the frame with the largest mask)")
     mask: EnumProperty(name="Mask", items=MASKS, default="ALPHA", description="How the object is separated from the background")
+    mask_datablock: PointerProperty(name="Mask Datablock", type=bpy.types.Mask, description="The Mask that outlines the object")
     method: EnumProperty(name="Method", items=METHODS, default="chain", description="Generation method")
     preset: EnumProperty(name="Preset", items=PRESETS, default="balanced", description="Speed / quality trade-off")
     write_mode: EnumProperty(name="Animation", items=WRITE_MODES, default="auto", description="How the animation is stored")

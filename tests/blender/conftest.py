@@ -23,5 +23,6 @@ def data_snapshot():
     """Names of every ID in bpy.data, to prove a failed job changed nothing."""
     import bpy
 
-    kinds = ("objects", "meshes", "cameras", "actions", "movieclips", "collections", "images", "scenes", "shape_keys")
+    kinds = ("objects", "meshes", "cameras", "actions", "movieclips", "collections", "images", "scenes",
+             "shape_keys", "node_groups", "masks")
     return {k: sorted(i.name for i in getattr(bpy.data, k)) for k in kinds}

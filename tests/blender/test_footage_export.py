@@ -83,3 +83,32 @@ def test_stchain_run_script_with_pypi_bpy(tmp_path):
     bad = subprocess.run([sys.executable, str(REPO / "scripts" / "stchain_run.py"), "--", "--out", str(out)],
                          env=env, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("stchain: the following arguments")
+
+
+def square_mask(name, x0):
+    mask = bpy.data.masks.new(name)
+    spline = mask.layers.new(name="outline").splines.new()
+    spline.points.add(4)
+    spline.use_cyclic = True
+    for p, co in zip(spline.points, [(x0, 0.3), (x0 + 0.2, 0.3), (x0 + 0.2, 0.5), (x0, 0.5)]):
+        p.co = p.handle_left = p.handle_right = co
+    return mask
+
+
+def test_blender_mask_becomes_alpha(scene, tmp_path):
+    """A Mask datablock, rendered by Blender's compositor at footage size, becomes the alpha channel."""
+    left, right = square_mask("left", 0.2), square_mask("right", 0.6)
+    before = data_snapshot()
+    src = footage.probe(str(DATA / "rgba_frames" / "davis_camel"))
+    found = {}
+    for m in (left, right):
+        out = footage.export(src, (1, 2), tmp_path / m.name, mask="mask", blender_mask=m)
+        alpha = np.load(out / "000002.npy")[..., 3]
+        found[m.name] = (float((alpha == 255).mean()), float(np.nonzero(alpha == 255)[1].mean()) / alpha.shape[1])
+        assert set(np.unique(alpha)) == {0, 255}
+    print("mask (area share, centre x):", found)
+    assert all(0.01 < area < 0.2 for area, _ in found.values())
+    assert found["left"][1] < 0.5 < found["right"][1]
+    assert data_snapshot() == before
+    with pytest.raises(FootageError, match="needs a Blender Mask"):
+        footage.export(src, (1, 1), tmp_path / "x", mask="mask")
