@@ -4,7 +4,7 @@ Run as ``python -m stub_worker JOB.json`` (tests put this folder on PYTHONPATH).
 job with the real JobSpec, streams progress, honours the cancel file, and writes a real Result
 made from the animated GLB npz named by ``STUB_NPZ``. ``STUB_MODE`` picks a failure:
 ``ok`` (default), ``raise`` (an exception), ``crash`` (SIGKILL itself mid-run), ``hang`` (runs
-until cancelled). A ``weights`` folder that does not exist is reported like missing weights.
+until cancelled), ``deaf`` (runs and ignores the cancel file: only SIGTERM stops it). A ``weights`` folder that does not exist is reported like missing weights.
 """
 
 import json
@@ -31,9 +31,9 @@ def main(job_path: str) -> int:
     if spec.weights and not Path(spec.weights).is_dir():
         raise WeightsError(f"weights folder {spec.weights} is missing: run 'python -m blender_stchain weights download'")
     numbers, size = _footage(spec)
-    steps = 10_000 if mode == "hang" else 4
+    steps = 10_000 if mode in ("hang", "deaf") else 4
     for i in range(steps):
-        if cancel.exists():
+        if cancel.exists() and mode != "deaf":
             emit(event="error", message="cancelled by the user")
             return 3
         emit(event="progress", stage=["anchor", "chain", "deform", "camera"][i % 4], fraction=i / 4,

@@ -130,6 +130,12 @@ def test_process_cancel(tmp_path):
     assert not (tmp_path / "result.safetensors").exists()
 
 
+def test_process_cancel_escalates_to_sigterm(tmp_path):
+    ctl, runner = run_stub(tmp_path, "deaf", cancel_after=0.2)  # grace 1 s, then SIGTERM
+    assert ctl.state == State.CANCELLED and runner.proc.returncode == -15
+    assert not (tmp_path / "result.safetensors").exists()
+
+
 def test_process_missing_weights(tmp_path):
     ctl, _ = run_stub(tmp_path, "ok", weights=str(tmp_path / "nope"))
     assert ctl.state == State.FAILED and "weights folder" in ctl.message and "missing" in ctl.message

@@ -132,3 +132,20 @@ def test_bad_arguments(registered):
     assert headless.main(["--footage", str(CAMEL), "--out", "x.blend", "--frames", "7:2"]) == 2
     assert headless.main(["--footage", "/no/such/clip.mp4", "--out", "x.blend"]) == 2
     assert headless.main(["--out", "x.blend"]) == 2
+
+
+def test_movie_clip_source(registered, stub):
+    """Footage from a Movie Clip: decoded by Blender, the user's clip is left alone."""
+    stub("ok")
+    scene = bpy.context.scene
+    clip = bpy.data.movieclips.load(str(DATA / "videos" / "bear.mp4"))
+    props = scene.stchain
+    props.source, props.clip, props.mask = "CLIP", clip, "NONE"
+    props.use_frame_range, props.frame_first, props.frame_last = True, 4, 6
+    assert bpy.ops.stchain.generate() == {"FINISHED"}
+    assert (scene.frame_start, scene.frame_end) == (4, 6)
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (854, 480)
+    assert scene.render.fps / scene.render.fps_base == pytest.approx(30.0)
+    background = scene.camera.data.background_images[0].clip
+    assert background is not clip and background.filepath == clip.filepath
+    assert len(clip.tracking.tracks) == 0 and clip.get("stchain_role") is None
