@@ -1,15 +1,17 @@
 """Footage export for the worker: Blender decodes (its own FFmpeg and image readers), the worker
 reads plain arrays, so the bundled runtime needs no codec.
 
-Format (``<job>/frames/``, read by ``engine.footage`` without Pillow or PyAV):
-- ``meta.json``: ``{"format": "stchain-frames", "version": 1, "fps": float, "frame_numbers": [int, ...]
-  (1-based footage frame numbers, ascending), "size": [W, H], "channels": 3 | 4, "source": str,
-  "mask": "none" | "alpha" | "luma" | "chroma" | "mask"}``
-- one ``NNNNNN.npy`` per frame, named by its footage frame number (6 digits, ``000001.npy``): uint8
-  array ``(H, W, channels)``, rows top to bottom, RGB in the footage's own (display) encoding.
-  ``channels == 4``: the fourth channel is the object mask (255 = object, 0 = background) taken
-  from the footage alpha, computed by the luma/chroma key, or rasterised from a Blender Mask
-  datablock by Blender's compositor at footage size (mask animation at scene frame = footage frame).
+Frames folder (the format ``engine.footage.open_footage`` reads without Pillow or PyAV)::
+
+    FOLDER/meta.json          {"format": "blender_stchain.frames", "version": 1,
+                               "fps": [num, den] | null, "frame_numbers": [a, a+1, ..., b]}
+    FOLDER/frames/NNNNNN.npy  (H, W, 3 | 4) uint8 per frame, named by its 1-based footage frame
+                              number, rows top to bottom, RGB as stored in the footage
+
+``meta.json`` is written last, so an interrupted export is refused, not misread. A fourth channel
+is the object mask (255 = object, 0 = background): the footage alpha, the luma/chroma key, or a
+Blender Mask datablock rendered by Blender's compositor at footage size (mask animation at scene
+frame = footage frame number).
 
 Decoding creates temporary datablocks (images, a movie clip, a scratch scene for the sequencer)
 and removes them before returning; the user's scene and data are left as they were.
@@ -21,6 +23,7 @@ import json
 import re
 import tempfile
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import bpy
@@ -75,8 +78,6 @@ def export(source: Source, frames: tuple[int, int] | None, folder, mask: str = "
     a, b = frames or (1, source.count)
     if a < 1 or b > source.count or a > b:
         raise FootageError(f"frame range {a}:{b} is outside the footage (1-{source.count})")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     numbers = list(range(a, b + 1))
     channels = 3 if mask == "none" else 4
     with tempfile.TemporaryDirectory(prefix="decode-") as scratch:
@@ -85,17 +86,36 @@ def export(source: Source, frames: tuple[int, int] | None, folder, mask: str = "
         else:
             files = _render(source.size, a, b, Path(scratch) / "footage", movie=source.path)
         mask_files = _render(source.size, a, b, Path(scratch) / "mask", mask=blender_mask) if blender_mask else None
-        for i, (n, f) in enumerate(zip(numbers, files)):
-            rgba = _read_rgba(f)
-            if rgba.shape[:2] != (source.size[1], source.size[0]):
-                raise FootageError(f"footage frame {n} ({f}) is {rgba.shape[1]}x{rgba.shape[0]}, "
-                                   f"expected {source.size[0]}x{source.size[1]}")
-            if mask_files:
-                rgba[..., 3] = np.where(_read_rgba(mask_files[i])[..., 0] >= 128, 255, 0)
-            np.save(folder / f"{n:06d}.npy", _with_mask(rgba, mask)[..., :channels])
-    meta = {"format": "stchain-frames", "version": 1, "fps": source.fps, "frame_numbers": numbers,
-            "size": list(source.size), "channels": channels, "source": source.path, "mask": mask}
-    (folder / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+
+        def frames_rgba():
+            for i, (n, f) in enumerate(zip(numbers, files)):
+                rgba = _read_rgba(f)
+                if rgba.shape[:2] != (source.size[1], source.size[0]):
+                    raise FootageError(f"footage frame {n} ({f}) is {rgba.shape[1]}x{rgba.shape[0]}, "
+                                       f"expected {source.size[0]}x{source.size[1]}")
+                if mask_files:
+                    rgba[..., 3] = np.where(_read_rgba(mask_files[i])[..., 0] >= 128, 255, 0)
+                yield _with_mask(rgba, mask)[..., :channels]
+
+        return write_frames(folder, frames_rgba(), source.fps, first_frame=a)
+
+
+def write_frames(folder, frames, fps: float | None, first_frame: int = 1) -> Path:
+    """Stream (H, W, 3|4) uint8 frames into a frames folder; meta.json last.
+
+    Same signature and format as ``engine.footage.write_frames`` (h/footage): once both are on one
+    branch this function is replaced by that import.
+    """
+    folder = Path(folder)
+    (folder / "frames").mkdir(parents=True, exist_ok=True)
+    numbers = []
+    for n, rgb in enumerate(frames, start=first_frame):
+        np.save(folder / "frames" / f"{n:06d}.npy", np.ascontiguousarray(rgb), allow_pickle=False)
+        numbers.append(n)
+    rate = None if fps is None else Fraction(fps).limit_denominator(1_000_000)
+    meta = {"format": "blender_stchain.frames", "version": 1,
+            "fps": None if rate is None else [rate.numerator, rate.denominator], "frame_numbers": numbers}
+    (folder / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
     return folder
 
 

@@ -65,7 +65,7 @@ def prepare(context, op) -> tuple[ProcessRunner, scene_writer.WriteOptions]:
     src = footage.probe(footage_path(props), fps_default=context.scene.render.fps / context.scene.render.fps_base)
     frames = (props.frame_first, props.frame_last) if props.use_frame_range else None
     job_dir = _job_dir()
-    frames_dir = footage.export(src, frames, job_dir / "frames", mask=props.mask.lower(),
+    frames_dir = footage.export(src, frames, job_dir / "footage", mask=props.mask.lower(),
                                 blender_mask=props.mask_datablock if props.mask == "MASK" else None)
     settings = {}
     first = frames[0] if frames else 1

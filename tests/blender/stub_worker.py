@@ -15,6 +15,8 @@ import time
 import traceback
 from pathlib import Path
 
+import numpy as np
+
 from blender_stchain.engine.job import JobSpec
 from blender_stchain.engine.errors import WeightsError
 from synth import result_from_npz
@@ -56,8 +58,9 @@ def _footage(spec):
     """Frame numbers and size from a Blender frames folder (meta.json), else the job's range."""
     meta = Path(spec.footage) / "meta.json"
     if meta.is_file():
-        m = json.loads(meta.read_text())
-        return m["frame_numbers"], tuple(m["size"])
+        numbers = json.loads(meta.read_text())["frame_numbers"]
+        h, w = np.load(Path(spec.footage) / "frames" / f"{numbers[0]:06d}.npy").shape[:2]
+        return numbers, (w, h)
     a, b = spec.frames or (1, 16)
     return list(range(a, b + 1)), (640, 480)
 

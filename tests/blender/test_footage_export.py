@@ -25,9 +25,9 @@ def test_rgba_images_exact(scene, tmp_path):
     assert (src.kind, src.count, src.size) == ("images", 16, (512, 512))
     out = footage.export(src, (2, 4), tmp_path / "frames", mask="alpha")
     meta = json.loads((out / "meta.json").read_text())
-    assert meta["frame_numbers"] == [2, 3, 4] and meta["channels"] == 4 and meta["size"] == [512, 512]
+    assert meta == {"format": "blender_stchain.frames", "version": 1, "fps": [24, 1], "frame_numbers": [2, 3, 4]}
     for n in (2, 3, 4):
-        got = np.load(out / f"{n:06d}.npy")
+        got = np.load(out / "frames" / f"{n:06d}.npy")
         ref = np.asarray(Image.open(src.files[n - 1]))
         assert got.dtype == np.uint8 and got.shape == (512, 512, 4)
         np.testing.assert_array_equal(got, ref)
@@ -43,18 +43,20 @@ def test_video_frames_match_pyav(scene, tmp_path):
     with av.open(src.path) as c:
         ref = [f.to_ndarray(format="rgb24") for _, f in zip(range(3), c.decode(video=0))]
     for i in range(3):
-        got = np.load(out / f"{i + 1:06d}.npy")
+        got = np.load(out / "frames" / f"{i + 1:06d}.npy")
         diff = np.abs(got.astype(int) - ref[i])
         print(f"frame {i + 1}: mean |Blender - PyAV| {diff.mean():.2f}, max {diff.max()}")
         assert got.shape == (480, 854, 3) and diff.mean() < 3.0
-    assert sorted(p.name for p in out.iterdir()) == ["000001.npy", "000002.npy", "000003.npy", "meta.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["frames", "meta.json"]
+    assert sorted(p.name for p in (out / "frames").iterdir()) == ["000001.npy", "000002.npy", "000003.npy"]
+    assert json.loads((out / "meta.json").read_text())["fps"] == [30, 1]
     assert data_snapshot() == before
 
 
 def test_chroma_key_and_errors(scene, tmp_path):
     src = footage.probe(str(DATA / "videos" / "lifting1_fg.mp4"))
     out = footage.export(src, (1, 1), tmp_path / "frames", mask="chroma")
-    rgba = np.load(out / "000001.npy")
+    rgba = np.load(out / "frames" / "000001.npy")
     share = float((rgba[..., 3] == 255).mean())
     print(f"chroma key on the white-background lifter: {share:.1%} object")
     # the person on white: a minority of the frame, the border itself is background
@@ -103,7 +105,7 @@ def test_blender_mask_becomes_alpha(scene, tmp_path):
     found = {}
     for m in (left, right):
         out = footage.export(src, (1, 2), tmp_path / m.name, mask="mask", blender_mask=m)
-        alpha = np.load(out / "000002.npy")[..., 3]
+        alpha = np.load(out / "frames" / "000002.npy")[..., 3]
         found[m.name] = (float((alpha == 255).mean()), float(np.nonzero(alpha == 255)[1].mean()) / alpha.shape[1])
         assert set(np.unique(alpha)) == {0, 255}
     print("mask (area share, centre x):", found)
