@@ -1,0 +1,112 @@
+"""Headless runs: ``blender -b [file] -P scripts/stchain_run.py -- OPTIONS``, ``blender -c stchain
+OPTIONS`` and ``python -m blender_stchain OPTIONS`` (PyPI bpy) all end here and in the same operator.
+
+Exit code 0 on success; otherwise one clear line on stderr and a non-zero code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..engine.errors import StchainError
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".bmp", ".webp", ".tga")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise StchainError(f"stchain: {message} (see --help)")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="stchain", description="Footage -> animated mesh + camera, saved as a .blend")
+    p.add_argument("--footage", required=True, help="video file, folder of images, or RGBA PNGs")
+    p.add_argument("--out", required=True, help="output .blend")
+    p.add_argument("--weights", default="", help="weights folder")
+    p.add_argument("--masks", default="", help="folder of mask images, one per frame")
+    p.add_argument("--mask-source", default="alpha", choices=("none", "alpha", "luma", "chroma", "mask"))
+    p.add_argument("--blender-mask", default="", help="name of a Mask datablock in the opened .blend (--mask-source mask)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--frames", default=None, help="A:B, 1-based and inclusive")
+    p.add_argument("--method", default="chain", choices=("chain", "actionmesh"))
+    p.add_argument("--preset", default="balanced", choices=("fast", "balanced", "quality"))
+    p.add_argument("--write-mode", default="auto", choices=("auto", "shape_keys", "pc2"))
+    p.add_argument("--allow-random-weights", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def frame_range(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        a, b = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise StchainError(f"--frames {text!r}: expected A:B, e.g. 1:16") from None
+    if a < 1 or b < a:
+        raise StchainError(f"--frames {text!r}: frames are 1-based and A <= B")
+    return a, b
+
+
+def main(argv: list[str]) -> int:
+    """Run one job into the current (or a fresh) scene and save ``--out``; returns the exit code."""
+    try:
+        return _run(parser().parse_args(argv))
+    except StchainError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+
+
+def cli_command(argv) -> int:
+    """The ``blender -c stchain`` handler."""
+    return main(list(argv))
+
+
+def _run(args) -> int:
+    import bpy
+
+    from . import registration
+
+    if hasattr(bpy.types.Scene, "stchain"):
+        return _generate(bpy, args)
+    registration.register()  # imported as a plain module (PyPI bpy, -P without the extension)
+    try:
+        return _generate(bpy, args)
+    finally:
+        registration.unregister()  # also avoids bpy 4.2's crash at exit with add-on menus registered
+
+
+def _generate(bpy, args) -> int:
+    footage = Path(args.footage).expanduser().resolve()
+    if not footage.exists():
+        raise StchainError(f"--footage {footage} does not exist")
+    props = bpy.context.scene.stchain
+    images = footage.is_dir() or footage.suffix.lower() in IMAGE_EXTS
+    props.source = "SEQUENCE" if images else "FILE"
+    if images:
+        props.directory = str(footage if footage.is_dir() else footage.parent)
+    else:
+        props.filepath = str(footage)
+    frames = frame_range(args.frames)
+    props.use_frame_range = frames is not None
+    if frames:
+        props.frame_first, props.frame_last = frames
+    props.mask = args.mask_source.upper()
+    if args.blender_mask:
+        if args.blender_mask not in bpy.data.masks:
+            raise StchainError(f"--blender-mask: no Mask named {args.blender_mask!r} in this .blend")
+        props.mask, props.mask_datablock = "MASK", bpy.data.masks[args.blender_mask]
+    props.method, props.preset, props.write_mode = args.method, args.preset, args.write_mode
+    try:
+        outcome = bpy.ops.stchain.generate(weights=args.weights, device=args.device, masks=args.masks,
+                                           allow_random_weights=args.allow_random_weights)
+    except RuntimeError:  # bpy.ops raises on an ERROR report; the message is in the status
+        outcome = {"CANCELLED"}
+    if "FINISHED" not in outcome:
+        raise StchainError(bpy.context.window_manager.stchain_status.message or "stchain: the job failed")
+    out = Path(args.out).expanduser().resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=str(out))
+    print(f"saved {out}")
+    return 0

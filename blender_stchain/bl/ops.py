@@ -1,0 +1,319 @@
+"""Operators. They hold no logic: props -> JobSpec -> runner -> Result -> scene writer.
+
+One operator, two drivers: ``invoke`` runs non-blocking (modal + timer driving a Controller,
+Esc cancels); ``execute`` blocks and prints JSON progress lines (scripts and ``blender -b``,
+where timers and modal handlers never run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import bpy
+from bpy.props import EnumProperty, IntProperty, StringProperty
+
+from ..engine.errors import StchainError
+from ..engine.job import JobSpec
+from ..engine.result import load_result
+from . import footage, prefs, scene_writer
+from .controller import Controller, State
+from .props import WRITE_MODES
+from .runner import WORKER_MODULE, ProcessRunner, cancel_path, worker_args
+
+_active: dict = {}  # "job" -> Controller of the running job (one at a time), "weights" likewise
+
+
+def _status(context, ctl: Controller | None = None, message: str | None = None):
+    st = context.window_manager.stchain_status
+    if ctl is not None:
+        st.running = not ctl.finished
+        st.progress, st.stage = ctl.progress.fraction, ctl.progress.stage
+        st.message = ctl.status_line() if message is None else message
+    elif message is not None:
+        st.message = message
+    for window in context.window_manager.windows:
+        for area in window.screen.areas:
+            area.tag_redraw()
+
+
+def _print_event(event: dict):
+    print(json.dumps({"stchain": event.get("event"), **{k: v for k, v in event.items() if k != "event"}}), flush=True)
+
+
+def _job_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="job-", dir=prefs.user_dir("jobs")))
+
+
+def footage_path(props) -> str:
+    if props.source == "CLIP":
+        if props.clip is None:
+            raise StchainError("Choose a Movie Clip as footage (4D Mesh panel > Footage)")
+        return bpy.path.abspath(props.clip.filepath)
+    path = props.filepath if props.source == "FILE" else props.directory
+    if not path:
+        raise StchainError("Choose the footage file or folder (4D Mesh panel > Footage)")
+    return bpy.path.abspath(path)
+
+
+def prepare(context, op) -> tuple[ProcessRunner, scene_writer.WriteOptions]:
+    """Export the footage, write job.json and make the runner (nothing in the scene changes)."""
+    props = context.scene.stchain
+    p = prefs.get(context)
+    src = footage.probe(footage_path(props), fps_default=context.scene.render.fps / context.scene.render.fps_base)
+    frames = (props.frame_first, props.frame_last) if props.use_frame_range else None
+    job_dir = _job_dir()
+    frames_dir = footage.export(src, frames, job_dir / "footage", mask=props.mask.lower(),
+                                blender_mask=props.mask_datablock if props.mask == "MASK" else None)
+    settings = {}
+    first = frames[0] if frames else 1
+    if props.anchor_frame:
+        if not first <= props.anchor_frame <= (frames[1] if frames else src.count):
+            raise StchainError(f"Anchor frame {props.anchor_frame} is outside the frames used; set 0 (automatic) or a frame inside")
+        settings["anchor_frame"] = props.anchor_frame - first
+    spec = JobSpec(
+        footage=str(frames_dir), out=str(job_dir / "result.safetensors"),
+        weights=op.weights or prefs.weights_dir(context), masks=op.masks or None,
+        method=props.method, preset=props.preset,
+        device=op.device or (p.device if p else "auto"), precision=p.precision if p else "auto",
+        settings=settings, allow_random_weights=op.allow_random_weights,
+    )
+    job = spec.save(job_dir / "job.json")
+    runner = ProcessRunner(
+        worker_args(job, os.environ.get("STCHAIN_WORKER_MODULE", WORKER_MODULE)), cancel_file=cancel_path(job),
+        python=prefs.python(context), pythonpath=prefs.pythonpath(),
+    )
+    options = scene_writer.WriteOptions(
+        mode=props.write_mode, fps=src.fps, frame_offset=0,
+        clip=props.clip.name if props.source == "CLIP" else None,
+        footage=None if props.source == "CLIP" else (src.files[0] if src.files else src.path),
+        metadata={"job": json.loads(spec.to_json()), "footage": src.path},
+    )
+    return runner, options
+
+
+def apply_result(context, path: str, options: scene_writer.WriteOptions) -> dict:
+    result = load_result(path)
+    if not (options.cache_dir or bpy.data.filepath):
+        options.cache_dir = str(Path(path).parent)  # unsaved .blend: the cache sits with the result
+    footage_options = {"fps": options.fps, "footage": options.footage, "clip": options.clip}
+    options.metadata = {**options.metadata, "result": str(path), "result_metadata": result.metadata,
+                        "write": footage_options}
+    return scene_writer.apply(result, context.scene, options)
+
+
+def previous_footage_options(scene) -> dict:
+    """fps / footage / clip the current result was written with (so a re-apply keeps them)."""
+    for id_block in scene_writer.owned_ids(scene):
+        if isinstance(id_block, bpy.types.Object) and "stchain" in id_block:
+            return json.loads(id_block["stchain"]).get("write", {})
+    return {}
+
+
+class _JobOptions:
+    weights: StringProperty(name="Weights", subtype="DIR_PATH", description="Weights folder (empty = preferences)")
+    device: StringProperty(name="Device", description="auto, cpu, cuda, cuda:N or mps (empty = preferences)")
+    masks: StringProperty(name="Masks", subtype="DIR_PATH", description="Folder of mask images, one per frame (optional)")
+    allow_random_weights: bpy.props.BoolProperty(name="Allow Random Weights", options={"HIDDEN", "SKIP_SAVE"},
+                                                 description="Accept make-random test checkpoints (smoke tests)")
+
+
+class _Driven:
+    """One job, two drivers: ``execute`` blocks (scripts, ``-b``); ``invoke`` runs modal with a timer.
+
+    Subclasses give ``_key`` (slot in ``_active``), ``_prepare(context) -> runner`` (raise
+    StchainError to refuse) and ``_done(context, controller) -> {'FINISHED'} | {'CANCELLED'}``.
+    """
+
+    _key = "job"
+    _echo = False  # print events as JSON lines while blocking (headless progress)
+
+    def execute(self, context):
+        try:
+            runner = self._prepare(context)
+        except StchainError as e:
+            return self._fail(context, str(e))
+        ctl = _active[self._key] = Controller()  # registered so Cancel / Free GPU reach a blocking run too
+
+        def on_event(event):
+            ctl.handle(event)
+            if self._echo:
+                _print_event(event)
+
+        ctl.start(runner)
+        try:
+            runner.wait(on_event=on_event)
+        except KeyboardInterrupt:
+            ctl.cancel()
+            runner.wait(on_event=on_event)
+        return self._done(context, ctl)
+
+    def invoke(self, context, event):
+        if bpy.app.background:  # modal handlers and timers never run there
+            return self.execute(context)
+        try:
+            runner = self._prepare(context)
+        except StchainError as e:
+            return self._fail(context, str(e))
+        ctl = _active[self._key] = Controller()
+        ctl.start(runner)
+        self._timer = context.window_manager.event_timer_add(0.1, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        _status(context, ctl)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        ctl = _active[self._key]
+        if event.type == "ESC" and event.value == "PRESS":
+            ctl.cancel()
+        elif event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        ctl.poll()
+        _status(context, ctl)
+        if not ctl.finished:
+            return {"RUNNING_MODAL"}
+        context.window_manager.event_timer_remove(self._timer)
+        return self._done(context, ctl)
+
+    def _fail(self, context, message):
+        context.window_manager.stchain_status.running = False
+        _status(context, None, message)
+        self.report({"ERROR"}, message)
+        return {"CANCELLED"}
+
+
+class STCHAIN_OT_generate(_JobOptions, _Driven, bpy.types.Operator):
+    """Generate an animated mesh and a matching camera from the footage (runs in the background; Esc cancels)"""
+
+    bl_idname = "stchain.generate"
+    bl_label = "Generate 4D Mesh"
+    bl_options = {"REGISTER"}  # no UNDO: a redo panel would re-run the whole model
+    _echo = True
+
+    @classmethod
+    def poll(cls, context):
+        job = _active.get("job")
+        return job is None or job.finished
+
+    def _prepare(self, context):
+        runner, self._options = prepare(context, self)
+        return runner
+
+    def _done(self, context, ctl):
+        if ctl.state != State.DONE:
+            return self._fail(context, ctl.message)
+        try:
+            written = apply_result(context, ctl.result_path, self._options)
+        except (StchainError, ValueError, OSError) as e:
+            return self._fail(context, f"The result could not be applied: {e}")
+        context.window_manager.stchain_status.result = ctl.result_path
+        _status(context, ctl, f"Created {written['mesh']} and {written['camera']}")
+        self.report({"INFO"}, context.window_manager.stchain_status.message)
+        if not bpy.app.background:
+            bpy.ops.ed.undo_push(message="Generate 4D Mesh")  # the whole apply is one undo step
+        return {"FINISHED"}
+
+
+class STCHAIN_OT_cancel(bpy.types.Operator):
+    """Stop the running 4D mesh job; the scene is left unchanged"""
+
+    bl_idname = "stchain.cancel"
+    bl_label = "Cancel 4D Mesh Job"
+
+    @classmethod
+    def poll(cls, context):
+        return any(not c.finished for c in _active.values())
+
+    def execute(self, context):
+        for ctl in _active.values():
+            ctl.cancel()
+        return {"FINISHED"}
+
+
+class STCHAIN_OT_apply_result(bpy.types.Operator):
+    """Apply a saved 4D mesh result to the scene again, with other write options"""
+
+    bl_idname = "stchain.apply_result"
+    bl_label = "Apply 4D Mesh Result"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filepath: StringProperty(name="Result", subtype="FILE_PATH", description="result.safetensors to apply")
+    write_mode: EnumProperty(name="Animation", items=WRITE_MODES, default="auto", description="How the animation is stored")
+    frame_offset: IntProperty(name="Frame Offset", default=0, description="Shift the animation by this many frames")
+
+    def invoke(self, context, event):
+        self.filepath = self.filepath or context.window_manager.stchain_status.result
+        return self.execute(context)
+
+    def execute(self, context):
+        path = bpy.path.abspath(self.filepath)
+        if not Path(path).is_file():
+            self.report({"ERROR"}, f"No result file at {path or '(none)'}: generate first or choose a file")
+            return {"CANCELLED"}
+        options = scene_writer.WriteOptions(mode=self.write_mode, frame_offset=self.frame_offset,
+                                            **previous_footage_options(context.scene))
+        try:
+            written = apply_result(context, path, options)
+        except (StchainError, ValueError, OSError) as e:
+            self.report({"ERROR"}, f"The result could not be applied: {e}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Applied {path} to {written['mesh']}")
+        return {"FINISHED"}
+
+
+class STCHAIN_OT_weights(_Driven, bpy.types.Operator):
+    """Check the model weights or download them (downloads need Blender's Online Access)"""
+
+    bl_idname = "stchain.weights"
+    bl_label = "4D Mesh Weights"
+    _key = "weights"
+
+    action: EnumProperty(items=[("check", "Check", "Report which weights are present and valid"),
+                                ("download", "Download", "Download the official weights (licences apply)")])
+
+    @classmethod
+    def description(cls, context, properties):
+        if properties.action == "download":
+            return "Download the official TripoSG, ActionMesh and DINOv2 weights (needs Online Access)"
+        return "Report which weights are present and whether they are complete"
+
+    def _prepare(self, context):
+        if self.action == "download" and not bpy.app.online_access:
+            raise StchainError("Online Access is off: enable it in Preferences > System > Network to download")
+        args = ["-m", prefs.PACKAGE_DIR.name, "weights", self.action]
+        if prefs.weights_dir(context):
+            args += ["--weights", prefs.weights_dir(context)]
+        return ProcessRunner(args, python=prefs.python(context), pythonpath=prefs.pythonpath())
+
+    def _done(self, context, ctl):
+        _status(context, ctl, "\n".join(ctl.log) or ctl.message)
+        if ctl.state != State.DONE:
+            return self._fail(context, ctl.message)
+        self.report({"INFO"}, ctl.log[-1] if ctl.log else "done")
+        return {"FINISHED"}
+
+
+class STCHAIN_OT_free_gpu(bpy.types.Operator):
+    """Stop the model worker so its GPU memory goes back to Blender and other programs"""
+
+    bl_idname = "stchain.free_gpu"
+    bl_label = "Free GPU Memory"
+
+    def execute(self, context):
+        stopped = cancel_all()
+        self.report({"INFO"}, f"Stopped {stopped} worker(s)" if stopped else "No worker holds GPU memory")
+        return {"FINISHED"}
+
+
+@bpy.app.handlers.persistent
+def cancel_all(*_args) -> int:
+    """Stop every running job (Free GPU memory, unregister, loading another file)."""
+    running = [ctl for ctl in _active.values() if not ctl.finished]
+    for ctl in running:
+        ctl.cancel()
+    return len(running)
+
+
+CLASSES = (STCHAIN_OT_generate, STCHAIN_OT_cancel, STCHAIN_OT_apply_result, STCHAIN_OT_weights, STCHAIN_OT_free_gpu)

@@ -1,0 +1,73 @@
+"""Sidebar panels (3D View and Movie Clip editor, tab "4D Mesh") and the menu F3 search finds."""
+
+import bpy
+
+from . import ops
+
+
+def draw_job(layout, context):
+    props = context.scene.stchain
+    status = context.window_manager.stchain_status
+    col = layout.column()
+    col.prop(props, "source")
+    col.prop(props, {"CLIP": "clip", "SEQUENCE": "directory", "FILE": "filepath"}[props.source])
+    col.prop(props, "use_frame_range")
+    if props.use_frame_range:
+        row = col.row(align=True)
+        row.prop(props, "frame_first")
+        row.prop(props, "frame_last")
+    col.prop(props, "anchor_frame")
+    col.prop(props, "mask")
+    if props.mask == "MASK":
+        col.prop(props, "mask_datablock")
+    col.prop(props, "method")
+    col.prop(props, "preset")
+    col.prop(props, "write_mode")
+    col.separator()
+    if status.running:
+        col.progress(factor=status.progress, type="BAR", text=status.message or status.stage)
+        col.operator(ops.STCHAIN_OT_cancel.bl_idname, icon="CANCEL")
+    else:
+        col.operator(ops.STCHAIN_OT_generate.bl_idname, icon="MESH_MONKEY")
+        if status.message:
+            col.label(text=status.message)
+        col.operator(ops.STCHAIN_OT_apply_result.bl_idname, icon="FILE_REFRESH")
+
+
+class STCHAIN_PT_view3d(bpy.types.Panel):
+    bl_label = "4D Mesh"
+    bl_idname = "STCHAIN_PT_view3d"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "4D Mesh"
+
+    def draw(self, context):
+        draw_job(self.layout, context)
+
+
+class STCHAIN_PT_clip(bpy.types.Panel):
+    bl_label = "4D Mesh"
+    bl_idname = "STCHAIN_PT_clip"
+    bl_space_type = "CLIP_EDITOR"
+    bl_region_type = "UI"
+    bl_category = "4D Mesh"
+
+    def draw(self, context):
+        draw_job(self.layout, context)
+
+
+class STCHAIN_MT_menu(bpy.types.Menu):
+    bl_label = "4D Mesh"
+    bl_idname = "STCHAIN_MT_menu"
+
+    def draw(self, context):
+        for op in (ops.STCHAIN_OT_generate, ops.STCHAIN_OT_cancel, ops.STCHAIN_OT_apply_result, ops.STCHAIN_OT_free_gpu):
+            self.layout.operator(op.bl_idname)
+
+
+def menu_entry(self, context):
+    self.layout.menu(STCHAIN_MT_menu.bl_idname)
+
+
+MENUS = ("VIEW3D_MT_object", "CLIP_MT_clip")
+CLASSES = (STCHAIN_PT_view3d, STCHAIN_PT_clip, STCHAIN_MT_menu)

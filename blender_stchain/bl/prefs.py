@@ -1,0 +1,138 @@
+"""Add-on preferences and the worker runtime they describe (interpreter, paths, devices).
+
+Blender never imports torch: the device list comes from a probe run in the worker's interpreter,
+cached in the extension's user folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, StringProperty
+
+PACKAGE = __package__.rpartition(".")[0]  # "blender_stchain" or "bl_ext.<repo>.blender_stchain"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+PROBE = (
+    "import json, torch\n"
+    "d = [['auto', 'Automatic', 'Best available device'], ['cpu', 'CPU', 'Processor (slow)']]\n"
+    "for i in range(torch.cuda.device_count()):\n"
+    "    p = torch.cuda.get_device_properties(i)\n"
+    "    d.append([f'cuda:{i}', p.name, f'{p.total_memory / 2**30:.0f} GB'])\n"
+    "if getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available():\n"
+    "    d.append(['mps', 'Apple GPU', 'Metal'])\n"
+    "print(json.dumps(d))\n"
+)
+_DEFAULT_DEVICES = [("auto", "Automatic", "Best available device (press Detect Devices to list them)"),
+                    ("cpu", "CPU", "Processor (slow)")]
+_device_items = list(_DEFAULT_DEVICES)  # EnumProperty callbacks must keep their list referenced
+
+
+def user_dir(name: str) -> Path:
+    """A per-extension user folder (kept across updates); a temp folder for legacy installs."""
+    try:
+        return Path(bpy.utils.extension_path_user(PACKAGE, path=name, create=True))
+    except ValueError:
+        import tempfile
+
+        path = Path(tempfile.gettempdir()) / "blender_stchain" / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def _devices(self, context):
+    global _device_items
+    cache = user_dir("cache") / "devices.json"
+    if cache.is_file():
+        try:
+            _device_items = [tuple(x) for x in json.loads(cache.read_text())]
+        except (ValueError, TypeError):
+            _device_items = list(_DEFAULT_DEVICES)
+    return _device_items
+
+
+class STCHAIN_AP_preferences(bpy.types.AddonPreferences):
+    bl_idname = PACKAGE
+
+    weights_dir: StringProperty(name="Weights Folder", subtype="DIR_PATH",
+                                description="Folder holding the TripoSG, ActionMesh and DINOv2 weights (empty = the extension's user folder)")
+    device: EnumProperty(name="Device", items=_devices, description="Where the model runs")
+    precision: EnumProperty(name="Precision", default="auto", description="Numeric precision of the model",
+                            items=[("auto", "Automatic", "bf16 on recent GPUs, fp32 elsewhere"), ("fp32", "FP32", "Full precision"),
+                                   ("bf16", "BF16", "Half the memory, recent GPUs"), ("fp16", "FP16", "Half the memory, older GPUs")])
+    keep_worker_warm: BoolProperty(name="Keep Worker Warm", default=False,
+                                   description="Keep the model loaded between jobs (faster re-runs, holds GPU memory)")
+    runtime_python: StringProperty(name="Runtime Python", subtype="FILE_PATH",
+                                   description="Optional Python of a separate runtime (e.g. with CUDA torch); empty = Blender's own")
+
+    def draw(self, context):
+        col = self.layout.column()
+        col.prop(self, "weights_dir")
+        row = col.row(align=True)
+        row.operator("stchain.weights", text="Check Weights", icon="CHECKMARK").action = "check"
+        sub = row.row(align=True)
+        sub.enabled = bpy.app.online_access
+        sub.operator("stchain.weights", text="Download Weights", icon="IMPORT").action = "download"
+        if not bpy.app.online_access:
+            col.label(text="Downloads need Online Access (Preferences > System > Network)", icon="INFO")
+        row = col.row(align=True)
+        row.prop(self, "device")
+        row.operator("stchain.detect_devices", text="", icon="FILE_REFRESH")
+        col.prop(self, "precision")
+        col.prop(self, "keep_worker_warm")
+        col.operator("stchain.free_gpu", icon="X")
+        col.prop(self, "runtime_python")
+        status = context.window_manager.stchain_status
+        if status.message:
+            for line in status.message.splitlines()[-8:]:
+                col.label(text=line)
+
+
+def get(context):
+    """The preferences, or None when the package was registered without addon_utils (tests, bpy)."""
+    addon = context.preferences.addons.get(PACKAGE)
+    return addon.preferences if addon else None
+
+
+def weights_dir(context) -> str | None:
+    p = get(context)
+    if p is not None and p.weights_dir:
+        return bpy.path.abspath(p.weights_dir)
+    return str(user_dir("weights")) if PACKAGE.startswith("bl_ext.") else None
+
+
+def python(context) -> str:
+    p = get(context)
+    return bpy.path.abspath(p.runtime_python) if p is not None and p.runtime_python else sys.executable
+
+
+def pythonpath() -> list[str]:
+    """The package's parent (so ``-m blender_stchain...`` resolves) plus every site-packages in use
+    (Blender's own numpy, and the extensions' ``.local`` folder holding the bundled wheels)."""
+    return [str(PACKAGE_DIR.parent)] + [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+
+
+class STCHAIN_OT_detect_devices(bpy.types.Operator):
+    """List the devices the model can use (runs a probe in the worker's Python, once)"""
+
+    bl_idname = "stchain.detect_devices"
+    bl_label = "Detect Devices"
+
+    def execute(self, context):
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(pythonpath()))
+        try:
+            out = subprocess.run([python(context), "-c", PROBE], env=env, capture_output=True, text=True, timeout=120)
+            devices = json.loads(out.stdout.strip().splitlines()[-1])
+        except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+            self.report({"ERROR"}, "Could not probe devices: the runtime's torch did not start")
+            return {"CANCELLED"}
+        (user_dir("cache") / "devices.json").write_text(json.dumps(devices))
+        self.report({"INFO"}, "Devices: " + ", ".join(d[1] for d in devices))
+        return {"FINISHED"}
+
+
+CLASSES = (STCHAIN_AP_preferences, STCHAIN_OT_detect_devices)

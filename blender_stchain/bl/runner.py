@@ -1,0 +1,206 @@
+"""Job runners: the worker process (default) and a thread (tests). No bpy, no torch here.
+
+Both speak the worker's JSON-lines protocol as plain dicts:
+``{"event": "progress", "stage", "fraction", "message", "eta_s"}``, ``{"event": "warning", "message"}``,
+``{"event": "done", "result": PATH}``, ``{"event": "error", "message"}``; the runner adds a final
+``{"event": "cancelled"}`` after a cancel, and turns a worker that dies without a final event into
+an ``error`` naming the exit code. ``events()`` never blocks (the UI timer drains it); ``wait()``
+blocks (headless).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections import deque
+from pathlib import Path
+
+FINAL = ("done", "error", "cancelled")
+WORKER_MODULE = "blender_stchain.engine.worker"
+
+
+def cancel_path(job_path) -> Path:
+    """The file the worker polls: its presence means 'stop now, write nothing'."""
+    return Path(str(job_path) + ".cancel")
+
+
+class _Base:
+    """Event queue, final-event bookkeeping and the blocking ``wait`` shared by both runners."""
+
+    def __init__(self):
+        self._queue: queue.Queue = queue.Queue()
+        self._cancel_requested = False
+        self.final: dict | None = None
+
+    def events(self) -> list[dict]:
+        out = []
+        while True:
+            try:
+                event = self._queue.get_nowait()
+            except queue.Empty:
+                return out
+            out.append(event)
+            if event.get("event") in FINAL:
+                self.final = event
+                return out
+
+    def wait(self, on_event=None) -> dict:
+        """Block until the final event; ``on_event`` sees every event on the calling thread."""
+        while self.final is None:
+            try:
+                event = self._queue.get(timeout=0.2)  # short waits keep Ctrl+C responsive
+            except queue.Empty:
+                continue
+            if on_event is not None:
+                on_event(event)
+            if event.get("event") in FINAL:
+                self.final = event
+        return self.final
+
+    def _finish(self, final: dict | None):
+        """Emit the last event: a cancel wins over anything but a finished result file."""
+        if self._cancel_requested:
+            final = {"event": "cancelled", "message": "cancelled by the user"}
+        elif final is None:
+            final = {"event": "error", "message": "the worker stopped without a result"}
+        self._queue.put(final)
+
+
+def worker_args(job_path, module: str = WORKER_MODULE) -> list[str]:
+    return ["-m", module, str(job_path)]
+
+
+class ProcessRunner(_Base):
+    """Runs ``python ARGS`` (the worker: ``-m MODULE JOB.json``) and streams its JSON lines.
+
+    Commands that print plain text (the weights tool) work too: lines become ``log`` events and
+    exit code 0 without a final event counts as ``done``.
+    """
+
+    def __init__(self, args, *, cancel_file=None, python: str | None = None, pythonpath=(),
+                 env: dict | None = None, grace_s: float = 5.0):
+        super().__init__()
+        self.cancel_file = Path(cancel_file) if cancel_file else None
+        self.command = [python or sys.executable, *map(str, args)]
+        self.env = dict(os.environ if env is None else env)
+        paths = [str(p) for p in pythonpath] + [p for p in self.env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        self.env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        self.env.setdefault("PYTHONUNBUFFERED", "1")
+        self.grace_s = grace_s
+        self.proc: subprocess.Popen | None = None
+        self._stderr: deque[str] = deque(maxlen=20)
+
+    def start(self) -> "ProcessRunner":
+        if self.cancel_file:
+            self.cancel_file.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(
+            self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            env=self.env, text=True, encoding="utf-8", errors="replace", bufsize=1,
+        )
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+        threading.Thread(target=self._read_stdout, daemon=True).start()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def cancel(self) -> None:
+        """Ask politely (cancel file), then SIGTERM after ``grace_s``, then SIGKILL."""
+        if self._cancel_requested or self.proc is None:
+            return
+        self._cancel_requested = True
+        if self.cancel_file:
+            self.cancel_file.touch()
+        threading.Thread(target=self._escalate, daemon=True).start()
+
+    def _escalate(self):
+        for stop, wait in ((self.proc.terminate, self.grace_s), (self.proc.kill, 2.0)):
+            try:
+                self.proc.wait(timeout=wait)
+                return
+            except subprocess.TimeoutExpired:
+                stop()
+
+    def _read_stderr(self):
+        for line in self.proc.stderr:
+            if line.strip():
+                self._stderr.append(line.rstrip())
+
+    def _read_stdout(self):
+        final = None
+        for line in self.proc.stdout:
+            event = _parse(line)
+            if event is None:
+                continue
+            if event.get("event") in FINAL:
+                final = event
+            else:
+                self._queue.put(event)
+        code = self.proc.wait()
+        if final is None and code == 0:
+            final = {"event": "done", "result": ""}
+        elif final is None and not self._cancel_requested:
+            final = {"event": "error", "message": self._crash_message(code)}
+        elif final is not None and final.get("event") == "done" and code != 0:
+            final = {"event": "error", "message": f"the worker reported a result but exited with code {code}"}
+        self._finish(final)
+
+    def _crash_message(self, code: int) -> str:
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            why = "killed (out of memory?)" if name == "SIGKILL" else f"stopped by {name}"
+            return f"the worker was {why}; nothing was written"
+        last = self._stderr[-1] if self._stderr else "no message"
+        return f"the worker failed (exit code {code}): {last}"
+
+
+class ThreadRunner(_Base):
+    """Runs ``fn(job_path, emit, cancelled)`` in a thread with the same interface.
+
+    ``fn`` emits event dicts and returns a result path (-> ``done``) or raises (-> ``error``).
+    """
+
+    def __init__(self, job_path, fn):
+        super().__init__()
+        self.job_path = Path(job_path)
+        self.fn = fn
+        self._thread: threading.Thread | None = None
+        self._cancel = threading.Event()
+
+    def start(self) -> "ThreadRunner":
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def cancel(self) -> None:
+        self._cancel_requested = True
+        self._cancel.set()
+
+    def _run(self):
+        try:
+            path = self.fn(self.job_path, self._queue.put, self._cancel.is_set)
+            final = {"event": "done", "result": str(path)}
+        except Exception as e:  # the user reads the message; the scene is never touched here
+            final = {"event": "error", "message": str(e) or type(e).__name__}
+        self._finish(final)
+
+
+def _parse(line: str) -> dict | None:
+    line = line.strip()
+    if not line:
+        return None
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return {"event": "log", "message": line}
+    return event if isinstance(event, dict) and "event" in event else {"event": "log", "message": line}

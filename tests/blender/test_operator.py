@@ -1,0 +1,151 @@
+"""Registration, the generate operator through the headless entry with a real worker process,
+and the failure paths: each leaves the scene exactly as it was."""
+
+import threading
+import time
+
+import pytest
+
+bpy = pytest.importorskip("bpy")
+pytestmark = pytest.mark.blender
+
+import blender_stchain  # noqa: E402
+from blender_stchain.bl import headless, ops  # noqa: E402
+from tests.blender.conftest import data_snapshot  # noqa: E402
+from tests.blender.workers import stub_env  # noqa: E402
+from tests.conftest import DATA  # noqa: E402
+
+CAMEL = DATA / "rgba_frames" / "davis_camel"
+
+
+@pytest.fixture
+def stub(monkeypatch):
+    """Point the operator at the stand-in worker process (env only; the real ProcessRunner runs)."""
+
+    def use(mode):
+        for k, v in stub_env(mode).items():
+            monkeypatch.setenv(k, v)
+        monkeypatch.setenv("STCHAIN_WORKER_MODULE", "stub_worker")
+
+    return use
+
+
+def test_register_unregister_twice(scene):
+    from blender_stchain.bl import registration
+
+    for _ in range(2):
+        blender_stchain.register()
+        assert hasattr(bpy.types.Scene, "stchain") and hasattr(bpy.types, "STCHAIN_OT_generate")
+        assert bpy.ops.stchain.generate.poll() and len(registration._cli) == 1  # `blender -c stchain`
+        blender_stchain.unregister()
+        assert registration._cli == []
+        assert not hasattr(bpy.types.Scene, "stchain") and not hasattr(bpy.types, "STCHAIN_OT_generate")
+        assert not hasattr(bpy.types, "STCHAIN_PT_view3d")
+
+
+def test_headless_generate_and_reopen(registered, stub, tmp_path, capfd):
+    stub("ok")
+    out = tmp_path / "out.blend"
+    rc = headless.main(["--footage", str(CAMEL), "--frames", "3:7", "--out", str(out)])
+    lines = capfd.readouterr().out.splitlines()
+    assert rc == 0, lines[-5:]
+    assert any(line.startswith('{"stchain": "progress", "stage": "chain"') for line in lines)  # JSON progress
+    bpy.ops.wm.open_mainfile(filepath=str(out))
+    scene, ob = bpy.context.scene, bpy.data.objects["4D Mesh"]
+    assert (scene.frame_start, scene.frame_end) == (3, 7)
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (512, 512)
+    assert [k.name for k in ob.data.shape_keys.key_blocks][1:] == [f"frame_{f:04d}" for f in range(3, 8)]
+    for f in range(3, 8):
+        scene.frame_set(f)
+        assert [k.name for k in ob.data.shape_keys.key_blocks[1:] if k.value > 0] == [f"frame_{f:04d}"]
+    bg = scene.camera.data.background_images[0].clip
+    assert bg.source == "SEQUENCE" and bg.frame_duration == 16
+
+
+@pytest.mark.parametrize("mode,args,expect", [
+    ("crash", [], "the worker was killed (out of memory?); nothing was written"),
+    ("raise", [], "CUDA out of memory (stand-in)"),
+    ("ok", ["--weights", "/nonexistent/weights"], "weights folder /nonexistent/weights is missing"),
+    ("ok", ["--frames", "10:40"], "frame range 10:40 is outside the footage (1-16)"),
+])
+def test_failures_leave_scene_unchanged(registered, stub, tmp_path, capfd, mode, args, expect):
+    stub(mode)
+    before = data_snapshot()
+    rc = headless.main(["--footage", str(CAMEL), "--frames", "1:4", "--out", str(tmp_path / "o.blend"), *args])
+    err = capfd.readouterr().err.strip().splitlines()
+    print(mode, args, "->", rc, err[-1])
+    assert rc != 0 and err[-1].startswith(expect)
+    assert data_snapshot() == before and not (tmp_path / "o.blend").exists()
+
+
+def test_cancel_leaves_scene_unchanged(registered, stub, tmp_path):
+    stub("hang")
+    before = data_snapshot()
+
+    def press_cancel():  # what the Cancel button / Esc does, from another thread during a blocking run
+        while "job" not in ops._active or not ops._active["job"].runner.alive:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        ops._active["job"].cancel()
+
+    threading.Thread(target=press_cancel, daemon=True).start()
+    t0 = time.monotonic()
+    rc = headless.main(["--footage", str(CAMEL), "--frames", "1:2", "--out", str(tmp_path / "o.blend")])
+    print(f"cancelled after {time.monotonic() - t0:.2f} s")
+    assert rc != 0 and bpy.context.window_manager.stchain_status.message == "Cancelled; the scene was not changed"
+    assert data_snapshot() == before
+
+
+def test_apply_result_reuses_footage_and_changes_mode(registered, stub, tmp_path):
+    stub("ok")
+    assert headless.main(["--footage", str(CAMEL), "--frames", "1:3", "--out", str(tmp_path / "a.blend")]) == 0
+    status = bpy.context.window_manager.stchain_status
+    assert bpy.ops.stchain.apply_result(filepath=status.result, write_mode="pc2", frame_offset=10) == {"FINISHED"}
+    scene, ob = bpy.context.scene, bpy.data.objects["4D Mesh"]
+    assert "4D Mesh cache" in ob.modifiers and (scene.frame_start, scene.frame_end) == (11, 13)
+    assert scene.camera.data.background_images[0].clip.frame_start == 11  # footage kept, shifted with the mesh
+    assert len(bpy.data.objects) == 2
+
+
+def test_detect_devices_probes_the_worker_python(registered):
+    """The device list comes from torch in a subprocess; Blender's process never imports torch."""
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("no torch in this interpreter")
+    assert bpy.ops.stchain.detect_devices() == {"FINISHED"}
+    from blender_stchain.bl import prefs
+
+    ids = [item[0] for item in prefs._devices(None, bpy.context)]
+    print("devices:", ids)
+    assert ids[:2] == ["auto", "cpu"] and "torch" not in sys.modules
+
+
+def test_download_needs_online_access(registered):
+    assert not bpy.app.online_access  # the bpy module runs offline
+    with pytest.raises(RuntimeError, match="Online Access is off"):
+        bpy.ops.stchain.weights(action="download")
+
+
+def test_bad_arguments(registered):
+    assert headless.main(["--footage", str(CAMEL), "--out", "x.blend", "--frames", "7:2"]) == 2
+    assert headless.main(["--footage", "/no/such/clip.mp4", "--out", "x.blend"]) == 2
+    assert headless.main(["--out", "x.blend"]) == 2
+
+
+def test_movie_clip_source(registered, stub):
+    """Footage from a Movie Clip: decoded by Blender, the user's clip is left alone."""
+    stub("ok")
+    scene = bpy.context.scene
+    clip = bpy.data.movieclips.load(str(DATA / "videos" / "bear.mp4"))
+    props = scene.stchain
+    props.source, props.clip, props.mask = "CLIP", clip, "NONE"
+    props.use_frame_range, props.frame_first, props.frame_last = True, 4, 6
+    assert bpy.ops.stchain.generate() == {"FINISHED"}
+    assert (scene.frame_start, scene.frame_end) == (4, 6)
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (854, 480)
+    assert scene.render.fps / scene.render.fps_base == pytest.approx(30.0)
+    background = scene.camera.data.background_images[0].clip
+    assert background is not clip and background.filepath == clip.filepath
+    assert len(clip.tracking.tracks) == 0 and clip.get("stchain_role") is None
