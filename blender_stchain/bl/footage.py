@@ -19,17 +19,16 @@ and removes them before returning; the user's scene and data are left as they we
 
 from __future__ import annotations
 
-import json
 import re
 import tempfile
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import bpy
 import numpy as np
 
 from ..engine.errors import FootageError
+from ..engine.footage import write_frames
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".bmp", ".webp", ".tga"}
 MASK_MODES = ("none", "alpha", "luma", "chroma", "mask")
@@ -98,25 +97,6 @@ def export(source: Source, frames: tuple[int, int] | None, folder, mask: str = "
                 yield _with_mask(rgba, mask)[..., :channels]
 
         return write_frames(folder, frames_rgba(), source.fps, first_frame=a)
-
-
-def write_frames(folder, frames, fps: float | None, first_frame: int = 1) -> Path:
-    """Stream (H, W, 3|4) uint8 frames into a frames folder; meta.json last.
-
-    Same signature and format as ``engine.footage.write_frames`` (h/footage): once both are on one
-    branch this function is replaced by that import.
-    """
-    folder = Path(folder)
-    (folder / "frames").mkdir(parents=True, exist_ok=True)
-    numbers = []
-    for n, rgb in enumerate(frames, start=first_frame):
-        np.save(folder / "frames" / f"{n:06d}.npy", np.ascontiguousarray(rgb), allow_pickle=False)
-        numbers.append(n)
-    rate = None if fps is None else Fraction(fps).limit_denominator(1_000_000)
-    meta = {"format": "blender_stchain.frames", "version": 1,
-            "fps": None if rate is None else [rate.numerator, rate.denominator], "frame_numbers": numbers}
-    (folder / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-    return folder
 
 
 def _with_mask(rgba: np.ndarray, mask: str) -> np.ndarray:

@@ -32,6 +32,7 @@ from mathutils import Matrix
 
 from . import animcompat
 from .pointcache import write_pc2
+from ..engine.blender_camera import OBJECT_TO_BLENDER, blender_camera
 
 ROLE = "stchain_role"
 TRACK_PREFIX = "stchain_"
@@ -70,38 +71,25 @@ class WriteOptions:
     metadata: dict = field(default_factory=dict)
 
 
-def provisional_camera(result) -> CameraData:
-    """OpenCV K / world_to_camera -> Blender values (stand-in until engine.blender_camera lands).
-
-    Identity object->world map; sensor fit HORIZONTAL on a 36 mm sensor; pixel coordinates span
-    [0, W] x [0, H] (principal point W/2, H/2 is the image centre).
-    """
+def camera_data(result) -> CameraData:
+    """The result's OpenCV camera as Blender values, with the object->world axis rotation applied
+    to both the mesh object and the camera (engine.blender_camera: one documented conversion)."""
     W, H = (int(x) for x in result.image_size)
-    K = result.K.astype(np.float64)
-    flip = np.diag([1.0, -1.0, -1.0])
-    mats = np.repeat(np.eye(4)[None], result.num_frames, 0)
-    for t, w2c in enumerate(result.world_to_camera.astype(np.float64)):
-        R, tr = w2c[:3, :3], w2c[:3, 3]
-        mats[t, :3, :3] = R.T @ flip
-        mats[t, :3, 3] = -R.T @ tr
-    side = max(W, H)
+    cam = blender_camera(result.K.astype(np.float64), result.world_to_camera.astype(np.float64), (W, H))
+    axis = np.eye(4)
+    axis[:3, :3] = OBJECT_TO_BLENDER
     return CameraData(
-        matrix_world=mats,
-        lens=float(K[0, 0] * 36.0 / W),
-        sensor_width=36.0,
-        sensor_height=36.0 * H / W,
-        sensor_fit="HORIZONTAL",
-        shift_x=float(-(K[0, 2] - W / 2) / side),
-        shift_y=float((K[1, 2] - H / 2) / side),
-        resolution=(W, H),
-        pixel_aspect=float(K[1, 1] / K[0, 0]),
+        matrix_world=cam.matrix_world, lens=cam.lens, sensor_width=cam.sensor_width,
+        sensor_height=cam.sensor_height, sensor_fit=cam.sensor_fit, shift_x=cam.shift_x, shift_y=cam.shift_y,
+        resolution=(cam.resolution_x, cam.resolution_y), pixel_aspect=cam.pixel_aspect_x / cam.pixel_aspect_y,
+        object_matrix=axis,
     )
 
 
 def apply(result, scene, options: WriteOptions | None = None, camera: CameraData | None = None) -> dict:
     """Write ``result`` into ``scene``, replacing only a previous result's own objects."""
     options = options or WriteOptions()
-    camera = camera or provisional_camera(result)
+    camera = camera or camera_data(result)
     frames = result.frame_numbers.astype(np.int64) + options.frame_offset
     created: list = []
     try:

@@ -1,7 +1,5 @@
 """The job and result contracts (DESIGN 6) and the bpy-free engine rule."""
 
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -36,7 +36,7 @@ def check(case):
         guidance=info["guidance"]["guidance_scales"][0], shift=shift, trace=True)
     assert res.windows == [w["frame_indices"] for w in info["windows"]]
     for w, wr in zip(info["windows"], res.window_results):
-        k, p = w["window"], f"w{w['window']}_"
+        p = f"w{w['window']}_"
         n_frames = len(w["frame_indices"])
         assert_exact(torch.tensor(w["frame_indices"]), case.tensors[p + "window_frame_indices"], p + "indices")
         n, c = wr.latents.shape[1:]
