@@ -101,6 +101,13 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- topology
 
 
+def ragged_range(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each of counts[i] slots of each row i: (row i, slot index 0..counts[i]-1), flattened."""
+    owner = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
+    offset = torch.arange(len(owner), device=counts.device) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+    return owner, offset
+
+
 def _edge_keys(faces: torch.Tensor, n_vertices: int) -> torch.Tensor:
     """Undirected edge key per face corner (3F,), ordered [e01 of all faces, e12, e20]."""
     a = torch.cat([faces[:, 0], faces[:, 1], faces[:, 2]])
@@ -173,10 +180,14 @@ def merge_coincident(vertices: torch.Tensor, faces: torch.Tensor) -> tuple[torch
     return unique, inverse[faces]
 
 
+def _proper(faces: torch.Tensor) -> torch.Tensor:
+    """Faces whose three vertex indices differ."""
+    return faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 2] != faces[:, 0])]
+
+
 def drop_degenerate_faces(faces: torch.Tensor) -> torch.Tensor:
     """Faces that repeat a vertex index, and all but one copy of faces over the same vertex set."""
-    ok = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 2] != faces[:, 0])
-    faces = faces[ok]
+    faces = _proper(faces)
     if faces.numel() == 0:
         return faces
     key = faces.sort(dim=1).values
@@ -263,16 +274,19 @@ def _isolated_edges(u: torch.Tensor, v: torch.Tensor, rank: torch.Tensor, faces:
     return (rank == r3[u]) & (rank == r3[v])
 
 
-def _common_neighbours(u: torch.Tensor, v: torch.Tensor, all_keys: torch.Tensor, n: int) -> torch.Tensor:
-    """|N(u) ∩ N(v)| for the given edges, from the sorted undirected edge keys of the mesh."""
+def _adjacency(all_keys: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Directed neighbour pairs (src, dst) sorted by src, from the sorted undirected edge keys."""
     a, b = all_keys // n, all_keys % n
     src, dst = torch.cat([a, b]), torch.cat([b, a])
     order = torch.argsort(src)
-    src, dst = src[order], dst[order]
+    return src[order], dst[order]
+
+
+def _common_neighbours(u, v, all_keys: torch.Tensor, adjacency: tuple[torch.Tensor, torch.Tensor], n: int):
+    """|N(u) ∩ N(v)| for the given edges (u, v)."""
+    src, dst = adjacency
     start = torch.searchsorted(src, u)
-    degree = torch.searchsorted(src, u, right=True) - start
-    owner = torch.repeat_interleave(torch.arange(len(u), device=u.device), degree)
-    offset = torch.arange(len(owner), device=u.device) - torch.repeat_interleave(degree.cumsum(0) - degree, degree)
+    owner, offset = ragged_range(torch.searchsorted(src, u, right=True) - start)
     w = dst[start[owner] + offset]
     vv = v[owner]
     key = torch.minimum(vv, w) * n + torch.maximum(vv, w)
@@ -321,6 +335,7 @@ def _collapse_set(v, f, eu, ev, x, cost, limit: int, rounds: int, min_cos: float
     locked = torch.zeros(n, dtype=torch.bool, device=f.device)
     chosen: list[torch.Tensor] = []
     keys = torch.unique(_edge_keys(f, n))
+    adjacency = _adjacency(keys, n)
     budget = limit
     for _ in range(rounds):
         cand = torch.nonzero(avail & ~locked[eu] & ~locked[ev]).squeeze(1)
@@ -328,7 +343,7 @@ def _collapse_set(v, f, eu, ev, x, cost, limit: int, rounds: int, min_cos: float
             break
         iso = cand[_isolated_edges(eu[cand], ev[cand], rank[cand], f, n)]
         iso = iso[torch.argsort(rank[iso])][:budget]
-        ok = _common_neighbours(eu[iso], ev[iso], keys, n) == 2
+        ok = _common_neighbours(eu[iso], ev[iso], keys, adjacency, n) == 2
         ok &= ~_flips(v, f, eu[iso], ev[iso], x[iso], min_cos)
         avail[iso] = False
         good = iso[ok]
@@ -377,6 +392,6 @@ def decimate(
         q[pu] += q[pv]
         remap = torch.arange(n, device=f.device)
         remap[pv] = pu
-        f = drop_degenerate_faces(remap[f])
+        f = _proper(remap[f])  # drops the two faces of each collapsed edge
     out_v, out_f = drop_unreferenced(v, f)
     return out_v.to(vertices.dtype), out_f

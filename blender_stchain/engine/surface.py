@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .errors import NumericalError
-from .mesh_ops import Mesh, clean, decimate, remove_small_components
+from .mesh_ops import Mesh, clean, decimate, ragged_range, remove_small_components
 
 SdfFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -108,9 +108,7 @@ def march(cells: torch.Tensor, corner_values: torch.Tensor, resolution: int, bou
     corners, edges = torch.as_tensor(CORNERS, device=device), torch.as_tensor(EDGES, device=device)
     weights = 1 << torch.arange(8, device=device)
     case = ((corner_values > 0).long() * weights).sum(dim=1)
-    n_tri = counts[case]
-    owner = torch.repeat_interleave(torch.arange(len(cells), device=device), n_tri)
-    slot = torch.arange(len(owner), device=device) - torch.repeat_interleave(n_tri.cumsum(0) - n_tri, n_tri)
+    owner, slot = ragged_range(counts[case])
     tri_edges = table[case[owner], slot]  # (T,3) local edge ids
     cell = owner[:, None].expand_as(tri_edges)
     a, b = edges[tri_edges, 0], edges[tri_edges, 1]
@@ -174,6 +172,18 @@ class _Sampler:
         self.queries += len(missing)
         self.known_keys, self.known_values, self.resolution = unique, values, resolution
         return values[inverse].reshape(-1, 8)
+
+    def dense(self, resolution: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every cell of a ``resolution`` grid with its corner values (each lattice point queried once)."""
+        r = torch.arange(resolution + 1, device=device)
+        points = torch.cartesian_prod(r, r, r)  # in key order, so already sorted
+        values = _evaluate(self.sdf_fn, points, resolution, self.bounds, self.chunk)
+        self.queries += len(points)
+        self.known_keys, self.known_values, self.resolution = _keys(points, resolution + 1), values, resolution
+        grid = values.reshape(resolution + 1, resolution + 1, resolution + 1)
+        n = resolution
+        corners = torch.stack([grid[x : x + n, y : y + n, z : z + n] for x, y, z in CORNERS.tolist()], dim=-1)
+        return torch.cartesian_prod(r[:-1], r[:-1], r[:-1]), corners.reshape(-1, 8)
 
     def _rescaled_known(self, resolution: int) -> torch.Tensor:
         """Known keys re-expressed on the new lattice (sorted order is preserved by the linear map)."""
@@ -264,9 +274,7 @@ def sample_surface_cells(
     """
     levels = _levels(resolution, coarse_resolution)
     sampler = _Sampler(sdf_fn, bounds, chunk)
-    r = torch.arange(levels[0], device=device)
-    cells = torch.cartesian_prod(r, r, r)
-    values = sampler.corner_values(cells, levels[0])
+    cells, values = sampler.dense(levels[0], device)
     for coarse, fine in zip(levels, levels[1:]):
         cells = _children(_dilate(cells[_near(values, band)], coarse, dilation))
         values = sampler.corner_values(cells, fine)
