@@ -336,6 +336,7 @@ def _collapse_set(v, f, eu, ev, x, cost, limit: int, rounds: int, min_cos: float
     chosen: list[torch.Tensor] = []
     keys = torch.unique(_edge_keys(f, n))
     adjacency = _adjacency(keys, n)
+    degree = torch.bincount(adjacency[0], minlength=n)
     budget = limit
     for _ in range(rounds):
         cand = torch.nonzero(avail & ~locked[eu] & ~locked[ev]).squeeze(1)
@@ -344,6 +345,7 @@ def _collapse_set(v, f, eu, ev, x, cost, limit: int, rounds: int, min_cos: float
         iso = cand[_isolated_edges(eu[cand], ev[cand], rank[cand], f, n)]
         iso = iso[torch.argsort(rank[iso])][:budget]
         ok = _common_neighbours(eu[iso], ev[iso], keys, adjacency, n) == 2
+        ok &= degree[eu[iso]] + degree[ev[iso]] > 6  # a tetrahedron cannot shrink further
         ok &= ~_flips(v, f, eu[iso], ev[iso], x[iso], min_cos)
         avail[iso] = False
         good = iso[ok]
