@@ -268,3 +268,28 @@ def test_extract_with_budget_and_cleanup():
     m = surface.extract(sphere, resolution=48, coarse_resolution=16, min_component_ratio=0.02, face_budget=1500)
     assert len(m.faces) <= 1500 and m.is_watertight and m.genus == 0 and m.volume > 0
     assert np.isfinite(m.normals).all()
+
+
+def test_empty_field_gives_empty_mesh():
+    m = surface.extract(lambda p: -torch.ones(len(p)), resolution=16, coarse_resolution=8, face_budget=10)
+    assert m.vertices.shape == (0, 3) and m.faces.shape == (0, 3) and m.normals.shape == (0, 3)
+
+
+def test_decimation_keeps_open_boundaries_in_place():
+    """A sphere larger than the grid is cut open at the bounds; its rims must not move or close."""
+    big = surface.extract(lambda p: 1.3 - p.norm(dim=1), resolution=32, coarse_resolution=16)
+    v, f = big.torch()
+    counts = mesh_ops.edge_face_counts(f)
+    assert not big.is_watertight and (counts == 1).any()
+    dv, df = mesh_ops.decimate(v, f, len(f) // 3)
+    rim_before = {tuple(p) for p in v[_rim_vertices(f)].tolist()}
+    rim_after = {tuple(p) for p in dv[_rim_vertices(df)].tolist()}
+    print(f"clipped sphere {len(f)} -> {len(df)} faces, rim vertices {len(rim_before)} -> {len(rim_after)}")
+    assert rim_after == rim_before and len(df) <= len(f) // 3
+
+
+def _rim_vertices(faces: torch.Tensor) -> torch.Tensor:
+    n = int(faces.max()) + 1
+    keys, counts = torch.unique(mesh_ops._edge_keys(faces, n), return_counts=True)
+    single = keys[counts == 1]
+    return torch.unique(torch.cat([single // n, single % n]))
