@@ -1,12 +1,16 @@
 """Surface extraction: an SDF sampled on a coarse-to-fine grid, marching cubes in torch, cleanup.
 
-Convention (the TripoSG VAE's): ``sdf_fn`` returns values > 0 inside, the surface is level 0.
-The grid spans ``[-bounds, bounds]^3`` with ``resolution`` cells per axis; lattice index ``i`` maps to
-``-bounds + 2 * bounds * i / resolution``. The reference flash extractor maps index units of a 504-cell
-grid with a 512 divisor (the mesh shrinks by 504/512 toward the -bounds corner); we deliberately use the
-grid's own resolution, so the mesh sits where the SDF's zero level is.
+Convention (the TripoSG VAE's): ``sdf_fn`` returns values > 0 inside, the surface is level 0
+(pass the decoder's negated logits as they are). The grid spans ``[-bounds, bounds]^3`` with
+``resolution`` cells per axis; lattice index ``i`` maps to ``-bounds + 2 * bounds * i / resolution``.
 
-Everything is torch on the device given (tables included): CPU and CUDA run the same code.
+Deliberate difference from the reference: its flash extractor maps index units of a 504-cell grid with
+a 512 divisor, so its mesh is shrunk by 504/512 (about 1.6 %) toward the -bounds corner. We use the
+grid's own resolution, so the mesh sits on the SDF's zero level. The reference also runs dual marching
+cubes (CUDA-only) and reverses its faces; we run primal marching cubes whose tables wind outward.
+
+The triangle tables are derived here from the cube's face rings (see ``_case_loops``), not copied.
+Everything runs as torch ops on the device of the given tensors: CPU and CUDA share the same code.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ SdfFn = Callable[[torch.Tensor], torch.Tensor]
 
 CORNERS = np.array([[k & 1, (k >> 1) & 1, (k >> 2) & 1] for k in range(8)])  # corner k = x + 2y + 4z
 EDGES = np.array([(a, a | 1 << axis) for axis in range(3) for a in range(8) if not a >> axis & 1])  # (12,2)
+EDGE_AXES = np.repeat(np.arange(3), 4)  # EDGES lists 4 edges per axis, x first
 
 
 def _face_rings() -> list[list[int]]:
@@ -106,6 +111,7 @@ def march(cells: torch.Tensor, corner_values: torch.Tensor, resolution: int, bou
     device = cells.device
     table, counts = torch.as_tensor(TRIANGLES, device=device), torch.as_tensor(TRIANGLE_COUNTS, device=device)
     corners, edges = torch.as_tensor(CORNERS, device=device), torch.as_tensor(EDGES, device=device)
+    edge_axes = torch.as_tensor(EDGE_AXES, device=device)
     weights = 1 << torch.arange(8, device=device)
     case = ((corner_values > 0).long() * weights).sum(dim=1)
     owner, slot = ragged_range(counts[case])
@@ -117,8 +123,7 @@ def march(cells: torch.Tensor, corner_values: torch.Tensor, resolution: int, bou
     t = (va / (va - vb)).clamp(1e-3, 1 - 1e-3)
     base = cells[owner][:, None, :] + corners[a]
     pos = base.to(corner_values.dtype) + t[..., None] * (corners[b] - corners[a]).to(corner_values.dtype)
-    axis = torch.log2((b - a).to(torch.float32)).round().long()
-    edge_key = _keys(base, resolution + 1) * 3 + axis
+    edge_key = _keys(base, resolution + 1) * 3 + edge_axes[tri_edges]  # global id: lower lattice point, axis
     unique, inverse = torch.unique(edge_key.reshape(-1), return_inverse=True)
     vertices = torch.empty(len(unique), 3, dtype=corner_values.dtype, device=device)
     vertices[inverse] = pos.reshape(-1, 3)
@@ -195,11 +200,15 @@ class _Sampler:
         return _keys(coords, resolution + 1)
 
 
+def _crossed(corner_values: torch.Tensor) -> torch.Tensor:
+    """Cells with corners on both sides of the surface."""
+    inside = corner_values > 0
+    return inside.any(dim=1) & ~inside.all(dim=1)
+
+
 def _near(corner_values: torch.Tensor, band: float) -> torch.Tensor:
     """Cells crossed by the surface, or with a corner within ``band`` of it."""
-    inside = corner_values > 0
-    crossed = inside.any(dim=1) & ~inside.all(dim=1)
-    return crossed | (corner_values.abs() < band).any(dim=1)
+    return _crossed(corner_values) | (corner_values.abs() < band).any(dim=1)
 
 
 def _dilate(cells: torch.Tensor, resolution: int, radius: int) -> torch.Tensor:
@@ -226,13 +235,11 @@ _FACE_NEIGHBOURS = [(axis, side) for axis in range(3) for side in (0, 1)]
 def _close_holes(cells, values, sampler: _Sampler, resolution: int, max_rounds: int):
     """Add missing neighbours across every crossed cell face until the crossed region is closed."""
     for _ in range(max_rounds):
-        inside = values > 0
         keys = torch.sort(_keys(cells, resolution)).values
         wanted = []
         for axis, side in _FACE_NEIGHBOURS:
             on_face = torch.as_tensor([c for c in range(8) if (c >> axis & 1) == side], device=cells.device)
-            f = inside[:, on_face]
-            crossed = f.any(dim=1) & ~f.all(dim=1)
+            crossed = _crossed(values[:, on_face])
             step = torch.zeros(3, dtype=torch.long, device=cells.device)
             step[axis] = 1 if side else -1
             wanted.append(cells[crossed] + step)
@@ -266,11 +273,16 @@ def sample_surface_cells(
     chunk: int = 262_144,
     device: torch.device | str = "cpu",
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Cells of the finest grid near the surface with their corner values, and the number of SDF queries.
+    """Crossed cells of the finest grid with their corner values, and the number of SDF queries made.
 
-    The coarsest level (``resolution`` halved while above ``coarse_resolution``) is dense; each finer
-    level evaluates only the children of near cells (sign change or |value| < ``band``) dilated by
-    ``dilation`` cells, so memory and queries follow the surface area, not the volume.
+    The coarsest level (``resolution`` halved while above ``coarse_resolution`` and even) is dense; each
+    finer level evaluates only the children of near cells (sign change or |value| < ``band``) dilated by
+    ``dilation`` cells, reusing values at shared lattice points, so memory and queries follow the surface
+    area, not the volume. At the finest level the crossed region is then grown across every crossed cell
+    face until closed, so each surface piece the coarser levels saw comes out whole (watertight).
+    ``band`` is in ``sdf_fn`` units and catches parts thinner than a coarse cell (the reference refines
+    where |logit| < 0.95); 0 keeps sign changes only, right for metric SDFs. ``chunk`` bounds the points
+    per ``sdf_fn`` call (the decoder's memory knob).
     """
     levels = _levels(resolution, coarse_resolution)
     sampler = _Sampler(sdf_fn, bounds, chunk)
@@ -279,7 +291,7 @@ def sample_surface_cells(
         cells = _children(_dilate(cells[_near(values, band)], coarse, dilation))
         values = sampler.corner_values(cells, fine)
     cells, values = _close_holes(cells, values, sampler, resolution, max_rounds=4 * resolution)
-    crossed = _near(values, 0.0)
+    crossed = _crossed(values)
     return cells[crossed], values[crossed], sampler.queries
 
 
@@ -297,8 +309,10 @@ def extract(
 ) -> Mesh:
     """The zero level set of ``sdf_fn`` (positive inside) as a clean, outward-wound indexed mesh.
 
-    Optional post-processing as the reference anchor: drop pieces below ``min_component_ratio`` of the
-    largest, then quadric decimation to ``face_budget`` faces.
+    ``sdf_fn(points (M,3) float32 on device) -> (M,)``; sampling as in ``sample_surface_cells``.
+    Optional post-processing as for the reference anchor: drop pieces with fewer faces than
+    ``min_component_ratio`` x the largest, then quadric decimation to ``face_budget`` faces.
+    An SDF without a zero crossing gives an empty mesh.
     """
     cells, values, _ = sample_surface_cells(sdf_fn, bounds, resolution, coarse_resolution, band, dilation, chunk, device)
     vertices, faces = clean(*march(cells, values, resolution, bounds))
