@@ -161,21 +161,31 @@ def _k_best_distinct(d, s, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def smooth_tracks(P, C, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Confidence-weighted temporal Gaussian of positions (T, L, 3) and confidences (T, L).
+    """Confidence-weighted temporal smoothing of positions (T, L, 3) and confidences (T, L).
 
-    A frame where a landmark was not seen takes its position from nearby frames; its confidence
-    becomes the kernel-weighted mean of its neighbours', so the gap stays visible downstream.
+    A local linear fit per frame with Gaussian x confidence weights: unlike a plain weighted
+    mean it does not flatten steady motion (no lag at clip ends, no shrinking of fast moves),
+    and it bridges frames where a landmark was not seen. A frame's new confidence is the
+    kernel-weighted mean of its neighbours', so a gap stays visible downstream.
     """
     if sigma <= 0:
         return P, C
     T = C.shape[0]
     tt = torch.arange(T, dtype=P.dtype)
-    g = torch.exp(-0.5 * ((tt[:, None] - tt[None]) / sigma) ** 2)
+    dt = tt[None] - tt[:, None]  # (t, s): s - t
+    g = torch.exp(-0.5 * (dt / sigma) ** 2)
     g = g * (g > 1e-4)
-    mass = g @ C
-    P_s = torch.einsum("ts,sl,slc->tlc", g, C, P) / mass.clamp_min(_EPS)[..., None]
-    P_s = torch.where(mass[..., None] > _EPS, P_s, P)
-    return P_s, mass / g.sum(dim=1, keepdim=True)
+    W = g[:, :, None] * C[None]  # (t, s, L)
+    S0, S1, S2 = (torch.einsum("ts,tsl->tl", dt**n, W) for n in range(3))
+    T0 = torch.einsum("tsl,slc->tlc", W, P)
+    T1 = torch.einsum("ts,tsl,slc->tlc", dt, W, P)
+    det = S0 * S2 - S1**2
+    linear = det > 1e-6 * S0.clamp_min(_EPS) ** 2
+    mean = T0 / S0.clamp_min(_EPS)[..., None]
+    fit = (S2[..., None] * T0 - S1[..., None] * T1) / torch.where(linear, det, 1.0)[..., None]
+    P_s = torch.where(linear[..., None], fit, mean)
+    P_s = torch.where(S0[..., None] > _EPS, P_s, P)
+    return P_s, S0 / g.sum(dim=1, keepdim=True)
 
 
 def local_rigid_fits(X_l, P, C, neighbours) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
