@@ -22,9 +22,9 @@ MESHES = ("mushroom", "octopus")
 # Dense-motion defaults proposed to the lead (settings.py still holds 1.0 / 0.1 / 8): the true
 # motion of these clips is too fast for 1-frame temporal smoothing (octopus mean error 1.1%).
 DEFORM = dict(smooth_sigma=0.5, skin_sigma=0.02, procrustes_neighbours=6)
-TOKENS = 1024  # seed points standing in for the latent tokens (the model has 2048)
+TOKENS = 2048  # seed points standing in for the latent tokens (as many as the model has)
 KERNEL = 0.6  # kernel width in units of the mean token spacing
-CANDIDATES = 12_000  # surface points per frame, sampled on the true mesh
+CANDIDATES = 8_000  # surface points per frame, sampled on the true mesh
 
 
 def _load(name):
@@ -46,14 +46,23 @@ def _kernel(a, b, h):
 
 
 def _surface_samples(V, F, n, rng):
-    """Area-uniform random points on the triangles (almost surely not vertices)."""
+    """Area-uniform random points on the triangles (almost surely not vertices).
+
+    Returned as (face, barycentric) so the same material points can be followed through frames.
+    """
     tri = V[F]
     area = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
     f = rng.choice(len(F), n, p=area / area.sum())
     u, v = rng.random(n), rng.random(n)
     flip = u + v > 1
     u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
-    return tri[f, 0] + u[:, None] * (tri[f, 1] - tri[f, 0]) + v[:, None] * (tri[f, 2] - tri[f, 0])
+    return f, np.stack([1 - u - v, u, v], axis=1)
+
+
+def _at(V, F, samples):
+    """Positions of (face, barycentric) samples on the mesh with vertices ``V``."""
+    f, bary = samples
+    return np.einsum("nk,nkc->nc", bary, V[F[f]])
 
 
 class OracleChain:
@@ -61,16 +70,19 @@ class OracleChain:
 
     def __init__(self, V, F, seed=0):
         self.V, self.F, self.rng = V, F, np.random.default_rng(seed)
-        self.tokens = farthest_point_landmarks(V[0], TOKENS)
-        seeds = torch.as_tensor(V[0][self.tokens], dtype=torch.float32)
-        spacing = torch.cdist(seeds, seeds).fill_diagonal_(float("inf")).min(dim=1).values.mean()
-        self.h = float(KERNEL * spacing)
+        # token seeds: FPS of anchor surface points (not vertices), carried by the true motion
+        pool = _surface_samples(V[0], F, 8 * TOKENS, self.rng)
+        pick = farthest_point_landmarks(_at(V[0], F, pool), TOKENS)
+        self.seeds = (pool[0][pick], pool[1][pick])
+        y_a = _at(V[0], F, self.seeds)
+        gaps = np.linalg.norm(y_a[:, None] - y_a[None], axis=2) + np.diag(np.full(TOKENS, np.inf))
+        self.h = float(KERNEL * gaps.min(axis=1).mean())
 
     def blend(self, vertex_ids, frame):
         """Sharp blend (default top_k, tau) of the chain for the given anchor vertices at ``frame``."""
         f32 = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
-        y_a, y_f = f32(self.V[0][self.tokens]), f32(self.V[frame][self.tokens])
-        X = f32(_surface_samples(self.V[frame], self.F, CANDIDATES, self.rng))
+        y_a, y_f = f32(_at(self.V[0], self.F, self.seeds)), f32(_at(self.V[frame], self.F, self.seeds))
+        X = f32(_at(self.V[frame], self.F, _surface_samples(self.V[frame], self.F, CANDIDATES, self.rng)))
         A_VZ = _kernel(f32(self.V[0][vertex_ids]), y_a, self.h)
         A_af = _kernel(y_f, y_f, self.h)  # anchor token i is frame-f token i, blurred like attention
         A_fS = token_to_surface(_kernel(X, y_f, self.h))
