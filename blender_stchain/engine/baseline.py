@@ -11,14 +11,7 @@ from __future__ import annotations
 import torch
 
 from .chain_window import WindowTracks, image_positions
-
-
-def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Area-weighted vertex normals (V, 3), unit length."""
-    tri = vertices[faces]
-    fn = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
-    n = torch.zeros_like(vertices).index_add_(0, faces.reshape(-1), fn.repeat_interleave(3, dim=0))
-    return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+from .mesh_ops import vertex_normals
 
 
 @torch.no_grad()

@@ -35,6 +35,33 @@ class CameraSolution:
     warnings: list[str] = field(default_factory=list)
 
 
+def plausible(solution: CameraSolution, min_inlier_share: float = 0.2, fov_deg=(5.0, 140.0)) -> str | None:
+    """Why a solution cannot be trusted (None when it can): non-finite, few inliers, absurd focal."""
+    W, H = solution.image_size
+    if not (np.isfinite(solution.K).all() and np.isfinite(solution.world_to_camera).all()):
+        return "the solve did not converge"
+    fov = np.degrees(2 * np.arctan(0.5 * max(W, H) / solution.K[0, 0]))
+    if not fov_deg[0] <= fov <= fov_deg[1]:
+        return f"the solved field of view ({fov:.1f} deg) is implausible"
+    share = float(np.mean(np.nan_to_num(solution.reprojection_error_px, nan=np.inf) < np.inf))
+    if share < min_inlier_share:
+        return f"only {share:.0%} of the frames have consistent 2D-3D matches"
+    return None
+
+
+def default_camera(num_frames: int, image_size, fov_deg: float = 40.0, margin: float = 1.3) -> CameraSolution:
+    """A front camera framing the backbone's [-1, 1] object cube (object y-up, looking down -z)."""
+    W, H = image_size
+    f = 0.5 * max(W, H) / np.tan(np.radians(fov_deg) / 2)
+    distance = margin * f / (0.5 * min(W, H)) + 1.0
+    K = np.array([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1.0]])
+    w2c = np.eye(4)
+    w2c[:3, :3] = np.diag([1.0, -1.0, -1.0])
+    w2c[2, 3] = distance
+    return CameraSolution(K, np.repeat(w2c[None], num_frames, 0), np.full(num_frames, np.nan),
+                          np.zeros(num_frames, np.int64), (int(W), int(H)))
+
+
 @dataclass
 class ObjectMotion:
     """Per-frame rigid motion of the object: ``vertices[t] ~= R[t] @ anchor + t[t]``."""

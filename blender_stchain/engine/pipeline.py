@@ -117,8 +117,8 @@ def _anchor(backbone, clip, cmap, anchor_index, settings, rep):
                                     lambda i, n: rep.progress("anchor", i, n + 1, f"anchor shape, step {i}/{n}"))
     _check_finite(latent, "anchor sampling (stage 0)")
     mesh = surface.extract(backbone.sdf(latent), resolution=settings.grid_resolution,
-                           coarse_resolution=settings.coarse_resolution)
-    mesh = surface.clean(mesh, min_component_ratio=settings.min_component_ratio, face_budget=settings.face_budget)
+                           coarse_resolution=settings.coarse_resolution, device=backbone.device,
+                           min_component_ratio=settings.min_component_ratio, face_budget=settings.face_budget)
     if len(mesh.faces) == 0:
         raise NumericalError("the anchor shape has no surface (stage 0 produced an empty SDF); "
                              "check the mask of the anchor frame")
@@ -182,10 +182,19 @@ def _solve_camera(tracks: Tracks, clip, settings, rep):
     sol = camera.solve(np.stack(tracks.points3d), np.stack(tracks.points2d), np.stack(tracks.weights),
                        _footage_size(clip), focal_px=settings.camera_focal_px,
                        smoothness=settings.camera_smoothness, silhouette=None)
+    why = camera.plausible(sol)
+    if why:
+        sol = camera.default_camera(len(tracks.points3d), _footage_size(clip))
+        sol.warnings.append(f"camera not estimated ({why}); using a default front camera")
     for w in sol.warnings:
         rep.warning(w)
-    rep.progress("camera", 1, message=f"camera: median error {np.median(sol.reprojection_error_px):.2f} px")
+    rep.progress("camera", 1, message=f"camera: median error {_median(sol.reprojection_error_px)} px")
     return sol
+
+
+def _median(x) -> float | None:
+    x = np.asarray(x, np.float64)
+    return float(np.nanmedian(x)) if np.isfinite(x).any() else None
 
 
 def _move_camera(cam, tracks: Tracks, writer: ResultWriter):
@@ -217,7 +226,7 @@ def _metadata(job, settings, backbone, clip, anchor_index, seconds, cam) -> dict
                     "size": list(_footage_size(clip)), "frames": [clip.frame_numbers[0], clip.frame_numbers[-1]]},
         "anchor_frame": int(clip.frame_numbers[anchor_index]),
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
-        "camera": {"median_error_px": float(np.median(cam.reprojection_error_px)), "warnings": list(cam.warnings)},
+        "camera": {"median_error_px": _median(cam.reprojection_error_px), "warnings": list(cam.warnings)},
         "versions": {"blender_stchain": blender_stchain.__version__, "torch": torch.__version__,
                      "numpy": np.__version__, "python": platform.python_version()},
     }

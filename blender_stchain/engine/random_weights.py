@@ -76,7 +76,21 @@ def random_tensor(part: str, key: str, shape: tuple[int, ...], shapes: dict, see
     weight_shape = shape if len(shape) > 1 else shapes.get(key[: -len("bias")] + "weight", ())
     fan_in = math.prod(weight_shape[1:]) if len(weight_shape) > 1 else 100
     bound = 1.0 / math.sqrt(max(fan_in, 1))  # PyTorch's default Linear/Conv bound
-    return (torch.rand(shape, generator=g) * 2 - 1) * bound
+    out = (torch.rand(shape, generator=g) * 2 - 1) * bound
+    if key.endswith("proj_query.weight"):
+        out *= _low_frequency_columns(shape[1])
+    return out
+
+
+def _low_frequency_columns(width: int, keep: int = 2, freqs: int = 8) -> torch.Tensor:
+    """Column mask of a point embedding keeping xyz, the first ``keep`` Fourier octaves and any extra
+    channels (normals). With all 8 octaves a random decoder is noise at the grid scale: thousands of
+    specks that no real shape has. Smooth random fields give blob-like smoke-test surfaces instead."""
+    mask = torch.ones(width)
+    for block in (3, 3 + 3 * freqs):  # the sin block, then the cos block (coordinate-major)
+        for i in range(3):
+            mask[block + i * freqs + keep:block + (i + 1) * freqs] = 0
+    return mask
 
 
 def _write_json(path: Path, obj: dict) -> None:
