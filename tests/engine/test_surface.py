@@ -254,6 +254,18 @@ def test_decimation_hits_budget_and_keeps_shape(torus64, budget):
     assert abs(m.volume / torus64.volume - 1) < 0.02
 
 
+def test_decimation_reaches_a_deep_budget():
+    """Twenty-fold reduction of a fine mesh (smooth cost fields once starved the parallel passes)."""
+    fine = surface.extract(torus, resolution=96, coarse_resolution=24)
+    v, f = fine.torch()
+    dv, df = mesh_ops.decimate(v, f, len(f) // 20)
+    m = Mesh.from_torch(dv, df)
+    to_surface, _ = hausdorff(m, torus_distance, torus_samples())
+    print(f"decimated {len(f)} -> {len(df)} faces, mesh->surface {to_surface:.4f}")
+    assert len(df) == len(f) // 20 and m.is_watertight and m.genus == 1
+    assert to_surface < 2 * BOUNDS / 64
+
+
 def test_decimation_never_folds_a_small_closed_piece():
     """An octahedron asked for 2 faces stops at a tetrahedron, still closed, instead of folding flat."""
     v = torch.tensor([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], dtype=torch.float32)
