@@ -183,8 +183,8 @@ def test_hole_closing_recovers_removed_cells():
 def test_sparse_levels_without_dilation_stay_watertight():
     """No dilation: the coarse 8^3 level misses crossed cells, which the closing step recovers."""
     fn = _random_field(1, 0.0)
-    mesh = surface.extract(fn, resolution=64, coarse_resolution=8, dilation=0)
-    dense = surface.extract(fn, resolution=64, coarse_resolution=64)
+    mesh = surface.extract(fn, resolution=48, coarse_resolution=8, dilation=0)
+    dense = surface.extract(fn, resolution=48, coarse_resolution=48)
     print(f"sparse {len(mesh.faces)} faces vs dense {len(dense.faces)}")
     assert mesh.is_watertight and len(mesh.faces) > 0.9 * len(dense.faces)
     assert {tuple(v) for v in mesh.vertices.tolist()} <= {tuple(v) for v in dense.vertices.tolist()}
@@ -200,7 +200,7 @@ def test_no_lattice_point_is_queried_twice():
 
     field = _random_field(1, 0.0)
 
-    surface.extract(recording, resolution=64, coarse_resolution=8, dilation=0)  # levels 8..64 + hole closing
+    surface.extract(recording, resolution=48, coarse_resolution=8, dilation=0)  # levels 6..48 + hole closing
     finest = torch.cat(seen)
     print(f"{len(seen)} decoder calls, {len(finest)} points")
     assert len(torch.unique(finest, dim=0)) == len(finest)
@@ -249,7 +249,7 @@ def test_small_floating_pieces_removed():
     sizes = np.bincount(both.components)
     print(f"components before cleanup: {sorted(sizes.tolist())}")
     assert len(sizes) == 2 and sizes.min() < 0.02 * sizes.max()
-    kept = surface.extract(with_speck, resolution=64, coarse_resolution=16, min_component_ratio=0.02)
+    kept = Mesh.from_torch(*mesh_ops.remove_small_components(*both.torch(), min_component_ratio=0.02))
     assert len(np.unique(kept.components)) == 1 and kept.is_watertight
     assert len(kept.faces) == sizes.max()
     assert np.abs(np.linalg.norm(kept.vertices, axis=1) - RADIUS).max() < 2 * BOUNDS / 64
