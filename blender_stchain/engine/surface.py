@@ -149,55 +149,46 @@ def _evaluate(sdf_fn: SdfFn, points: torch.Tensor, resolution: int, bounds: floa
 
 
 class _Sampler:
-    """Evaluates lattice points once per level, reusing the previous level's values at shared points."""
+    """Queries each lattice point at most once over all levels (values are kept by finest-lattice key).
 
-    def __init__(self, sdf_fn: SdfFn, bounds: float, chunk: int):
-        self.sdf_fn, self.bounds, self.chunk = sdf_fn, bounds, chunk
-        self.known_keys: torch.Tensor | None = None  # sorted keys at the current resolution
-        self.known_values: torch.Tensor | None = None
-        self.resolution = 0
+    Reuse saves decoder work, and it keeps shared points consistent: a decoder whose output depends on
+    the batch can never give one lattice point two signs, which would crack the surface.
+    """
+
+    def __init__(self, sdf_fn: SdfFn, bounds: float, chunk: int, finest: int, device: torch.device | str):
+        self.sdf_fn, self.bounds, self.chunk, self.finest = sdf_fn, bounds, chunk, finest
+        self.keys = torch.full((1,), -1, device=device)  # sorted finest-lattice keys; -1 never matches
+        self.values = torch.zeros(1, device=device)
         self.queries = 0
+
+    def point_values(self, points: torch.Tensor, resolution: int) -> torch.Tensor:
+        """Values at distinct integer lattice points (P,3) of a ``resolution`` grid."""
+        keys = _keys(points * (self.finest // resolution), self.finest + 1)
+        pos = torch.searchsorted(self.keys, keys).clamp_max(len(self.keys) - 1)
+        found = self.keys[pos] == keys
+        values = torch.empty(len(points), device=points.device)
+        values[found] = self.values[pos[found]]
+        values[~found] = _evaluate(self.sdf_fn, points[~found], resolution, self.bounds, self.chunk)
+        self.queries += int((~found).sum())
+        self.keys, order = torch.sort(torch.cat([self.keys, keys[~found]]))
+        self.values = torch.cat([self.values, values[~found]])[order]
+        return values
 
     def corner_values(self, cells: torch.Tensor, resolution: int) -> torch.Tensor:
         """Values (M,8) at the corners of ``cells`` on a ``resolution`` grid."""
-        corners = torch.as_tensor(CORNERS, device=cells.device)
-        keys = _keys(cells[:, None, :] + corners, resolution + 1)
-        unique, inverse = torch.unique(keys.reshape(-1), return_inverse=True)
-        values = torch.empty(len(unique), device=cells.device)
-        found = torch.zeros(len(unique), dtype=torch.bool, device=cells.device)
-        if self.known_keys is not None:
-            known = self._rescaled_known(resolution)
-            pos = torch.searchsorted(known, unique).clamp_max(len(known) - 1)
-            found = known[pos] == unique
-            values[found] = self.known_values[pos[found]]
-        missing = unique[~found]
         size = resolution + 1
-        points = torch.stack([missing // (size * size), missing // size % size, missing % size], dim=1)
-        values[~found] = _evaluate(self.sdf_fn, points, resolution, self.bounds, self.chunk)
-        self.queries += len(missing)
-        self.known_keys, self.known_values, self.resolution = unique, values, resolution
-        return values[inverse].reshape(-1, 8)
+        keys = _keys(cells[:, None, :] + torch.as_tensor(CORNERS, device=cells.device), size)
+        unique, inverse = torch.unique(keys.reshape(-1), return_inverse=True)
+        points = torch.stack([unique // (size * size), unique // size % size, unique % size], dim=1)
+        return self.point_values(points, resolution)[inverse].reshape(-1, 8)
 
-    def dense(self, resolution: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every cell of a ``resolution`` grid with its corner values (each lattice point queried once)."""
-        r = torch.arange(resolution + 1, device=device)
-        points = torch.cartesian_prod(r, r, r)  # in key order, so already sorted
-        values = _evaluate(self.sdf_fn, points, resolution, self.bounds, self.chunk)
-        self.queries += len(points)
-        self.known_keys, self.known_values, self.resolution = _keys(points, resolution + 1), values, resolution
-        grid = values.reshape(resolution + 1, resolution + 1, resolution + 1)
+    def dense(self, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every cell of a ``resolution`` grid with its corner values, by slicing the value grid."""
+        r = torch.arange(resolution + 1, device=self.keys.device)
+        grid = self.point_values(torch.cartesian_prod(r, r, r), resolution).reshape(resolution + 1, -1, resolution + 1)
         n = resolution
         corners = torch.stack([grid[x : x + n, y : y + n, z : z + n] for x, y, z in CORNERS.tolist()], dim=-1)
         return torch.cartesian_prod(r[:-1], r[:-1], r[:-1]), corners.reshape(-1, 8)
-
-    def _rescaled_known(self, resolution: int) -> torch.Tensor:
-        """Known keys re-expressed on the new lattice (sorted order is preserved by the linear map)."""
-        if resolution == self.resolution:
-            return self.known_keys
-        factor, size = resolution // self.resolution, self.resolution + 1
-        k = self.known_keys
-        coords = torch.stack([k // (size * size), k // size % size, k % size], dim=1) * factor
-        return _keys(coords, resolution + 1)
 
 
 def _crossed(corner_values: torch.Tensor) -> torch.Tensor:
@@ -285,8 +276,8 @@ def sample_surface_cells(
     per ``sdf_fn`` call (the decoder's memory knob).
     """
     levels = _levels(resolution, coarse_resolution)
-    sampler = _Sampler(sdf_fn, bounds, chunk)
-    cells, values = sampler.dense(levels[0], device)
+    sampler = _Sampler(sdf_fn, bounds, chunk, resolution, device)
+    cells, values = sampler.dense(levels[0])
     for coarse, fine in zip(levels, levels[1:]):
         cells = _children(_dilate(cells[_near(values, band)], coarse, dilation))
         values = sampler.corner_values(cells, fine)
