@@ -19,7 +19,8 @@ class Settings:
     # --- surface extraction ---
     grid_resolution: int = 256  # finest SDF grid cells per axis for the anchor mesh
     coarse_resolution: int = 64  # first, dense level of the coarse-to-fine grid
-    candidate_resolution: int = 64  # dense grid for per-frame candidate surfaces (4.4)
+    candidate_resolution: int = 64  # finest grid of the per-frame candidate surfaces (4.4)
+    candidate_coarse_resolution: int = 16  # their dense first level (coarse-to-fine keeps this cheap)
     face_budget: int = 40_000  # anchor mesh decimated to at most this many faces
     min_component_ratio: float = 0.02  # drop pieces with fewer faces than this share of the largest
     # --- stage I (truncated) and capture ---
