@@ -68,11 +68,11 @@ class Backbone:
             out = [model(p.to(self.device, torch.float32)) for p in pixel_values.split(chunk)]
         return torch.cat(out).float()
 
-    def sample_anchor(self, pixel_values: torch.Tensor, settings, progress=None) -> torch.Tensor:
+    def sample_anchor(self, pixel_values: torch.Tensor, settings, steps: int, progress=None) -> torch.Tensor:
         """Stage 0 on one frame -> the anchor latent (N, C)."""
         context = self.encode_images(pixel_values, "image_encoder_dinov2")
         noise = sampling.stage0_noise(self.num_tokens, self.latent_channels, settings.anchor_seed)
-        out = sampling.sample_stage0(self.models["transformer"], context, noise, settings.anchor_steps,
+        out = sampling.sample_stage0(self.models["transformer"], context, noise, steps,
                                      settings.anchor_guidance, on_step=progress)
         return out.latents[0].float()
 
@@ -158,6 +158,10 @@ def load_backbone(root, device="auto", precision="auto", method="chain", allow_r
                   capture_layers=(0, 1, 2, 3, 4, 5)) -> Backbone:
     """Load the parts ``method`` needs from the weights root, strictly; refuse random ones unless allowed."""
     root = weights.find_root(root)
+    missing = [p.name for p in weights.check(root).parts if p.state != "present" and p.name in PARTS[method]]
+    if missing:
+        raise WeightsError(f"weights missing or incomplete at {root} ({', '.join(missing)}); run `python -m "
+                           "blender_stchain weights download` or point --weights / STCHAIN_WEIGHTS at them")
     rt = runtime(device, precision)
     identities = [weights.weight_identity(root, name) for name in PARTS[method]]
     if any(i["random"] for i in identities) and not allow_random:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import platform
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,7 +57,9 @@ def run(job: JobSpec, on_event=None, cancel=None) -> Path:
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     rep.progress("load", 0, message="reading footage")
-    clip = open_footage(job.footage, masks=job.masks, frames=job.frames)
+    with warnings.catch_warnings():  # footage warnings travel as events below
+        warnings.simplefilter("ignore")
+        clip = open_footage(job.footage, masks=job.masks, frames=job.frames)
     for w in clip.warnings:
         rep.warning(w)
     backbone = load_backbone(job.weights, job.device, job.precision, job.method, job.allow_random_weights)
@@ -70,7 +73,8 @@ def run(job: JobSpec, on_event=None, cancel=None) -> Path:
     writer = ResultWriter(job.out)
     try:
         with backbone.autocast():
-            anchor_mesh, anchor_latent, seconds["anchor"] = _anchor(backbone, clip, cmap, anchor_index, settings, rep)
+            anchor_mesh, anchor_latent, seconds["anchor"] = _anchor(backbone, clip, cmap, anchor_index, settings, rep,
+                                                                    job.method)
             landmark_ids = deform.farthest_point_landmarks(anchor_mesh.vertices, settings.landmarks)
             t = time.perf_counter()
             tracks = _run_windows(backbone, clip, cmap, windows, anchor_index, anchor_latent, anchor_mesh,
@@ -109,11 +113,11 @@ def _pixels(clip, cmap: CropMap, frames: range) -> torch.Tensor:
     return apply_crop(rgb, masks, cmap).pixel_values
 
 
-def _anchor(backbone, clip, cmap, anchor_index, settings, rep):
+def _anchor(backbone, clip, cmap, anchor_index, settings, rep, method):
     """Stage 0 on the anchor frame, then its surface: the mesh whose topology every frame keeps."""
     t = time.perf_counter()
-    steps = settings.anchor_steps
-    latent = backbone.sample_anchor(_pixels(clip, cmap, range(anchor_index, anchor_index + 1)), settings,
+    steps = settings.anchor_steps if method == "chain" else settings.baseline_anchor_steps
+    latent = backbone.sample_anchor(_pixels(clip, cmap, range(anchor_index, anchor_index + 1)), settings, steps,
                                     lambda i, n: rep.progress("anchor", i, n + 1, f"anchor shape, step {i}/{n}"))
     _check_finite(latent, "anchor sampling (stage 0)")
     mesh = surface.extract(backbone.sdf(latent), resolution=settings.grid_resolution,

@@ -26,7 +26,8 @@ class Settings:
     # --- stage I (truncated) and capture ---
     chain_steps: int = 4  # K: truncated stage-I steps with attention capture
     stage1_seed: int = 0  # RNG seed of the stage-I noise (per window: seed + window index)
-    stage1_guidance: float = 7.5  # CFG scale used for the predicted clean latents
+    stage1_guidance: float | None = None  # CFG for the chain's clean-latent predictions; None = the
+    # conditional branch only (the captured maps come from it anyway): half the stage-I cost
     capture_layers: tuple[int, ...] = (0, 1, 2, 3, 4, 5)  # denoiser self-attention layers averaged
     window_size: int = 16  # T: frames per window (the denoiser's temporal context)
     # --- chain and blend ---
@@ -45,8 +46,9 @@ class Settings:
     camera_silhouette: float = 0.0  # weight of the silhouette term (0 = off)
     camera_mode: str = "object_moves"  # or "camera_moves"
     # --- baseline (ActionMesh) ---
-    baseline_steps: int = 30  # full stage-I schedule of the reference
+    baseline_steps: int = 30  # full stage-I schedule of the reference (15 in its --fast mode)
     baseline_guidance: float = 7.5
+    baseline_anchor_steps: int = 100  # the reference's stage-0 steps (50 in its --fast mode)
 
     def updated(self, **changes) -> "Settings":
         unknown = set(changes) - {f.name for f in fields(self)}

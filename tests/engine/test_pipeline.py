@@ -1,0 +1,135 @@
+"""The whole engine on real footage with random checkpoints (smoke tests of every stage)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blender_stchain.engine.errors import Cancelled, WeightsError
+from blender_stchain.engine.job import JobSpec
+from blender_stchain.engine.pipeline import run
+from blender_stchain.engine.result import load_result
+
+from ..conftest import DATA, REPO
+
+# Small grids keep the smoke runs short; every stage still runs.
+QUICK = dict(anchor_steps=4, grid_resolution=64, coarse_resolution=32, face_budget=3000, landmarks=128,
+             candidate_resolution=48, baseline_steps=6, baseline_anchor_steps=4)
+
+
+def quick_job(footage, out, weights, **kw):
+    settings = {**QUICK, **kw.pop("settings", {})}
+    return JobSpec(footage=str(footage), out=str(out), weights=str(weights), allow_random_weights=True,
+                   preset="fast", settings=settings, **kw)
+
+
+def assert_valid(r, frames):
+    assert list(r.frame_numbers) == list(frames)
+    T, Nv, _ = r.vertices.shape
+    assert T == len(frames) and Nv > 100 and r.faces.max() < Nv and r.faces.min() >= 0
+    assert np.isfinite(r.vertices).all() and np.isfinite(r.confidence).all()
+    assert (r.confidence >= 0).all() and (r.confidence <= 1).all()
+    assert np.isfinite(r.K).all() and np.isfinite(r.world_to_camera).all()
+    assert r.tracks_2d.shape[:2] == r.track_visible.shape == (T, min(QUICK["landmarks"], Nv))
+    assert r.metadata["smoke_test"] is True
+
+
+def test_chain_small_weights_48_frames_in_four_windows(small_weights, tmp_path):
+    events = []
+    job = quick_job(DATA / "horsejump_gt/video", tmp_path / "r.safetensors", small_weights,
+                    masks=str(DATA / "horsejump_gt/masks"), frames=(1, 48))
+    r = load_result(run(job, on_event=events.append))
+    assert_valid(r, range(1, 49))
+    stages = [e["message"] for e in events if e["event"] == "progress" and e["stage"] == "windows"]
+    assert any("window 4/4" in m for m in stages) and not any("window 5/" in m for m in stages)
+    fractions = [e["fraction"] for e in events if e["event"] == "progress"]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any("SMOKE TEST" in e.get("message", "") for e in events if e["event"] == "warning")
+    moved = np.abs(r.vertices - r.vertices[:1]).max()
+    print(f"48 frames, {r.vertices.shape[1]} vertices, {len(r.faces)} faces, max motion {moved:.3f}, "
+          f"seconds {r.metadata['seconds']}")
+    assert list(tmp_path.iterdir()) == [tmp_path / "r.safetensors"]  # no spool left behind
+
+
+def test_actionmesh_baseline_mode_writes_the_same_contract(tiny_weights, tmp_path):
+    job = quick_job(DATA / "rgba_frames/davis_camel", tmp_path / "b.safetensors", tiny_weights, method="actionmesh")
+    r = load_result(run(job))
+    assert_valid(r, range(1, 17))
+    assert r.metadata["method"] == "actionmesh" and r.metadata["settings"]["baseline_steps"] == 6
+
+
+def test_random_weights_are_refused_unless_asked(tiny_weights, tmp_path):
+    job = quick_job(DATA / "rgba_frames/davis_camel", tmp_path / "x.safetensors", tiny_weights)
+    job.allow_random_weights = False
+    with pytest.raises(WeightsError, match="allow-random-weights"):
+        run(job)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cancel_between_steps_leaves_nothing(tiny_weights, tmp_path):
+    seen = []
+
+    def cancel():
+        return len(seen) > 5
+
+    job = quick_job(DATA / "rgba_frames/davis_camel", tmp_path / "c.safetensors", tiny_weights)
+    with pytest.raises(Cancelled):
+        run(job, on_event=seen.append, cancel=cancel)
+    assert list(tmp_path.iterdir()) == []
+
+
+def worker(job: JobSpec, tmp_path: Path, cancel_first=False):
+    path = job.save(tmp_path / "job.json")
+    if cancel_first:
+        Path(str(path) + ".cancel").touch()
+    out = subprocess.run([sys.executable, "-m", "blender_stchain.engine.worker", str(path)], cwd=REPO,
+                         capture_output=True, text=True, timeout=600)
+    return out.returncode, [json.loads(line) for line in out.stdout.splitlines()], out.stderr
+
+
+def test_worker_process_streams_json_lines_and_writes_the_result(tiny_weights, tmp_path):
+    job = quick_job(DATA / "rgba_frames/davis_camel", tmp_path / "w.safetensors", tiny_weights)
+    code, events, _ = worker(job, tmp_path)
+    assert code == 0 and events[-1] == {"event": "done", "result": str(tmp_path / "w.safetensors")}
+    assert {e["event"] for e in events} == {"progress", "warning", "done"}
+    assert_valid(load_result(tmp_path / "w.safetensors"), range(1, 17))
+
+
+@pytest.mark.parametrize("case", ["cancelled", "missing weights", "bad footage"])
+def test_worker_failures_give_one_message_and_no_files(case, tiny_weights, tmp_path):
+    footage = DATA / "rgba_frames/davis_camel" if case != "bad footage" else tmp_path / "nope"
+    weights = tiny_weights if case != "missing weights" else tmp_path / "empty"
+    job = quick_job(footage, tmp_path / "out" / "r.safetensors", weights)
+    code, events, _ = worker(job, tmp_path, cancel_first=case == "cancelled")
+    assert events[-1]["event"] == "error" and code == (2 if case == "cancelled" else 1), events[-1]
+    print(case, "->", events[-1]["message"])
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_cli_run_reports_bad_input_in_one_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "blender_stchain", "run", "--footage", str(tmp_path / "missing"),
+                          "--out", str(tmp_path / "r.safetensors")], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1 and "footage not found" in out.stderr
+
+
+def peak_rss_mb(frames: int, weights, tmp_path) -> float:
+    job = quick_job(DATA / "videos/lifting1_fg.mp4", tmp_path / f"m{frames}.safetensors", weights,
+                    frames=(1, frames), settings=dict(landmarks=64, candidate_resolution=32))
+    code = (f"import resource, sys; sys.path.insert(0, {str(REPO)!r})\n"
+            "from blender_stchain.engine.job import JobSpec\nfrom blender_stchain.engine.pipeline import run\n"
+            f"run(JobSpec.load({str(job.save(tmp_path / f'job{frames}.json'))!r}))\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    return float(out.stdout.split()[-1])
+
+
+def test_peak_memory_is_flat_in_clip_length(tiny_weights, tmp_path):
+    short, long = peak_rss_mb(48, tiny_weights, tmp_path), peak_rss_mb(200, tiny_weights, tmp_path)
+    print(f"peak RSS: 48 frames {short:.0f} MB, 200 frames {long:.0f} MB ({long / short - 1:+.1%})")
+    assert long <= 1.10 * short
