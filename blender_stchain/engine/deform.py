@@ -112,7 +112,9 @@ def nearest_landmarks(X, faces, ids, k: int) -> tuple[np.ndarray, np.ndarray]:
         cand_d = np.concatenate([dist[active], (dist[nb] + w[active, :, None]).reshape(active.size, -1)], axis=1)
         cand_s = np.concatenate([src[active], src[nb].reshape(active.size, -1)], axis=1)
         new_d, new_s = _k_best_distinct(cand_d, cand_s, k)
-        changed = active[(new_d != dist[active]).any(axis=1)]
+        # only real shortening counts: not ties swapping sources, nor packing round-off
+        tol = 1e-9 * (1.0 + np.where(np.isfinite(new_d), new_d, 0.0))
+        changed = active[(new_d + tol < dist[active]).any(axis=1)]
         dist[active], src[active] = new_d, new_s
         active = np.unique(nbr[changed])
     short = np.isinf(dist[:, -1])
@@ -141,19 +143,21 @@ def _adjacency(X, faces) -> tuple[np.ndarray, np.ndarray]:
 def _k_best_distinct(d, s, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the k smallest distances with distinct sources (source -1 = empty).
 
-    One sort on ``source + squashed distance`` groups each source's entries nearest first.
+    Source and distance are packed into one float, ``source + d / (1 + d)``, so a single value
+    sort groups each source's entries nearest first (float64 keeps d to ~1e-12).
     """
+    empty = float(2**40)  # sorts after every real source, keeps the arithmetic finite
     finite = np.isfinite(d) & (s >= 0)
-    key = np.where(finite, s + np.where(finite, d, 0.0) / (1.0 + np.where(finite, d, 0.0)), np.inf)
-    order = np.argsort(key, axis=1)
-    s, d = np.take_along_axis(s, order, axis=1), np.take_along_axis(d, order, axis=1)
-    keep = np.take_along_axis(finite, order, axis=1)
-    keep[:, 1:] &= s[:, 1:] != s[:, :-1]
-    d = np.where(keep, d, np.inf)
+    d = np.where(finite, d, 0.0)
+    key = np.sort(np.where(finite, s + d / (1.0 + d), empty), axis=1)
+    s = np.floor(key)
+    frac = key - s
+    d = np.where(s < empty, frac / (1.0 - frac), np.inf)
+    d[:, 1:][s[:, 1:] == s[:, :-1]] = np.inf
     pick = np.argpartition(d, k - 1, axis=1)[:, :k] if d.shape[1] > k else np.argsort(d, axis=1)
     pick = np.take_along_axis(pick, np.argsort(np.take_along_axis(d, pick, axis=1), axis=1), axis=1)
     best_d = np.take_along_axis(d, pick, axis=1)
-    best_s = np.where(np.isinf(best_d), -1, np.take_along_axis(s, pick, axis=1))
+    best_s = np.where(np.isinf(best_d), -1, np.take_along_axis(s, pick, axis=1)).astype(np.int64)
     return best_d, best_s
 
 
