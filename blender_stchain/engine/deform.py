@@ -255,10 +255,12 @@ def skin(X, dist, src, R, t, valid, sigma: float) -> np.ndarray:
     base = torch.clamp(g[:, :-1] - g[:, -1:], min=0.0) + _EPS * g[:, :-1]
     nearest_src = src[:, :-1].clamp_min(0)
     base = base * (src[:, :-1] >= 0)
+    affine = torch.cat([R, t[..., None]], dim=-1).flatten(-2)  # (T, L, 12): [R | t] rows
+    X_h = torch.cat([X, torch.ones_like(X[:, :1])], dim=1)
     out = np.empty((R.shape[0], X.shape[0], 3), dtype=np.float32)
     for f in range(R.shape[0]):
         w = base * torch.where(valid[f, nearest_src], 1.0, _FILLED_WEIGHT)
         w = w / w.sum(dim=1, keepdim=True).clamp_min(_EPS)
-        moved = torch.einsum("vkab,vb->vka", R[f, nearest_src], X) + t[f, nearest_src]
-        out[f] = torch.einsum("vk,vka->va", w, moved).numpy()
+        blended = torch.einsum("vk,vkm->vm", w, affine[f, nearest_src]).view(-1, 3, 4)
+        out[f] = torch.einsum("vab,vb->va", blended, X_h).numpy()
     return out
