@@ -67,8 +67,7 @@ def blend(
     candidates = torch.as_tensor(candidates, device=A_fS.device)
     _check_chain_shapes(A_VZ, A_af, A_fS, candidates)
     parts = [
-        _blend_rows((chunk @ A_af) @ A_fS, candidates, top_k, tau)
-        for chunk in torch.split(A_VZ, vertex_chunk, dim=0)
+        _blend_rows((chunk @ A_af) @ A_fS, candidates, top_k, tau) for chunk in torch.split(A_VZ, vertex_chunk, dim=0)
     ]
     return _finish(parts, candidates, surface_faces, return_indices)
 
@@ -150,8 +149,9 @@ def _vertex_faces(faces: torch.Tensor, n_vertices: int) -> torch.Tensor:
     counts = torch.bincount(flat, minlength=n_vertices)
     starts = torch.cumsum(counts, 0) - counts
     slot = torch.arange(flat.shape[0], device=faces.device) - starts[flat]
-    table = torch.full((n_vertices, int(counts.max().item()) if flat.numel() else 1), -1, dtype=torch.long,
-                       device=faces.device)
+    table = torch.full(
+        (n_vertices, int(counts.max().item()) if flat.numel() else 1), -1, dtype=torch.long, device=faces.device
+    )
     table[flat, slot] = face_of
     return table
 

@@ -32,7 +32,7 @@ class DeformSettings:
     skin_neighbours: int = 8  # landmarks blended per vertex (the next one sets the weight cutoff)
 
     @classmethod
-    def from_kwargs(cls, **settings) -> "DeformSettings":
+    def from_kwargs(cls, **settings) -> DeformSettings:
         """Picks this module's settings; other pipeline settings are accepted and ignored."""
         known = {f.name for f in fields(Settings)} | {f.name for f in fields(cls)}
         unknown = set(settings) - known
@@ -68,7 +68,7 @@ def propagate(anchor_vertices, faces, landmark_ids, landmark_positions, confiden
     C = torch.where(C >= cfg.min_confidence, C, torch.zeros_like(C))
     P, C = smooth_tracks(P, C, cfg.smooth_sigma)
     R, t, valid = local_rigid_fits(X[ids], P, C, src[ids, : cfg.procrustes_neighbours])
-    R, t, valid = fill_invalid(R, t, valid, src[ids])
+    R, t = fill_invalid(R, t, valid, src[ids])
     sigma = max(cfg.skin_sigma * diag, _EPS)
     return skin(X, dist[:, : cfg.skin_neighbours + 1], src[:, : cfg.skin_neighbours + 1], R, t, valid, sigma)
 
@@ -219,12 +219,12 @@ def local_rigid_fits(X_l, P, C, neighbours) -> tuple[torch.Tensor, torch.Tensor,
     return R, t, valid
 
 
-def fill_invalid(R, t, valid, neighbours) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def fill_invalid(R, t, valid, neighbours) -> tuple[torch.Tensor, torch.Tensor]:
     """Gives every (frame, landmark) without a fit a stand-in transform.
 
     First the nearest frame in time where that landmark had a fit (the previous one on ties),
     then, for landmarks never fitted, the nearest neighbour landmark fitted in that frame, and
-    identity as the last resort. ``valid`` is returned unchanged: stand-ins get a tiny skin weight.
+    identity as the last resort. Stand-ins get a tiny skin weight (see ``skin``).
     """
     T = valid.shape[0]
     tt = torch.arange(T, dtype=torch.float64)
@@ -242,7 +242,7 @@ def fill_invalid(R, t, valid, neighbours) -> tuple[torch.Tensor, torch.Tensor, t
     eye = torch.eye(3, dtype=R.dtype).expand_as(R)
     R = torch.where(found[..., None, None], R, eye)
     t = torch.where(found[..., None], t, torch.zeros_like(t))
-    return R, t, valid
+    return R, t
 
 
 def skin(X, dist, src, R, t, valid, sigma: float) -> np.ndarray:
