@@ -106,7 +106,7 @@ def _blend_rows(S: torch.Tensor, candidates: torch.Tensor, top_k: int, tau: floa
     k = min(top_k, S.shape[1])
     top, idx = S.topk(k, dim=1)
     row_max = top[:, :1].clamp_min(_EPS)
-    weights = torch.softmax((top - row_max) / (tau * row_max), dim=1)
+    weights = torch.softmax((top - row_max) / (tau * row_max).clamp_min(_EPS), dim=1)  # tau 0: argmax
     positions = torch.einsum("vk,vkc->vc", weights.to(candidates.dtype), candidates[idx])
     confidence = (top.sum(dim=1) / S.sum(dim=1).clamp_min(_EPS)).clamp(0.0, 1.0)
     return positions, confidence, idx, weights
