@@ -67,8 +67,7 @@ def blend(
     candidates = torch.as_tensor(candidates, device=A_fS.device)
     _check_chain_shapes(A_VZ, A_af, A_fS, candidates)
     parts = [
-        _blend_rows((chunk @ A_af) @ A_fS, candidates, top_k, tau)
-        for chunk in torch.split(A_VZ, vertex_chunk, dim=0)
+        _blend_rows((chunk @ A_af) @ A_fS, candidates, top_k, tau) for chunk in torch.split(A_VZ, vertex_chunk, dim=0)
     ]
     return _finish(parts, candidates, surface_faces, return_indices)
 
@@ -107,7 +106,7 @@ def _blend_rows(S: torch.Tensor, candidates: torch.Tensor, top_k: int, tau: floa
     k = min(top_k, S.shape[1])
     top, idx = S.topk(k, dim=1)
     row_max = top[:, :1].clamp_min(_EPS)
-    weights = torch.softmax((top - row_max) / (tau * row_max), dim=1)
+    weights = torch.softmax((top - row_max) / (tau * row_max).clamp_min(_EPS), dim=1)  # tau 0: argmax
     positions = torch.einsum("vk,vkc->vc", weights.to(candidates.dtype), candidates[idx])
     confidence = (top.sum(dim=1) / S.sum(dim=1).clamp_min(_EPS)).clamp(0.0, 1.0)
     return positions, confidence, idx, weights
@@ -150,8 +149,9 @@ def _vertex_faces(faces: torch.Tensor, n_vertices: int) -> torch.Tensor:
     counts = torch.bincount(flat, minlength=n_vertices)
     starts = torch.cumsum(counts, 0) - counts
     slot = torch.arange(flat.shape[0], device=faces.device) - starts[flat]
-    table = torch.full((n_vertices, int(counts.max().item()) if flat.numel() else 1), -1, dtype=torch.long,
-                       device=faces.device)
+    table = torch.full(
+        (n_vertices, int(counts.max().item()) if flat.numel() else 1), -1, dtype=torch.long, device=faces.device
+    )
     table[flat, slot] = face_of
     return table
 

@@ -32,7 +32,7 @@ class DeformSettings:
     skin_neighbours: int = 8  # landmarks blended per vertex (the next one sets the weight cutoff)
 
     @classmethod
-    def from_kwargs(cls, **settings) -> "DeformSettings":
+    def from_kwargs(cls, **settings) -> DeformSettings:
         """Picks this module's settings; other pipeline settings are accepted and ignored."""
         known = {f.name for f in fields(Settings)} | {f.name for f in fields(cls)}
         unknown = set(settings) - known
@@ -68,7 +68,7 @@ def propagate(anchor_vertices, faces, landmark_ids, landmark_positions, confiden
     C = torch.where(C >= cfg.min_confidence, C, torch.zeros_like(C))
     P, C = smooth_tracks(P, C, cfg.smooth_sigma)
     R, t, valid = local_rigid_fits(X[ids], P, C, src[ids, : cfg.procrustes_neighbours])
-    R, t, valid = fill_invalid(R, t, valid, src[ids])
+    R, t = fill_invalid(R, t, valid, src[ids])
     sigma = max(cfg.skin_sigma * diag, _EPS)
     return skin(X, dist[:, : cfg.skin_neighbours + 1], src[:, : cfg.skin_neighbours + 1], R, t, valid, sigma)
 
@@ -112,7 +112,9 @@ def nearest_landmarks(X, faces, ids, k: int) -> tuple[np.ndarray, np.ndarray]:
         cand_d = np.concatenate([dist[active], (dist[nb] + w[active, :, None]).reshape(active.size, -1)], axis=1)
         cand_s = np.concatenate([src[active], src[nb].reshape(active.size, -1)], axis=1)
         new_d, new_s = _k_best_distinct(cand_d, cand_s, k)
-        changed = active[(new_d != dist[active]).any(axis=1)]
+        # only real shortening counts: not ties swapping sources, nor packing round-off
+        tol = 1e-9 * (1.0 + np.where(np.isfinite(new_d), new_d, 0.0))
+        changed = active[(new_d + tol < dist[active]).any(axis=1)]
         dist[active], src[active] = new_d, new_s
         active = np.unique(nbr[changed])
     short = np.isinf(dist[:, -1])
@@ -141,19 +143,21 @@ def _adjacency(X, faces) -> tuple[np.ndarray, np.ndarray]:
 def _k_best_distinct(d, s, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the k smallest distances with distinct sources (source -1 = empty).
 
-    One sort on ``source + squashed distance`` groups each source's entries nearest first.
+    Source and distance are packed into one float, ``source + d / (1 + d)``, so a single value
+    sort groups each source's entries nearest first (float64 keeps d to ~1e-12).
     """
+    empty = float(2**40)  # sorts after every real source, keeps the arithmetic finite
     finite = np.isfinite(d) & (s >= 0)
-    key = np.where(finite, s + np.where(finite, d, 0.0) / (1.0 + np.where(finite, d, 0.0)), np.inf)
-    order = np.argsort(key, axis=1)
-    s, d = np.take_along_axis(s, order, axis=1), np.take_along_axis(d, order, axis=1)
-    keep = np.take_along_axis(finite, order, axis=1)
-    keep[:, 1:] &= s[:, 1:] != s[:, :-1]
-    d = np.where(keep, d, np.inf)
+    d = np.where(finite, d, 0.0)
+    key = np.sort(np.where(finite, s + d / (1.0 + d), empty), axis=1)
+    s = np.floor(key)
+    frac = key - s
+    d = np.where(s < empty, frac / (1.0 - frac), np.inf)
+    d[:, 1:][s[:, 1:] == s[:, :-1]] = np.inf
     pick = np.argpartition(d, k - 1, axis=1)[:, :k] if d.shape[1] > k else np.argsort(d, axis=1)
     pick = np.take_along_axis(pick, np.argsort(np.take_along_axis(d, pick, axis=1), axis=1), axis=1)
     best_d = np.take_along_axis(d, pick, axis=1)
-    best_s = np.where(np.isinf(best_d), -1, np.take_along_axis(s, pick, axis=1))
+    best_s = np.where(np.isinf(best_d), -1, np.take_along_axis(s, pick, axis=1)).astype(np.int64)
     return best_d, best_s
 
 
@@ -215,12 +219,12 @@ def local_rigid_fits(X_l, P, C, neighbours) -> tuple[torch.Tensor, torch.Tensor,
     return R, t, valid
 
 
-def fill_invalid(R, t, valid, neighbours) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def fill_invalid(R, t, valid, neighbours) -> tuple[torch.Tensor, torch.Tensor]:
     """Gives every (frame, landmark) without a fit a stand-in transform.
 
     First the nearest frame in time where that landmark had a fit (the previous one on ties),
     then, for landmarks never fitted, the nearest neighbour landmark fitted in that frame, and
-    identity as the last resort. ``valid`` is returned unchanged: stand-ins get a tiny skin weight.
+    identity as the last resort. Stand-ins get a tiny skin weight (see ``skin``).
     """
     T = valid.shape[0]
     tt = torch.arange(T, dtype=torch.float64)
@@ -238,7 +242,7 @@ def fill_invalid(R, t, valid, neighbours) -> tuple[torch.Tensor, torch.Tensor, t
     eye = torch.eye(3, dtype=R.dtype).expand_as(R)
     R = torch.where(found[..., None, None], R, eye)
     t = torch.where(found[..., None], t, torch.zeros_like(t))
-    return R, t, valid
+    return R, t
 
 
 def skin(X, dist, src, R, t, valid, sigma: float) -> np.ndarray:
@@ -251,10 +255,12 @@ def skin(X, dist, src, R, t, valid, sigma: float) -> np.ndarray:
     base = torch.clamp(g[:, :-1] - g[:, -1:], min=0.0) + _EPS * g[:, :-1]
     nearest_src = src[:, :-1].clamp_min(0)
     base = base * (src[:, :-1] >= 0)
+    affine = torch.cat([R, t[..., None]], dim=-1).flatten(-2)  # (T, L, 12): [R | t] rows
+    X_h = torch.cat([X, torch.ones_like(X[:, :1])], dim=1)
     out = np.empty((R.shape[0], X.shape[0], 3), dtype=np.float32)
     for f in range(R.shape[0]):
         w = base * torch.where(valid[f, nearest_src], 1.0, _FILLED_WEIGHT)
         w = w / w.sum(dim=1, keepdim=True).clamp_min(_EPS)
-        moved = torch.einsum("vkab,vb->vka", R[f, nearest_src], X) + t[f, nearest_src]
-        out[f] = torch.einsum("vk,vka->va", w, moved).numpy()
+        blended = torch.einsum("vk,vkm->vm", w, affine[f, nearest_src]).view(-1, 3, 4)
+        out[f] = torch.einsum("vab,vb->va", blended, X_h).numpy()
     return out

@@ -12,7 +12,10 @@ def uv_sphere(rings: int = 12, segments: int = 24, radius: float = 1.0, centre=(
     t, p = np.meshgrid(theta, phi, indexing="ij")
     ring_pts = np.stack([np.sin(t) * np.cos(p), np.sin(t) * np.sin(p), np.cos(t)], axis=-1).reshape(-1, 3)
     V = np.concatenate([[[0, 0, 1.0]], ring_pts, [[0, 0, -1.0]]]) * radius + np.asarray(centre)
-    idx = lambda r, s: 1 + r * segments + s % segments  # noqa: E731
+
+    def idx(r, s):
+        return 1 + r * segments + s % segments
+
     faces = [(0, idx(0, s), idx(0, s + 1)) for s in range(segments)]
     for r in range(rings - 2):
         for s in range(segments):

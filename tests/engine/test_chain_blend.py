@@ -65,8 +65,10 @@ def test_closest_point_on_triangle_against_dense_sampling():
     u, v = np.meshgrid(np.linspace(0, 1, 201), np.linspace(0, 1, 201))
     keep = u + v <= 1
     u, v = u[keep], v[keep]
-    dense = tri[:, None, 0] + u[None, :, None] * (tri[:, None, 1] - tri[:, None, 0]) + v[None, :, None] * (
-        tri[:, None, 2] - tri[:, None, 0]
+    dense = (
+        tri[:, None, 0]
+        + u[None, :, None] * (tri[:, None, 1] - tri[:, None, 0])
+        + v[None, :, None] * (tri[:, None, 2] - tri[:, None, 0])
     )
     brute = np.linalg.norm(dense - p[:, None], axis=2).min(axis=1)
     mine = np.linalg.norm(got - p, axis=1)
@@ -85,8 +87,10 @@ def test_projection_puts_blended_points_on_the_surface():
     sag = 1 - np.cos(np.pi / 24)
     r_loose = loose.positions.norm(dim=1).numpy()
     r_tight = tight.positions.norm(dim=1).numpy()
-    print(f"\n[blend projection] radius off by: loose {np.abs(1 - r_loose).max():.3f}, projected "
-          f"{np.abs(1 - r_tight).max():.4f} (chordal sag {sag:.4f})")
+    print(
+        f"\n[blend projection] radius off by: loose {np.abs(1 - r_loose).max():.3f}, projected "
+        f"{np.abs(1 - r_tight).max():.4f} (chordal sag {sag:.4f})"
+    )
     assert np.abs(1 - r_loose).max() > 5 * sag  # blending spread candidates falls inside the sphere
     assert np.abs(1 - r_tight).max() <= sag + 1e-9
 

@@ -21,7 +21,7 @@ from tests.conftest import DATA
 MESHES = ("mushroom", "octopus")
 # Dense-motion defaults proposed to the lead (settings.py still holds 1.0 / 0.1 / 8): the true
 # motion of these clips is too fast for 1-frame temporal smoothing (octopus mean error 1.1%).
-DEFORM = dict(smooth_sigma=0.5, skin_sigma=0.02, procrustes_neighbours=6)
+DEFORM = {"smooth_sigma": 0.5, "skin_sigma": 0.02, "procrustes_neighbours": 6}
 TOKENS = 2048  # seed points standing in for the latent tokens (as many as the model has)
 KERNEL = 0.6  # kernel width in units of the mean token spacing
 CANDIDATES = 8_000  # surface points per frame, sampled on the true mesh
@@ -34,6 +34,10 @@ def _load(name):
     d = np.load(path)
     V = d["vertices"].astype(np.float64)
     return V, d["faces"], float(np.linalg.norm(V[0].max(0) - V[0].min(0)))
+
+
+def f32(a):
+    return torch.as_tensor(a, dtype=torch.float32)
 
 
 def _report(label, name, err):
@@ -80,7 +84,6 @@ class OracleChain:
 
     def blend(self, vertex_ids, frame):
         """Sharp blend (default top_k, tau) of the chain for the given anchor vertices at ``frame``."""
-        f32 = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
         y_a, y_f = f32(_at(self.V[0], self.F, self.seeds)), f32(_at(self.V[frame], self.F, self.seeds))
         X = f32(_at(self.V[frame], self.F, _surface_samples(self.V[frame], self.F, CANDIDATES, self.rng)))
         A_VZ = _kernel(f32(self.V[0][vertex_ids]), y_a, self.h)
