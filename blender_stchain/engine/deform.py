@@ -29,7 +29,7 @@ class DeformSettings:
     smooth_sigma: float = Settings.smooth_sigma
     skin_sigma: float = Settings.skin_sigma
     procrustes_neighbours: int = Settings.procrustes_neighbours
-    skin_neighbours: int = 8  # landmarks blended per vertex (the next one sets the weight cutoff)
+    skin_neighbours: int = Settings.skin_neighbours  # the next landmark sets the weight cutoff
 
     @classmethod
     def from_kwargs(cls, **settings) -> DeformSettings:

@@ -156,7 +156,7 @@ def _run_windows(backbone, clip, cmap, windows, anchor_index, anchor_latent, mes
         if out.vertices is not None:
             verts = out.vertices.float().cpu().numpy()
         else:
-            verts = deform.propagate(mesh.vertices, mesh.faces, landmark_ids, pos, conf, **_deform_settings(settings))
+            verts = deform.propagate(mesh.vertices, mesh.faces, landmark_ids, pos, conf, **settings.to_dict())
         first = 0 if w.index == 0 else 1  # the boundary frame was written by the previous window
         footage_xy = clip.to_footage_pixels(cmap.to_footage(out.image_xy.float().cpu().numpy()))
         tracks.add(verts[first:, landmark_ids], footage_xy[first:],
@@ -167,11 +167,6 @@ def _run_windows(backbone, clip, cmap, windows, anchor_index, anchor_latent, mes
         known_vertices = torch.as_tensor(verts[-1])
         known_points = known_vertices[landmark_ids]
     return tracks
-
-
-def _deform_settings(settings) -> dict:
-    names = ("min_confidence", "smooth_sigma", "skin_sigma", "procrustes_neighbours")
-    return {n: getattr(settings, n) for n in names}
 
 
 def _nearest_landmark(vertices, landmark_ids) -> np.ndarray:

@@ -36,10 +36,12 @@ class Settings:
     vertex_chunk: int = 4096  # vertices per chunk of the chain product (memory knob)
     # --- dense motion ---
     landmarks: int = 512  # farthest-point landmarks on the anchor
-    min_confidence: float = 0.05  # landmarks below this confidence are ignored in a frame
-    smooth_sigma: float = 1.0  # temporal Gaussian sigma (frames) for landmark trajectories
-    skin_sigma: float = 0.1  # geodesic Gaussian width for skinning, relative to the bbox diagonal
-    procrustes_neighbours: int = 8  # landmarks in each local rigid fit
+    min_confidence: float = 0.0  # landmarks below this chain confidence are ignored in a frame; the
+    # confidence (top-k mass) is small for spread attention, so the default keeps all, confidence-weighted
+    smooth_sigma: float = 0.5  # temporal sigma (frames) of the confidence-weighted trajectory smoothing
+    skin_sigma: float = 0.02  # geodesic Gaussian width for skinning, relative to the bbox diagonal
+    procrustes_neighbours: int = 6  # landmarks in each local rigid fit
+    skin_neighbours: int = 8  # landmarks blended per vertex
     # --- camera ---
     camera_focal_px: float | None = None  # fixed focal length in footage pixels; None = solved
     camera_smoothness: float = 0.1  # temporal smoothness weight on the pose
