@@ -7,9 +7,12 @@ Exit code 0 on success; otherwise one clear line on stderr and a non-zero code.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from fractions import Fraction
 from pathlib import Path
 
+from ..cli import parse_overrides
 from ..engine.errors import StchainError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".bmp", ".webp", ".tga")
@@ -33,7 +36,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="chain", choices=("chain", "actionmesh"))
     p.add_argument("--preset", default="balanced", choices=("fast", "balanced", "quality"))
     p.add_argument("--write-mode", default="auto", choices=("auto", "shape_keys", "pc2"))
-    p.add_argument("--allow-random-weights", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="override one setting (repeatable), e.g. --set top_k=4")
+    p.add_argument("--allow-random-weights", action="store_true",
+                   help="accept make-random checkpoints (the result is a smoke test)")
     return p
 
 
@@ -100,7 +106,8 @@ def _generate(bpy, args) -> int:
     props.method, props.preset, props.write_mode = args.method, args.preset, args.write_mode
     try:
         outcome = bpy.ops.stchain.generate(weights=args.weights, device=args.device, masks=args.masks,
-                                           allow_random_weights=args.allow_random_weights)
+                                           allow_random_weights=args.allow_random_weights,
+                                           settings_json=json.dumps(parse_overrides(args.set)))
     except RuntimeError:  # bpy.ops raises on an ERROR report; the message is in the status
         outcome = {"CANCELLED"}
     if "FINISHED" not in outcome:
@@ -110,3 +117,33 @@ def _generate(bpy, args) -> int:
     bpy.ops.wm.save_as_mainfile(filepath=str(out))
     print(f"saved {out}")
     return 0
+
+
+def write_blend_file(result_path, blend_path) -> Path:
+    """A fresh scene holding a saved result (the demo's .blend), written by the scene writer."""
+    import bpy
+
+    from ..engine.result import load_result
+    from . import scene_writer
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    result = load_result(result_path)
+    footage = result.metadata.get("footage", {})
+    fps = footage.get("fps")
+    options = scene_writer.WriteOptions(fps=float(Fraction(fps)) if fps else None, footage=_first_image(footage.get("path")),
+                                        metadata={"result": str(result_path), "result_metadata": result.metadata})
+    scene_writer.apply(result, bpy.context.scene, options)
+    blend_path = Path(blend_path).resolve()
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend_path))
+    return blend_path
+
+
+def _first_image(path) -> str | None:
+    """The background source: a video file as is, or the first image of a folder."""
+    if not path:
+        return None
+    p = Path(path)
+    if p.is_dir():
+        images = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+        return str(images[0]) if images else None
+    return str(p)

@@ -67,7 +67,10 @@ def prepare(context, op) -> tuple[ProcessRunner, scene_writer.WriteOptions]:
     job_dir = _job_dir()
     frames_dir = footage.export(src, frames, job_dir / "footage", mask=props.mask.lower(),
                                 blender_mask=props.mask_datablock if props.mask == "MASK" else None)
-    settings = {}
+    try:
+        settings = json.loads(op.settings_json or "{}")
+    except json.JSONDecodeError as e:
+        raise StchainError(f"settings must be a JSON object: {e}") from None
     first = frames[0] if frames else 1
     if props.anchor_frame:
         if not first <= props.anchor_frame <= (frames[1] if frames else src.count):
@@ -83,7 +86,7 @@ def prepare(context, op) -> tuple[ProcessRunner, scene_writer.WriteOptions]:
     job = spec.save(job_dir / "job.json")
     runner = ProcessRunner(
         worker_args(job, os.environ.get("STCHAIN_WORKER_MODULE", WORKER_MODULE)), cancel_file=cancel_path(job),
-        python=prefs.python(context), pythonpath=prefs.pythonpath(),
+        python=prefs.python(context), pythonpath=prefs.pythonpath(prefs.python(context)),
     )
     options = scene_writer.WriteOptions(
         mode=props.write_mode, fps=src.fps, frame_offset=0,
@@ -118,6 +121,8 @@ class _JobOptions:
     masks: StringProperty(name="Masks", subtype="DIR_PATH", description="Folder of mask images, one per frame (optional)")
     allow_random_weights: bpy.props.BoolProperty(name="Allow Random Weights", options={"HIDDEN", "SKIP_SAVE"},
                                                  description="Accept make-random test checkpoints (smoke tests)")
+    settings_json: StringProperty(name="Settings", options={"HIDDEN", "SKIP_SAVE"},
+                                  description="JSON object of setting overrides (scripts and the command line)")
 
 
 class _Driven:
@@ -285,7 +290,7 @@ class STCHAIN_OT_weights(_Driven, bpy.types.Operator):
         args = ["-m", prefs.PACKAGE_DIR.name, "weights", self.action]
         if prefs.weights_dir(context):
             args += ["--weights", prefs.weights_dir(context)]
-        return ProcessRunner(args, python=prefs.python(context), pythonpath=prefs.pythonpath())
+        return ProcessRunner(args, python=prefs.python(context), pythonpath=prefs.pythonpath(prefs.python(context)))
 
     def _done(self, context, ctl):
         _status(context, ctl, "\n".join(ctl.log) or ctl.message)

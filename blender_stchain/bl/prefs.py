@@ -106,14 +106,20 @@ def weights_dir(context) -> str | None:
 
 
 def python(context) -> str:
+    """The worker's interpreter: the preference, else ``STCHAIN_WORKER_PYTHON``, else Blender's own."""
     p = get(context)
-    return bpy.path.abspath(p.runtime_python) if p is not None and p.runtime_python else sys.executable
+    if p is not None and p.runtime_python:
+        return bpy.path.abspath(p.runtime_python)
+    return os.environ.get("STCHAIN_WORKER_PYTHON") or sys.executable
 
 
-def pythonpath() -> list[str]:
-    """The package's parent (so ``-m blender_stchain...`` resolves) plus every site-packages in use
-    (Blender's own numpy, and the extensions' ``.local`` folder holding the bundled wheels)."""
-    return [str(PACKAGE_DIR.parent)] + [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+def pythonpath(worker_python: str | None = None) -> list[str]:
+    """The package's parent (so ``-m blender_stchain...`` resolves) plus, when the worker is Blender's
+    own interpreter, every site-packages in use (Blender's numpy, the extensions' ``.local`` folder
+    holding the bundled wheels). Another interpreter keeps its own packages: never mix the two."""
+    own = worker_python is None or os.path.realpath(worker_python) == os.path.realpath(sys.executable)
+    sites = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))] if own else []
+    return [str(PACKAGE_DIR.parent)] + sites
 
 
 class STCHAIN_OT_detect_devices(bpy.types.Operator):
@@ -123,9 +129,10 @@ class STCHAIN_OT_detect_devices(bpy.types.Operator):
     bl_label = "Detect Devices"
 
     def execute(self, context):
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(pythonpath()))
+        exe = python(context)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(pythonpath(exe)))
         try:
-            out = subprocess.run([python(context), "-c", PROBE], env=env, capture_output=True, text=True, timeout=120)
+            out = subprocess.run([exe, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120)
             devices = json.loads(out.stdout.strip().splitlines()[-1])
         except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
             self.report({"ERROR"}, "Could not probe devices: the runtime's torch did not start")

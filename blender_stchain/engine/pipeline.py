@@ -90,7 +90,8 @@ def run(job: JobSpec, on_event=None, cancel=None) -> Path:
         rep.progress("write", 0, message="writing the result")
         meta = _metadata(job, settings, backbone, clip, anchor_index, seconds, cam)
         path = writer.finish(meta, faces=anchor_mesh.faces, K=cam.K, image_size=np.array(_footage_size(clip)),
-                             world_to_camera=cam.world_to_camera, tracks_2d=tracks2d, track_visible=visible)
+                             world_to_camera=cam.world_to_camera, tracks_2d=tracks2d, track_visible=visible,
+                             track_vertex_ids=np.asarray(landmark_ids))
     except BaseException:
         writer.abort()
         raise

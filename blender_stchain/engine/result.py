@@ -39,6 +39,7 @@ _DTYPES = {
     "image_size": np.int32,
     "tracks_2d": np.float32,
     "track_visible": np.uint8,
+    "track_vertex_ids": np.int32,
 }
 
 
@@ -55,6 +56,7 @@ class Result:
     image_size: np.ndarray  # (2,) int32, (W, H) footage pixels
     tracks_2d: np.ndarray | None = None  # (T, L, 2) float32
     track_visible: np.ndarray | None = None  # (T, L) uint8
+    track_vertex_ids: np.ndarray | None = None  # (L,) int32, the vertex each track follows
     metadata: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -99,6 +101,8 @@ def validate_shapes(t: dict[str, tuple]) -> None:
         L = t["tracks_2d"][1]
         expect["tracks_2d"] = (T, L, 2)
         expect["track_visible"] = (T, L)
+        if "track_vertex_ids" in t:
+            expect["track_vertex_ids"] = (L,)
     for name, shape in expect.items():
         got = t.get(name)
         if got is None:
