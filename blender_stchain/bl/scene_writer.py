@@ -32,28 +32,12 @@ from mathutils import Matrix
 
 from . import animcompat
 from .pointcache import write_pc2
-from ..engine.blender_camera import OBJECT_TO_BLENDER, blender_camera
+from ..engine.blender_camera import OBJECT_TO_BLENDER, BlenderCamera, blender_camera
 
 ROLE = "stchain_role"
 TRACK_PREFIX = "stchain_"
 _DATA = {"Object": "objects", "Mesh": "meshes", "Camera": "cameras", "Action": "actions",
          "MovieClip": "movieclips", "Collection": "collections", "Key": "shape_keys"}
-
-
-@dataclass
-class CameraData:
-    """Blender-ready camera values (from engine.blender_camera once wired)."""
-
-    matrix_world: np.ndarray  # (T, 4, 4) camera -> Blender world, camera looks down -Z, Y up
-    lens: float  # mm
-    sensor_width: float  # mm
-    sensor_height: float  # mm
-    sensor_fit: str  # AUTO | HORIZONTAL | VERTICAL
-    shift_x: float
-    shift_y: float
-    resolution: tuple[int, int]  # render (W, H) in footage pixels
-    pixel_aspect: float = 1.0  # pixel width / height
-    object_matrix: np.ndarray = field(default_factory=lambda: np.eye(4))  # object space -> world
 
 
 @dataclass
@@ -71,22 +55,21 @@ class WriteOptions:
     metadata: dict = field(default_factory=dict)
 
 
-def camera_data(result) -> CameraData:
-    """The result's OpenCV camera as Blender values, with the object->world axis rotation applied
-    to both the mesh object and the camera (engine.blender_camera: one documented conversion)."""
-    W, H = (int(x) for x in result.image_size)
-    cam = blender_camera(result.K.astype(np.float64), result.world_to_camera.astype(np.float64), (W, H))
-    axis = np.eye(4)
-    axis[:3, :3] = OBJECT_TO_BLENDER
-    return CameraData(
-        matrix_world=cam.matrix_world, lens=cam.lens, sensor_width=cam.sensor_width,
-        sensor_height=cam.sensor_height, sensor_fit=cam.sensor_fit, shift_x=cam.shift_x, shift_y=cam.shift_y,
-        resolution=(cam.resolution_x, cam.resolution_y), pixel_aspect=cam.pixel_aspect_x / cam.pixel_aspect_y,
-        object_matrix=axis,
-    )
+def camera_data(result) -> BlenderCamera:
+    """The result's OpenCV camera as Blender values (engine.blender_camera: one documented conversion)."""
+    return blender_camera(result.K.astype(np.float64), result.world_to_camera.astype(np.float64),
+                          tuple(int(x) for x in result.image_size))
 
 
-def apply(result, scene, options: WriteOptions | None = None, camera: CameraData | None = None) -> dict:
+def object_matrix() -> np.ndarray:
+    """The backbone's object space (y up) -> Blender world (z up): a proper rotation, applied to the
+    mesh object here and to the camera by ``blender_camera``, so the two stay lined up."""
+    m = np.eye(4)
+    m[:3, :3] = OBJECT_TO_BLENDER
+    return m
+
+
+def apply(result, scene, options: WriteOptions | None = None, camera: BlenderCamera | None = None) -> dict:
     """Write ``result`` into ``scene``, replacing only a previous result's own objects."""
     options = options or WriteOptions()
     camera = camera or camera_data(result)
@@ -94,7 +77,7 @@ def apply(result, scene, options: WriteOptions | None = None, camera: CameraData
     created: list = []
     try:
         coll = _own(bpy.data.collections.new(options.name + ".new"), "collection", created)
-        mesh_ob = _mesh_object(result, frames, options, coll, camera.object_matrix, created)
+        mesh_ob = _mesh_object(result, frames, options, coll, object_matrix(), created)
         clip = _clip(options, created)
         cam_ob = _camera_object(camera, frames, options.name, coll, clip, created)
         if clip is not None and options.tracks and result.tracks_2d is not None:
@@ -247,7 +230,7 @@ def _clip(options, created):
     return clip
 
 
-def _camera_object(cam: CameraData, frames, name, coll, clip, created):
+def _camera_object(cam: BlenderCamera, frames, name, coll, clip, created):
     data = _own(bpy.data.cameras.new(name + " camera"), "camera", created)
     data.sensor_fit = cam.sensor_fit
     data.sensor_width = cam.sensor_width
@@ -295,18 +278,15 @@ def _tracks(clip, result, frames, max_tracks):
             marker.mute = not vis[t, i]
 
 
-def _scene_settings(scene, cam: CameraData, frames, fps):
+def _scene_settings(scene, cam: BlenderCamera, frames, fps):
     scene.frame_start = int(frames[0])
     scene.frame_end = int(frames[-1])
     r = scene.render
-    r.resolution_x, r.resolution_y = (int(x) for x in cam.resolution)
+    r.resolution_x, r.resolution_y = cam.resolution_x, cam.resolution_y
     r.resolution_percentage = 100
-    r.pixel_aspect_x, r.pixel_aspect_y = _pixel_aspect(cam.pixel_aspect)
+    r.pixel_aspect_x, r.pixel_aspect_y = cam.pixel_aspect_x, cam.pixel_aspect_y
     if fps:
         r.fps = max(1, round(fps))
         r.fps_base = r.fps / fps
 
 
-def _pixel_aspect(aspect: float) -> tuple[float, float]:
-    """Blender wants both aspects >= 1: stretch the narrower axis."""
-    return (aspect, 1.0) if aspect >= 1 else (1.0, 1.0 / aspect)
