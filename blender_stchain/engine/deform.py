@@ -251,7 +251,10 @@ def skin(X, dist, src, R, t, valid, sigma: float) -> np.ndarray:
     dist/src (Nv, k+1): the last column only sets the cutoff, ``w = g(d) - g(d_{k+1})``, so a
     landmark's weight reaches zero exactly when it leaves a vertex's k nearest (no seams).
     """
-    g = torch.exp(-0.5 * (dist / sigma) ** 2)
+    # Relative to each vertex's nearest landmark (a common factor of its weights): far from every
+    # landmark, plain Gaussians of a narrow sigma underflow to zero and the vertex would collapse.
+    d2 = dist**2
+    g = torch.exp(-0.5 * (d2 - d2.min(dim=1, keepdim=True).values) / sigma**2)
     base = torch.clamp(g[:, :-1] - g[:, -1:], min=0.0) + _EPS * g[:, :-1]
     nearest_src = src[:, :-1].clamp_min(0)
     base = base * (src[:, :-1] >= 0)

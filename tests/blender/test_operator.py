@@ -114,12 +114,13 @@ def test_detect_devices_probes_the_worker_python(registered):
 
     if importlib.util.find_spec("torch") is None:
         pytest.skip("no torch in this interpreter")
+    had_torch = "torch" in sys.modules  # engine tests in the same session may have imported it
     assert bpy.ops.stchain.detect_devices() == {"FINISHED"}
     from blender_stchain.bl import prefs
 
     ids = [item[0] for item in prefs._devices(None, bpy.context)]
     print("devices:", ids)
-    assert ids[:2] == ["auto", "cpu"] and "torch" not in sys.modules
+    assert ids[:2] == ["auto", "cpu"] and (had_torch or "torch" not in sys.modules)
 
 
 def test_download_needs_online_access(registered):

@@ -55,13 +55,13 @@ def test_unconfident_landmarks_fall_back_to_neighbours_and_frames():
     conf[2, :20] = 0.01  # half the landmarks below min_confidence in frame 2
     conf[4, :] = 0.0  # nothing seen in frame 4
     P = clip[:, ids].copy()
-    P[conf < Settings.min_confidence] = 1e3  # garbage where unconfident: must be ignored
-    out = propagate(V, F, ids, P, conf, smooth_sigma=0.0)
+    P[conf < 0.05] = 1e3  # garbage where unconfident: must be ignored
+    out = propagate(V, F, ids, P, conf, smooth_sigma=0.0, min_confidence=0.05, procrustes_neighbours=8)
     assert np.isfinite(out).all()
     seen = [0, 1, 2, 3, 5]
     assert np.abs(out[seen] - clip[seen]).max() < 1e-5
     assert np.abs(out[4] - out[3]).max() < 1e-6  # an unseen frame holds the previous frame's pose
-    with_smoothing = propagate(V, F, ids, P, conf, smooth_sigma=1.0)
+    with_smoothing = propagate(V, F, ids, P, conf, smooth_sigma=1.0, min_confidence=0.05, procrustes_neighbours=8)
     gap = np.linalg.norm(with_smoothing[4] - clip[4], axis=1).mean()
     hold = np.linalg.norm(out[4] - clip[4], axis=1).mean()
     print(f"\n[deform gap] unseen frame: hold-previous error {hold:.4f}, bridged by smoothing {gap:.4f}")
