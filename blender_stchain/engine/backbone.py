@@ -13,7 +13,7 @@ import torch
 
 from . import sampling, weights
 from .device import Runtime, runtime
-from .errors import WeightsError
+from .errors import NumericalError, WeightsError
 from .models.capture import AnchorSelfAttention, DecoderCrossAttention, ImageCrossAttention
 
 PARTS = {
@@ -122,6 +122,8 @@ class Backbone:
 
         res = sampling.denoise_window(den, context, torch.arange(T, dtype=torch.float32), known, init, steps,
                                       guidance, on_step=tick, step_hook=hook)
+        if not torch.isfinite(res.x0).all():
+            raise NumericalError("NaN or Inf in the output of the stage-I denoiser; try --precision fp32")
         A = sa.result().float()
         A = A / A.sum(-1, keepdim=True).clamp_min(1e-12)
         return Stage1Run(res.x0.float(), A, xa.result().float())

@@ -147,12 +147,17 @@ def _run_windows(backbone, clip, cmap, windows, anchor_index, anchor_latent, mes
 
         context = backbone.encode_images(_pixels(clip, cmap, w.frames))
         seed = settings.stage1_seed + w.index
-        if method == "chain":
-            out = track_window(backbone, context, known_index, known_latent, known_points, settings, progress, seed)
-        else:
-            out = baseline_window(backbone, context, known_index, known_latent, known_vertices, faces, landmark_ids,
-                                  settings, progress, seed)
-        _check_finite(out.positions, f"window {w.index + 1}")
+        try:
+            if method == "chain":
+                out = track_window(backbone, context, known_index, known_latent, known_points, settings, progress,
+                                   seed)
+            else:
+                out = baseline_window(backbone, context, known_index, known_latent, known_vertices, faces,
+                                      landmark_ids, settings, progress, seed)
+            _check_finite(out.positions, "the chain")
+        except NumericalError as e:
+            raise NumericalError(f"window {w.index + 1} (frames {clip.frame_numbers[w.start]}-"
+                                 f"{clip.frame_numbers[w.stop - 1]}): {e}") from None
         pos, conf = out.positions.float().cpu().numpy(), out.confidence.float().cpu().numpy()
         if out.vertices is not None:
             verts = out.vertices.float().cpu().numpy()

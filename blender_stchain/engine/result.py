@@ -116,16 +116,28 @@ def check_faces(faces: np.ndarray, num_vertices: int) -> None:
         raise ValueError("result faces index vertices that do not exist")
 
 
+_ACTIVE: set = set()  # writers of this process that have not finished (see ``abort_all``)
+
+
+def abort_all() -> None:
+    """Drop every unfinished writer's files (the worker's last act when a cancel cannot wait)."""
+    for writer in list(_ACTIVE):
+        writer.abort()
+
+
 class ResultWriter:
     """Streams frames to spool files; ``finish`` writes the safetensors file atomically."""
 
     def __init__(self, path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._spool = Path(tempfile.mkdtemp(prefix=".stchain-spool-", dir=self.path.parent))
+        remove_stale_spools(self.path.parent)
+        self._spool = Path(tempfile.mkdtemp(prefix=f".stchain-spool-{os.getpid()}-", dir=self.path.parent))
         self._frames = 0
         self._tail: dict[str, tuple] = {}
         self._files: dict[str, object] = {}
+        self._tmp: Path | None = None
+        _ACTIVE.add(self)
 
     @property
     def frames_written(self) -> int:
@@ -180,7 +192,7 @@ class ResultWriter:
             if overlap:
                 raise ValueError(f"{', '.join(overlap)} given both streamed and whole")
             header, order = self._header(metadata or {}, whole)
-            tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+            tmp = self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
             try:
                 with open(tmp, "wb") as out:
                     out.write(struct.pack("<Q", len(header)))
@@ -194,6 +206,7 @@ class ResultWriter:
                     out.flush()
                     os.fsync(out.fileno())
                 os.replace(tmp, self.path)
+                self._tmp = None
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
@@ -202,10 +215,13 @@ class ResultWriter:
         return self.path
 
     def abort(self) -> None:
-        """Drop everything written so far (cancel or failure)."""
+        """Drop everything written so far (cancel or failure); the finished file, if any, stays."""
+        _ACTIVE.discard(self)
         for f in self._files.values():
             f.close()
         shutil.rmtree(self._spool, ignore_errors=True)
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
 
     def _header(self, metadata: dict, whole: dict) -> tuple[bytes, list[str]]:
         shapes = {name: (self._frames, *tail) for name, tail in self._tail.items()}
@@ -227,6 +243,33 @@ class ResultWriter:
         raw = json.dumps(entries, separators=(",", ":")).encode()
         raw += b" " * (-len(raw) % 8)
         return raw, order
+
+
+def remove_stale_spools(folder: Path) -> list[Path]:
+    """Delete spool folders and temporary result files left by writers whose process died (killed,
+    power loss): their names carry the writer's pid. A live writer's files are never touched."""
+    removed = []
+    for p in folder.glob(".stchain-spool-*"):
+        if _dead(p.name.split("-")[2]):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    for p in folder.glob(".*.tmp-*"):
+        if _dead(p.name.rsplit("-", 1)[-1]):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def _dead(pid: str) -> bool:
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists but not ours (PermissionError), or no such call: leave it
+        return False
+    return False
 
 
 def _json_default(o):

@@ -8,8 +8,10 @@ error (one clear line), 2 cancelled, 3 an internal error (traceback on stderr). 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
+import threading
 import traceback
 
 from .errors import Cancelled, StchainError
@@ -21,10 +23,35 @@ def emit(event: dict) -> None:
     sys.stdout.flush()
 
 
-def run_job_file(job_path: str, sink=emit) -> int:
-    from .job import JobSpec
+CANCEL_GRACE_S = 1.2  # a cancel that the pipeline has not honoured by then is enforced
 
+
+def watchdog(cancel, finished: threading.Event, sink) -> None:
+    """Enforce a cancel within ``CANCEL_GRACE_S`` even while the main thread is busy in one long step
+    (importing torch, a surface extraction): drop unfinished results and leave at once."""
+    while not finished.wait(0.1):
+        if cancel():
+            if finished.wait(CANCEL_GRACE_S):
+                return
+            from .result import abort_all
+
+            abort_all()
+            sink({"event": "error", "message": "cancelled by the user", "cancelled": True})
+            os._exit(2)
+
+
+def run_job_file(job_path: str, sink=emit) -> int:
     cancel = FileCancel(job_path + ".cancel")
+    finished = threading.Event()
+    threading.Thread(target=watchdog, args=(cancel, finished, sink), daemon=True).start()
+    try:
+        return _run(job_path, cancel, sink)
+    finally:
+        finished.set()
+
+
+def _run(job_path: str, cancel: FileCancel, sink) -> int:
+    from .job import JobSpec
 
     def on_signal(signum, frame):
         cancel.flag = True
@@ -44,6 +71,10 @@ def run_job_file(job_path: str, sink=emit) -> int:
         return 2
     except StchainError as e:
         sink({"event": "error", "message": str(e)})
+        return 1
+    except OSError as e:
+        sink({"event": "error", "message": f"could not read or write a file ({e.strerror or e}: "
+                                           f"{e.filename or 'the result'}); is the disk full?"})
         return 1
     except MemoryError:
         sink({"event": "error", "message": "out of memory: lower the face budget or the window size, or use the CPU"})

@@ -1,0 +1,112 @@
+"""Faults injected into real runs (real files, real processes): each gives one clear message and
+leaves no result, no spool and no temporary file behind."""
+
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from blender_stchain.engine.errors import NumericalError
+from blender_stchain.engine.pipeline import run
+from blender_stchain.engine.result import ResultWriter
+
+from ..conftest import DATA, REPO
+from ..engine.test_pipeline import quick_job
+from .conftest import FAULTS
+
+CAMEL = DATA / "rgba_frames/davis_camel"
+
+
+def leftovers(folder):
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def poison(weights, tmp_path, rel, key):
+    """A copy of the weights whose tensor ``key`` in ``rel`` is NaN (metadata kept)."""
+    root = tmp_path / "poisoned"
+    shutil.copytree(weights, root)
+    from safetensors import safe_open
+
+    path = root / rel
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    tensors = load_file(str(path))
+    tensors[key] = torch.full_like(tensors[key], float("nan"))
+    save_file(tensors, str(path), metadata=meta)
+    return root
+
+
+@pytest.mark.parametrize("rel, key, stage", [
+    ("TripoSG/transformer/diffusion_pytorch_model.safetensors", "proj_out.bias", "anchor"),
+    ("ActionMesh/denoiser/model.safetensors", "proj_out.bias", "window 1"),
+])
+def test_nan_in_a_model_output_names_the_stage(rel, key, stage, tiny_weights, tmp_path):
+    out = tmp_path / "out"
+    job = quick_job(CAMEL, out / "r.safetensors", poison(tiny_weights, tmp_path, rel, key))
+    with pytest.raises(NumericalError, match=stage) as e:
+        run(job)
+    FAULTS.append((f"NaN in {key} of {rel}", str(e.value), bool(leftovers(out))))
+    print(e.value)
+    assert leftovers(out) == []
+
+
+def start_worker(job, tmp_path, preexec=None):
+    path = job.save(tmp_path / "job.json")
+    return subprocess.Popen([sys.executable, "-m", "blender_stchain.engine.worker", str(path)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec)
+
+
+def test_disk_full_while_writing_leaves_no_partial_result(tiny_weights, tmp_path):
+    def small_disk():  # a real write limit: writes past 150 kB fail with EFBIG, as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))
+
+    out = tmp_path / "out"
+    proc = start_worker(quick_job(CAMEL, out / "r.safetensors", tiny_weights), tmp_path, small_disk)
+    stdout, _ = proc.communicate(timeout=600)
+    last = json.loads(stdout.splitlines()[-1])
+    FAULTS.append(("disk full while writing", last["message"], bool(leftovers(out))))
+    print(last["message"])
+    assert proc.returncode == 1 and last["event"] == "error" and "disk full" in last["message"]
+    assert leftovers(out) == []
+
+
+def test_killed_worker_leaves_nothing_after_the_next_run(tiny_weights, tmp_path):
+    out = tmp_path / "out"
+    proc = start_worker(quick_job(CAMEL, out / "r.safetensors", tiny_weights), tmp_path)
+    for line in proc.stdout:  # kill it in the middle of the windows
+        if json.loads(line).get("stage") == "windows":
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    stale = leftovers(out)
+    assert not (out / "r.safetensors").exists() and any(n.startswith(".stchain-spool-") for n in stale)
+    ResultWriter(out / "other.safetensors").abort()  # the next writer in that folder cleans up after the dead one
+    FAULTS.append(("worker killed mid-run", f"exit {proc.returncode}", bool(leftovers(out))))
+    assert leftovers(out) == []
+
+
+def test_cancel_is_prompt_at_any_point(tiny_weights, tmp_path):
+    """Cancel at several moments of a run; each stops within 2 s and leaves nothing."""
+    for delay in (0.5, 2.0, 4.0):
+        out = tmp_path / f"out{delay}"
+        job = quick_job(CAMEL, out / "r.safetensors", tiny_weights)
+        proc = start_worker(job, tmp_path)
+        time.sleep(delay)
+        asked = time.monotonic()
+        (tmp_path / "job.json.cancel").touch()
+        proc.communicate(timeout=60)
+        took = time.monotonic() - asked
+        (tmp_path / "job.json.cancel").unlink()
+        FAULTS.append((f"cancel after {delay} s", f"exit {proc.returncode} in {took:.2f} s", bool(leftovers(out))))
+        print(f"cancel after {delay} s: exit {proc.returncode} in {took:.2f} s")
+        assert proc.returncode in (0, 2) and took < 2.0
+        assert leftovers(out) == ([] if proc.returncode == 2 else ["r.safetensors"])
