@@ -674,6 +674,30 @@ def solve(
     )
 
 
+def solve_long(points3d, points2d, weights, image_size, focal_px=None, chunk: int = 96, overlap: int = 16,
+               **settings) -> CameraSolution:
+    """``solve`` with memory and time flat in clip length: the focal length comes from the first
+    ``chunk`` frames, then poses are solved ``chunk`` frames at a time with that focal length fixed;
+    overlapping chunks keep the temporal smoothness across their borders (each frame's pose comes
+    from the chunk where it lies furthest from a border)."""
+    T = len(points3d)
+    if T <= chunk:
+        return solve(points3d, points2d, weights, image_size, focal_px=focal_px, **settings)
+    first = solve(points3d[:chunk], points2d[:chunk], weights[:chunk], image_size, focal_px=focal_px, **settings)
+    focal = float(first.K[0, 0])
+    w2c, err, inliers, warnings = (np.empty((T, 4, 4)), np.empty(T), np.empty(T, np.int64), list(first.warnings))
+    step = chunk - 2 * overlap
+    for a in range(0, T, step):
+        lo, hi = max(0, a - overlap), min(T, a + step + overlap)
+        part = first if (lo, hi) == (0, chunk) else solve(points3d[lo:hi], points2d[lo:hi], weights[lo:hi],
+                                                          image_size, focal_px=focal, **settings)
+        keep = slice(a - lo, min(a + step, T) - lo)
+        w2c[a:a + step], err[a:a + step] = part.world_to_camera[keep], part.reprojection_error_px[keep]
+        inliers[a:a + step] = part.inliers[keep]
+        warnings += [w for w in part.warnings if w not in warnings]
+    return CameraSolution(first.K, w2c, err, inliers, first.image_size, warnings)
+
+
 # ----------------------------------------------------------------------------- presentations
 
 

@@ -184,7 +184,7 @@ def _nearest_landmark(vertices, landmark_ids) -> np.ndarray:
 
 def _solve_camera(tracks: Tracks, clip, settings, rep):
     rep.progress("camera", 0, message="solving the camera")
-    sol = camera.solve(np.stack(tracks.points3d), np.stack(tracks.points2d), np.stack(tracks.weights),
+    sol = camera.solve_long(np.stack(tracks.points3d), np.stack(tracks.points2d), np.stack(tracks.weights),
                        _footage_size(clip), focal_px=settings.camera_focal_px,
                        smoothness=settings.camera_smoothness, silhouette=None)
     why = camera.plausible(sol)

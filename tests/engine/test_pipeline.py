@@ -117,8 +117,9 @@ def test_cli_run_reports_bad_input_in_one_line(tmp_path):
     assert out.returncode == 1 and out.stderr.count("\n") == 1 and "footage not found" in out.stderr
 
 
-def peak_rss_mb(frames: int, weights, tmp_path) -> float:
-    job = quick_job(DATA / "videos/lifting1_fg.mp4", tmp_path / f"m{frames}.safetensors", weights,
+def peak_rss_mb(frames: int, weights, tmp_path, footage=DATA / "videos/lifting1_fg.mp4") -> float:
+    """Peak resident memory of a whole run in a fresh process (the result stays in ``tmp_path``)."""
+    job = quick_job(footage, tmp_path / f"m{frames}.safetensors", weights,
                     frames=(1, frames), settings=dict(landmarks=64, candidate_resolution=32))
     code = (f"import resource, sys; sys.path.insert(0, {str(REPO)!r})\n"
             "from blender_stchain.engine.job import JobSpec\nfrom blender_stchain.engine.pipeline import run\n"
