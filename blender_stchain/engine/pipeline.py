@@ -21,7 +21,7 @@ from . import camera, deform, surface
 from .backbone import load_backbone
 from .baseline import baseline_window
 from .chain_window import track_window
-from .errors import NumericalError
+from .errors import NumericalError, StchainError
 from .events import Reporter
 from .footage import open_footage
 from .job import JobSpec
@@ -123,6 +123,7 @@ def _anchor(backbone, clip, cmap, anchor_index, settings, rep, method):
     _check_finite(latent, "anchor sampling (stage 0)")
     mesh = surface.extract(backbone.sdf(latent), resolution=settings.grid_resolution,
                            coarse_resolution=settings.coarse_resolution, device=backbone.device,
+                           chunk=settings.decode_chunk,
                            min_component_ratio=settings.min_component_ratio, face_budget=settings.face_budget)
     if len(mesh.faces) == 0:
         raise NumericalError("the anchor shape has no surface (stage 0 produced an empty SDF); "
@@ -148,12 +149,13 @@ def _run_windows(backbone, clip, cmap, windows, anchor_index, anchor_latent, mes
         context = backbone.encode_images(_pixels(clip, cmap, w.frames))
         seed = settings.stage1_seed + w.index
         try:
+            args = (backbone, context, known_index, known_latent)
             if method == "chain":
-                out = track_window(backbone, context, known_index, known_latent, known_points, settings, progress,
-                                   seed)
+                out = _retry_smaller(track_window, *args, known_points, settings=settings, progress=progress,
+                                     seed=seed, rep=rep)
             else:
-                out = baseline_window(backbone, context, known_index, known_latent, known_vertices, faces,
-                                      landmark_ids, settings, progress, seed)
+                out = _retry_smaller(baseline_window, *args, known_vertices, faces, landmark_ids, settings=settings,
+                                     progress=progress, seed=seed, rep=rep)
             _check_finite(out.positions, "the chain")
         except NumericalError as e:
             raise NumericalError(f"window {w.index + 1} (frames {clip.frame_numbers[w.start]}-"
@@ -173,6 +175,24 @@ def _run_windows(backbone, clip, cmap, windows, anchor_index, anchor_latent, mes
         known_vertices = torch.as_tensor(verts[-1])
         known_points = known_vertices[landmark_ids]
     return tracks
+
+
+def _retry_smaller(fn, *args, settings, rep, **kw):
+    """Run ``fn``; on out-of-GPU-memory, free the cache and retry once with quartered chunks, then
+    say what to lower."""
+    try:
+        return fn(*args, settings=settings, **kw)
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        rep.warning("out of GPU memory: retrying with smaller chunks")
+        smaller = settings.updated(decode_chunk=max(4096, settings.decode_chunk // 4),
+                                   vertex_chunk=max(256, settings.vertex_chunk // 4))
+        try:
+            return fn(*args, settings=smaller, **kw)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            raise StchainError("out of GPU memory even with smaller chunks: lower candidate_resolution, "
+                               "window_size or face_budget, use --precision bf16, or run with --device cpu") from None
 
 
 def _nearest_landmark(vertices, landmark_ids) -> np.ndarray:

@@ -34,6 +34,7 @@ class Settings:
     top_k: int = 8  # candidates blended per vertex
     tau: float = 0.05  # blend temperature, relative to each row's maximum score
     vertex_chunk: int = 4096  # vertices per chunk of the chain product (memory knob)
+    decode_chunk: int = 262_144  # query points per SDF decoder call (memory knob; quartered on an OOM retry)
     # --- dense motion ---
     landmarks: int = 512  # farthest-point landmarks on the anchor
     min_confidence: float = 0.0  # landmarks below this chain confidence are ignored in a frame; the

@@ -2,7 +2,6 @@
 leaves no result, no spool and no temporary file behind."""
 
 import json
-import os
 import resource
 import shutil
 import signal
