@@ -34,26 +34,25 @@ def draw_job(layout, context):
         col.operator(ops.STCHAIN_OT_apply_result.bl_idname, icon="FILE_REFRESH")
 
 
-class STCHAIN_PT_view3d(bpy.types.Panel):
+class _JobPanel:
+    """The same job panel in every editor's sidebar that has one."""
+
     bl_label = "4D Mesh"
+    bl_region_type = "UI"
+    bl_category = "4D Mesh"
+
+    def draw(self, context):
+        draw_job(self.layout, context)
+
+
+class STCHAIN_PT_view3d(_JobPanel, bpy.types.Panel):
     bl_idname = "STCHAIN_PT_view3d"
     bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "4D Mesh"
-
-    def draw(self, context):
-        draw_job(self.layout, context)
 
 
-class STCHAIN_PT_clip(bpy.types.Panel):
-    bl_label = "4D Mesh"
+class STCHAIN_PT_clip(_JobPanel, bpy.types.Panel):
     bl_idname = "STCHAIN_PT_clip"
     bl_space_type = "CLIP_EDITOR"
-    bl_region_type = "UI"
-    bl_category = "4D Mesh"
-
-    def draw(self, context):
-        draw_job(self.layout, context)
 
 
 class STCHAIN_MT_menu(bpy.types.Menu):
