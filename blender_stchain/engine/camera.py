@@ -247,7 +247,7 @@ def _ransac(X, uv, w, good, foc, c, threshold, hypotheses, rng):
     C, S = len(foc), min(M, SCORE_MATCHES)
     Rs, ts, costs = np.tile(np.eye(3), (C, T, 1, 1)), np.zeros((C, T, 3)), np.full((C, T), np.inf)
     frames = np.flatnonzero(good)
-    per_chunk = max(1, int(4e6 // (C * hypotheses * S)))  # bounds the (C, frames, H, S) arrays
+    per_chunk = max(1, int(1e6 // (C * hypotheses * S)))  # bounds the (C, frames, H, S) arrays (~100 MB)
     for chunk in np.array_split(frames, -(-len(frames) // per_chunk)):
         Xc, uvc, wc = X[chunk], uv[chunk], w[chunk]
         invalid = 2.0 * (wc <= 0)
@@ -817,15 +817,17 @@ def tracks_2d(vertices, faces, landmark_ids, K, world_to_camera, image_size, dep
     casting; ``depth_tolerance`` is relative to the landmark's depth). Tracks of landmarks behind
     the camera are 0 (they have no image; always check ``visible``).
     """
-    V = np.asarray(vertices, np.float64)
     F = np.asarray(faces, np.int64)
     ids = np.asarray(landmark_ids, np.int64)
     w2c = np.asarray(world_to_camera, np.float64)
     W, H = image_size
-    tracks = project(K, w2c, V[:, ids])
-    visible = np.zeros(tracks.shape[:2], np.uint8)
-    for t in range(len(V)):
-        cam = to_camera(w2c[t], V[t])
+    T = len(vertices)
+    tracks = np.empty((T, len(ids), 2))
+    visible = np.zeros((T, len(ids)), np.uint8)
+    for t in range(T):  # one frame at a time: ``vertices`` may be a memory map of a long clip
+        Vt = np.asarray(vertices[t], np.float64)
+        tracks[t] = project(K, w2c[t:t + 1], Vt[None, ids])[0]
+        cam = to_camera(w2c[t], Vt)
         u, v = tracks[t, :, 0], tracks[t, :, 1]
         seen = (cam[ids, 2] > 0) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
         if seen.any():

@@ -25,6 +25,7 @@ from .errors import NumericalError, StchainError
 from .events import Reporter
 from .footage import open_footage
 from .job import JobSpec
+from .memory import pin_heap
 from .preprocess import CropMap, apply_crop, clip_crop_map
 from .result import ResultWriter
 from .windows import choose_anchor, plan_windows
@@ -52,6 +53,7 @@ class Tracks:
 
 
 def run(job: JobSpec, on_event=None, cancel=None) -> Path:
+    pin_heap()
     settings = job.resolved_settings()
     rep = Reporter(on_event, cancel, PLANS[job.method])
     seconds: dict[str, float] = {}

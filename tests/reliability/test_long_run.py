@@ -33,10 +33,12 @@ def long_clip(tmp_path_factory):
 
 
 def test_thousand_frames_complete_with_flat_memory(long_clip, tiny_weights, tmp_path):
-    short = peak_rss_mb(50, tiny_weights, tmp_path, footage=long_clip)
+    """Windows (16 frames) and camera chunks (96 frames) bound the working set: past one camera
+    chunk, the peak must not grow with the clip."""
+    short = peak_rss_mb(200, tiny_weights, tmp_path, footage=long_clip)
     long = peak_rss_mb(1000, tiny_weights, tmp_path, footage=long_clip)
     r = load_result(tmp_path / "m1000.safetensors")
     assert list(r.frame_numbers) == list(range(1, 1001)) and np.isfinite(r.vertices).all()
-    print(f"1000 frames: peak RSS {long:.0f} MB vs {short:.0f} MB for 50 frames ({long / short - 1:+.1%})")
+    print(f"1000 frames: peak RSS {long:.0f} MB vs {short:.0f} MB for 200 frames ({long / short - 1:+.1%})")
     FAULTS.append(("1000-frame clip", f"peak RSS {long:.0f} MB vs {short:.0f} MB", False))
     assert long <= 1.10 * short
