@@ -64,7 +64,8 @@ class Settings:
 
 
 PRESETS: dict[str, dict] = {
-    "fast": dict(anchor_steps=25, chain_steps=2, grid_resolution=192, face_budget=20_000, landmarks=256),
+    "fast": dict(anchor_steps=25, chain_steps=2, grid_resolution=192, face_budget=20_000, landmarks=256,
+                 candidate_resolution=48),
     "balanced": {},
     "quality": dict(anchor_steps=100, chain_steps=8, grid_resolution=384, face_budget=80_000, landmarks=1024),
 }
