@@ -208,7 +208,7 @@ def _solve_camera(tracks: Tracks, clip, settings, rep):
     rep.progress("camera", 0, message="solving the camera")
     sol = camera.solve_long(np.stack(tracks.points3d), np.stack(tracks.points2d), np.stack(tracks.weights),
                        _footage_size(clip), focal_px=settings.camera_focal_px,
-                       smoothness=settings.camera_smoothness, silhouette=None)
+                       smoothness=settings.camera_smoothness)
     why = camera.plausible(sol)
     if why:
         sol = camera.default_camera(len(tracks.points3d), _footage_size(clip))

@@ -46,7 +46,6 @@ class Settings:
     # --- camera ---
     camera_focal_px: float | None = None  # fixed focal length in footage pixels; None = solved
     camera_smoothness: float = 0.1  # temporal smoothness weight on the pose
-    camera_silhouette: float = 0.0  # weight of the silhouette term (0 = off)
     camera_mode: str = "object_moves"  # or "camera_moves"
     # --- baseline (ActionMesh) ---
     baseline_steps: int = 30  # full stage-I schedule of the reference (15 in its --fast mode)
