@@ -62,6 +62,13 @@ def run(job: JobSpec, on_event=None, cancel=None) -> Path:
     with warnings.catch_warnings():  # footage warnings travel as events below
         warnings.simplefilter("ignore")
         clip = open_footage(job.footage, masks=job.masks, frames=job.frames)
+    try:
+        return _run_clip(job, clip, settings, rep, seconds, t0)
+    finally:
+        clip.close()
+
+
+def _run_clip(job, clip, settings, rep, seconds, t0) -> Path:
     for w in clip.warnings:
         rep.warning(w)
     backbone = load_backbone(job.weights, job.device, job.precision, job.method, job.allow_random_weights)
@@ -97,8 +104,6 @@ def run(job: JobSpec, on_event=None, cancel=None) -> Path:
     except BaseException:
         writer.abort()
         raise
-    finally:
-        clip.close()
     rep.progress("write", 1, message=f"result written: {path}")
     return path
 
