@@ -97,8 +97,9 @@ class Backbone:
         return cap.result()[0].float()
 
     def stage1(self, context, known_index: int, known_latent, steps: int, guidance, seed: int,
-               capture_from: int = 0, progress=None) -> Stage1Run:
-        """Stage I on one window with the known frame clamped; captures during steps >= ``capture_from``."""
+               capture_layers=(0,), capture_from: int = 0, progress=None) -> Stage1Run:
+        """Stage I on one window with the known frame clamped; captures ``capture_layers`` (those the
+        denoiser has) during steps >= ``capture_from``."""
         den = self.models["denoiser"]
         T = context.shape[0]
         noise = sampling.window_noise(T, self.num_tokens, self.latent_channels, seed)
@@ -106,7 +107,7 @@ class Backbone:
         known[known_index] = True
         init = noise.clone()
         init[known_index] = known_latent.float().cpu()
-        layers = [layer for layer in self._capture_layers if layer < len(den.blocks)]
+        layers = [layer for layer in capture_layers if layer < len(den.blocks)] or [0]
         rows = [1] if guidance is not None else [0]  # the fully conditioned CFG branch
         sa = AnchorSelfAttention(den, layers, known_index, self.num_tokens, batch_rows=rows)
         xa = ImageCrossAttention(den, layers, T, batch_rows=rows)
@@ -127,8 +128,6 @@ class Backbone:
         A = sa.result().float()
         A = A / A.sum(-1, keepdim=True).clamp_min(1e-12)
         return Stage1Run(res.x0.float(), A, xa.result().float())
-
-    _capture_layers: tuple = (0, 1, 2, 3, 4, 5)
 
 
 class _Null:
@@ -156,8 +155,7 @@ class _Both:
         return False
 
 
-def load_backbone(root, device="auto", precision="auto", method="chain", allow_random=False,
-                  capture_layers=(0, 1, 2, 3, 4, 5)) -> Backbone:
+def load_backbone(root, device="auto", precision="auto", method="chain", allow_random=False) -> Backbone:
     """Load the parts ``method`` needs from the weights root, strictly; refuse random ones unless allowed."""
     root = weights.find_root(root)
     missing = [p.name for p in weights.check(root).parts if p.state != "present" and p.name in PARTS[method]]
@@ -170,6 +168,4 @@ def load_backbone(root, device="auto", precision="auto", method="chain", allow_r
         raise WeightsError(RANDOM_REFUSED.format(root=root))
     models = {name: weights.load_component(root, name, device=rt.device) for name in PARTS[method]}
     cfg = weights.read_config(weights.component_folder(root, "denoiser"))
-    bb = Backbone(rt, models, int(cfg.get("num_tokens_nominal", 2048)), int(cfg["in_channels"]), identities)
-    bb._capture_layers = tuple(capture_layers)
-    return bb
+    return Backbone(rt, models, int(cfg.get("num_tokens_nominal", 2048)), int(cfg["in_channels"]), identities)

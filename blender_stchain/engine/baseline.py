@@ -38,7 +38,8 @@ def baseline_window(backbone, context, known_index: int, known_latent, known_ver
     steps = settings.baseline_steps
     total = steps + 1
     run = backbone.stage1(context, known_index, known_latent, steps, settings.baseline_guidance, seed,
-                          capture_from=steps - 1, progress=lambda i, n: progress and progress(i, total))
+                          capture_layers=settings.capture_layers, capture_from=steps - 1,
+                          progress=lambda i, n: progress and progress(i, total))
     vertices = stage2(backbone, run.x0, known_index, known_vertices, faces)
     if progress is not None:
         progress(total, total)

@@ -50,6 +50,7 @@ def track_window(backbone, context, known_index: int, known_latent, known_points
     T, K = context.shape[0], settings.chain_steps
     total = K + T
     run = backbone.stage1(context, known_index, known_latent, K, settings.stage1_guidance, seed,
+                          capture_layers=settings.capture_layers,
                           progress=lambda i, n: progress and progress(i, total))
     known_points = known_points.to(backbone.device, torch.float32)
     A_VZ = backbone.decoder_attention(known_latent, known_points)  # (L, N)

@@ -153,3 +153,19 @@ def test_camera_moves_keeps_every_image_and_removes_the_rigid_motion(tiny_weight
     ok = np.isfinite(pa).all(-1) & np.isfinite(pb).all(-1)
     print(f"camera moves: max image difference {np.abs(pa - pb)[ok].max():.2e} px")
     assert ok.mean() > 0.99 and np.abs(pa - pb)[ok].max() < 1e-2
+
+
+def test_capture_layers_setting_chooses_the_averaged_layers(tiny_weights):
+    import torch
+
+    from blender_stchain.engine.backbone import load_backbone
+
+    bb = load_backbone(tiny_weights, allow_random=True)
+    ctx = torch.randn(4, 257, 32, generator=torch.Generator().manual_seed(0))
+    z = torch.randn(bb.num_tokens, bb.latent_channels, generator=torch.Generator().manual_seed(1))
+    def attention(layers):
+        return bb.stage1(ctx, 0, z, 2, None, 0, capture_layers=layers).token_attention
+
+    first = attention((0,))
+    assert torch.equal(first, attention((0,)))  # deterministic, so a difference below is the layers'
+    assert (first - attention((0, 3, 6))).abs().max() > 1e-4
