@@ -25,6 +25,14 @@ RANDOM_REFUSED = ("the weights at {root} are random checkpoints made by make-ran
                   "`python -m blender_stchain weights download`")
 
 
+def query_bucket(n: int, minimum: int = 256) -> int:
+    """``n`` rounded up to one of 8 sizes per octave (at most 12.5% padding), at least ``minimum``."""
+    if n <= minimum:
+        return minimum
+    step = 1 << (n.bit_length() - 4)
+    return -(-n // step) * step
+
+
 @dataclass
 class Stage1Run:
     """A stage-I window with attention captured on the known frame."""
@@ -84,17 +92,26 @@ class Backbone:
 
         @torch.no_grad()
         def fn(points: torch.Tensor) -> torch.Tensor:
-            return vae.query(kv, points[None].to(self.device, torch.float32))[0, :, 0].float()
+            return vae.query(kv, self._queries(points))[0, : len(points), 0].float()
 
         return fn
 
     @torch.no_grad()
-    def decoder_attention(self, latent: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-        """The VAE decoder's final cross-attention of ``points`` against ``latent``: (M, N), head-averaged."""
+    def decoder_attention(self, latent: torch.Tensor, points: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+        """The VAE decoder's final cross-attention of ``points`` against ``latent``: (M, N), head-averaged,
+        ``chunk`` queries at a time."""
         vae = self.models["vae"]
-        with DecoderCrossAttention(vae) as cap:
-            vae.decode(latent[None].to(self.device), points[None].to(self.device, torch.float32))
-        return cap.result()[0].float()
+        with DecoderCrossAttention(vae, query_chunk=chunk) as cap:
+            vae.decode(latent[None].to(self.device), self._queries(points))
+        return cap.result()[0, : len(points)].float()
+
+    def _queries(self, points: torch.Tensor) -> torch.Tensor:
+        """Query points (1, bucket(M), 3) on the device, zero-padded: queries are independent, and a
+        few sizes (not one per surface) keep the kernel caches bounded (oneDNN compiles and keeps a
+        GELU kernel per shape: +85 KB resident per frame of a long clip before this)."""
+        padded = points.new_zeros(query_bucket(len(points)), 3)
+        padded[: len(points)] = points
+        return padded[None].to(self.device, torch.float32)
 
     def stage1(self, context, known_index: int, known_latent, steps: int, guidance, seed: int,
                capture_layers=(0,), capture_from: int = 0, progress=None) -> Stage1Run:

@@ -20,6 +20,7 @@ import numpy as np
 
 MIN_MATCHES = 6  # a calibrated DLT needs 6 points in general position
 BEHIND_COST = 1e9  # cost of a matched point behind the camera
+RANSAC_ELEMENTS = 500_000  # working set of one RANSAC chunk: ~90 MB
 SCORE_MATCHES = 256  # RANSAC hypotheses are scored on this many random matches per frame
 
 
@@ -247,8 +248,10 @@ def _ransac(X, uv, w, good, foc, c, threshold, hypotheses, rng):
     C, S = len(foc), min(M, SCORE_MATCHES)
     Rs, ts, costs = np.tile(np.eye(3), (C, T, 1, 1)), np.zeros((C, T, 3)), np.full((C, T), np.inf)
     frames = np.flatnonzero(good)
-    per_chunk = max(1, int(1e6 // (C * hypotheses * S)))  # bounds the (C, frames, H, S) arrays (~100 MB)
-    for chunk in np.array_split(frames, -(-len(frames) // per_chunk)):
+    # Fixed-size frame chunks bound the (C, frames, H, S) arrays (~180 bytes per element) the same
+    # way for every clip length.
+    per_chunk = max(1, RANSAC_ELEMENTS // (C * hypotheses * S))
+    for chunk in (frames[a:a + per_chunk] for a in range(0, len(frames), per_chunk)):
         Xc, uvc, wc = X[chunk], uv[chunk], w[chunk]
         invalid = 2.0 * (wc <= 0)
         sample = np.argpartition(rng.random((len(chunk), hypotheses, M)) + invalid[:, None], MIN_MATCHES, -1)

@@ -53,7 +53,7 @@ def track_window(backbone, context, known_index: int, known_latent, known_points
                           capture_layers=settings.capture_layers,
                           progress=lambda i, n: progress and progress(i, total))
     known_points = known_points.to(backbone.device, torch.float32)
-    A_VZ = backbone.decoder_attention(known_latent, known_points)  # (L, N)
+    A_VZ = backbone.decoder_attention(known_latent, known_points, settings.attention_chunk)  # (L, N)
     L = known_points.shape[0]
     positions = known_points.new_zeros(T, L, 3)
     confidence = known_points.new_zeros(T, L)
@@ -77,6 +77,6 @@ def _chain_frame(backbone, A_VZ, A_af, latent, fallback, settings):
     X = torch.as_tensor(cand.vertices, dtype=torch.float32, device=A_VZ.device)
     if X.shape[0] == 0:  # no surface predicted on this frame: keep the points, with no confidence
         return fallback, torch.zeros(fallback.shape[0], device=fallback.device)
-    A_fS = chain.token_to_surface(backbone.decoder_attention(latent, X))
+    A_fS = chain.token_to_surface(backbone.decoder_attention(latent, X, settings.attention_chunk))
     res = chain.blend(A_VZ, A_af, A_fS, X, top_k=settings.top_k, tau=settings.tau, vertex_chunk=settings.vertex_chunk)
     return res.positions, res.confidence

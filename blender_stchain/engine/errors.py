@@ -26,3 +26,16 @@ class Cancelled(StchainError):
 
 class NumericalError(StchainError):
     """NaN or Inf appeared in a model output; names the stage."""
+
+
+class OutOfMemory(StchainError):
+    """Out of device or host memory even after the retry with smaller chunks; says what to lower."""
+
+
+OOM_TEXTS = ("out of memory", "can't allocate memory", "not enough memory")
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """Out of device or host memory, as Python and torch report it (CUDA and MPS: "... out of memory",
+    the CPU allocator: "can't allocate memory" / "not enough memory"); torch-free for the worker."""
+    return isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and any(s in str(e) for s in OOM_TEXTS))

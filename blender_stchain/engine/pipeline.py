@@ -11,7 +11,7 @@ from __future__ import annotations
 import platform
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +21,11 @@ from . import camera, deform, surface
 from .backbone import load_backbone
 from .baseline import baseline_window
 from .chain_window import track_window
-from .errors import NumericalError, StchainError
+from .errors import NumericalError, OutOfMemory, out_of_memory
 from .events import Reporter
 from .footage import open_footage
 from .job import JobSpec
-from .memory import pin_heap
+from .memory import pin_heap, release_heap
 from .preprocess import CropMap, apply_crop, clip_crop_map
 from .result import ResultWriter
 from .windows import choose_anchor, plan_windows
@@ -38,18 +38,18 @@ PLANS = {
 }
 
 
-@dataclass
 class Tracks:
-    """What the camera needs from all frames: small (T x L), kept in memory."""
+    """What the camera needs from all frames, (T, L, ...) float32 arrays filled window by window:
+    allocated once, so the only memory that grows with the clip is ~24 bytes per landmark and frame."""
 
-    points3d: list = field(default_factory=list)  # (L, 3) per frame
-    points2d: list = field(default_factory=list)  # (L, 2) footage pixels per frame
-    weights: list = field(default_factory=list)  # (L,) per frame
+    def __init__(self, frames: int, landmarks: int):
+        self.points3d = np.zeros((frames, landmarks, 3), np.float32)
+        self.points2d = np.zeros((frames, landmarks, 2), np.float32)  # footage pixels
+        self.weights = np.zeros((frames, landmarks), np.float32)  # 0 = no match
 
-    def add(self, p3, p2, w) -> None:
-        self.points3d += list(np.asarray(p3, np.float64))
-        self.points2d += list(np.asarray(p2, np.float64))
-        self.weights += list(np.asarray(w, np.float64))
+    def put(self, start: int, p3, p2, w) -> None:
+        stop = start + len(p3)
+        self.points3d[start:stop], self.points2d[start:stop], self.weights[start:stop] = p3, p2, w
 
 
 def run(job: JobSpec, on_event=None, cancel=None) -> Path:
@@ -82,8 +82,12 @@ def _run_clip(job, clip, settings, rep, seconds, t0) -> Path:
     writer = ResultWriter(job.out)
     try:
         with backbone.autocast():
-            anchor_mesh, anchor_latent, seconds["anchor"] = _anchor(backbone, clip, cmap, anchor_index, settings, rep,
-                                                                    job.method)
+            t = time.perf_counter()
+            anchor_mesh, anchor_latent = _retry_smaller(
+                _anchor, backbone, clip, cmap, anchor_index, job.method, settings=settings, rep=rep,
+                progress=lambda i, n: rep.progress("anchor", i, n + 1, f"anchor shape, step {i}/{n}"))
+            seconds["anchor"] = time.perf_counter() - t
+            rep.progress("anchor", 1, message=f"anchor mesh: {len(anchor_mesh.vertices)} vertices")
             landmark_ids = deform.farthest_point_landmarks(anchor_mesh.vertices, settings.landmarks)
             t = time.perf_counter()
             tracks = _run_windows(backbone, clip, cmap, windows, anchor_index, anchor_latent, anchor_mesh,
@@ -121,12 +125,11 @@ def _pixels(clip, cmap: CropMap, frames: range) -> torch.Tensor:
     return apply_crop(rgb, masks, cmap).pixel_values
 
 
-def _anchor(backbone, clip, cmap, anchor_index, settings, rep, method):
+def _anchor(backbone, clip, cmap, anchor_index, method, settings, progress):
     """Stage 0 on the anchor frame, then its surface: the mesh whose topology every frame keeps."""
-    t = time.perf_counter()
     steps = settings.anchor_steps if method == "chain" else settings.baseline_anchor_steps
     latent = backbone.sample_anchor(_pixels(clip, cmap, range(anchor_index, anchor_index + 1)), settings, steps,
-                                    lambda i, n: rep.progress("anchor", i, n + 1, f"anchor shape, step {i}/{n}"))
+                                    progress)
     _check_finite(latent, "anchor sampling (stage 0)")
     mesh = surface.extract(backbone.sdf(latent), resolution=settings.grid_resolution,
                            coarse_resolution=settings.coarse_resolution, device=backbone.device,
@@ -135,71 +138,96 @@ def _anchor(backbone, clip, cmap, anchor_index, settings, rep, method):
     if len(mesh.faces) == 0:
         raise NumericalError("the anchor shape has no surface (stage 0 produced an empty SDF); "
                              "check the mask of the anchor frame")
-    rep.progress("anchor", steps + 1, steps + 1, f"anchor mesh: {len(mesh.vertices)} vertices")
-    return mesh, latent, time.perf_counter() - t
+    return mesh, latent
 
 
 def _run_windows(backbone, clip, cmap, windows, anchor_index, anchor_latent, mesh, landmark_ids, settings, rep,
                  writer, method) -> Tracks:
     """Each window starts from the known frame (anchor, then the shared boundary frame) and streams out."""
-    tracks = Tracks()
-    faces = torch.as_tensor(mesh.faces, dtype=torch.long)
-    known_vertices = torch.as_tensor(mesh.vertices, dtype=torch.float32)
-    known_latent, known_points = anchor_latent, known_vertices[landmark_ids]
+    tracks = Tracks(clip.count, len(landmark_ids))
+    known = _Known(anchor_latent, torch.as_tensor(mesh.vertices, dtype=torch.float32))
     confidence_map = _nearest_landmark(mesh.vertices, landmark_ids)
     for w in windows:
-        known_index = anchor_index - w.start if w.index == 0 else 0
-
         def progress(done, total, w=w):
             rep.progress("windows", w.index + done / total, len(windows), f"window {w.index + 1}/{len(windows)}")
 
-        context = backbone.encode_images(_pixels(clip, cmap, w.frames))
-        seed = settings.stage1_seed + w.index
         try:
-            args = (backbone, context, known_index, known_latent)
-            if method == "chain":
-                out = _retry_smaller(track_window, *args, known_points, settings=settings, progress=progress,
-                                     seed=seed, rep=rep)
-            else:
-                out = _retry_smaller(baseline_window, *args, known_vertices, faces, landmark_ids, settings=settings,
-                                     progress=progress, seed=seed, rep=rep)
-            _check_finite(out.positions, "the chain")
+            out, verts = _retry_smaller(_window, backbone, clip, cmap, w, anchor_index, known, mesh, landmark_ids,
+                                        method, settings=settings, rep=rep, progress=progress)
         except NumericalError as e:
             raise NumericalError(f"window {w.index + 1} (frames {clip.frame_numbers[w.start]}-"
                                  f"{clip.frame_numbers[w.stop - 1]}): {e}") from None
-        pos, conf = out.positions.float().cpu().numpy(), out.confidence.float().cpu().numpy()
-        if out.vertices is not None:
-            verts = out.vertices.float().cpu().numpy()
-        else:
-            verts = deform.propagate(mesh.vertices, mesh.faces, landmark_ids, pos, conf, **settings.to_dict())
         first = 0 if w.index == 0 else 1  # the boundary frame was written by the previous window
         footage_xy = clip.to_footage_pixels(cmap.to_footage(out.image_xy.float().cpu().numpy()))
-        tracks.add(verts[first:, landmark_ids], footage_xy[first:],
+        tracks.put(w.start + first, verts[first:, landmark_ids], footage_xy[first:],
                    (out.image_confidence * out.confidence).float().cpu().numpy()[first:])
-        writer.add_frames(vertices=verts[first:], confidence=conf[first:][:, confidence_map],
+        writer.add_frames(vertices=verts[first:], confidence=out.confidence.float().cpu().numpy()[first:][:, confidence_map],
                           frame_numbers=np.asarray(clip.frame_numbers[w.start + first:w.stop]))
-        known_latent = out.latents[-1]
-        known_vertices = torch.as_tensor(verts[-1])
-        known_points = known_vertices[landmark_ids]
+        known = _Known(out.latents[-1], torch.as_tensor(verts[-1]))
+        del out
+        release_heap()
     return tracks
 
 
+@dataclass
+class _Known:
+    """The known frame a window starts from: its latent and every vertex (the landmarks among them)."""
+
+    latent: torch.Tensor
+    vertices: torch.Tensor
+
+
+def _window(backbone, clip, cmap, w, anchor_index, known, mesh, landmark_ids, method, settings, progress):
+    """One window, all of it (images, chain or baseline, dense motion): the unit an OOM retry repeats."""
+    context = backbone.encode_images(_pixels(clip, cmap, w.frames))
+    known_index = anchor_index - w.start if w.index == 0 else 0
+    seed = settings.stage1_seed + w.index
+    if method == "chain":
+        out = track_window(backbone, context, known_index, known.latent, known.vertices[landmark_ids],
+                           settings=settings, progress=progress, seed=seed)
+    else:
+        out = baseline_window(backbone, context, known_index, known.latent, known.vertices,
+                              torch.as_tensor(mesh.faces, dtype=torch.long), landmark_ids, settings=settings,
+                              progress=progress, seed=seed)
+    _check_finite(out.positions, "the chain")
+    if out.vertices is not None:
+        return out, out.vertices.float().cpu().numpy()
+    pos, conf = out.positions.float().cpu().numpy(), out.confidence.float().cpu().numpy()
+    return out, deform.propagate(mesh.vertices, mesh.faces, landmark_ids, pos, conf, **settings.to_dict())
+
+
 def _retry_smaller(fn, *args, settings, rep, **kw):
-    """Run ``fn``; on out-of-GPU-memory, free the cache and retry once with quartered chunks, then
-    say what to lower."""
-    try:
-        return fn(*args, settings=settings, **kw)
-    except torch.cuda.OutOfMemoryError:
-        torch.cuda.empty_cache()
-        rep.warning("out of GPU memory: retrying with smaller chunks")
-        smaller = settings.updated(decode_chunk=max(4096, settings.decode_chunk // 4),
-                                   vertex_chunk=max(256, settings.vertex_chunk // 4))
+    """Run ``fn(*args, settings=...)``; out of memory once, free what it held and retry with quartered
+    chunks; out of memory again, say what to lower. Each retry starts outside the ``except`` block,
+    so the failed attempt's frames (and their tensors) are gone before it runs."""
+    device = args[0].device
+    smaller = smaller_chunks(settings)
+    for attempt in (settings, smaller):
         try:
-            return fn(*args, settings=smaller, **kw)
-        except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            raise StchainError("out of GPU memory even with smaller chunks: lower candidate_resolution, "
-                               "window_size or face_budget, use --precision bf16, or run with --device cpu") from None
+            return fn(*args, settings=attempt, **kw)
+        except Exception as e:  # anything but running out of memory is raised again at once
+            if not out_of_memory(e):
+                raise
+        _free(device)
+        if attempt is settings:
+            rep.warning(f"out of memory on {device}: retrying with quartered chunks (decode_chunk "
+                        f"{smaller.decode_chunk}, attention_chunk {smaller.attention_chunk}, vertex_chunk "
+                        f"{smaller.vertex_chunk})")
+    advice = "close other programs" if device.type == "cpu" else "use --precision bf16, or run with --device cpu"
+    raise OutOfMemory(f"out of memory on {device} even with smaller chunks: lower candidate_resolution, "
+                      f"grid_resolution, window_size or face_budget, or {advice}")
+
+
+def smaller_chunks(settings):
+    return settings.updated(decode_chunk=max(4096, settings.decode_chunk // 4),
+                            attention_chunk=max(256, settings.attention_chunk // 4),
+                            vertex_chunk=max(256, settings.vertex_chunk // 4))
+
+
+def _free(device) -> None:
+    release_heap()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _nearest_landmark(vertices, landmark_ids) -> np.ndarray:
@@ -211,12 +239,11 @@ def _nearest_landmark(vertices, landmark_ids) -> np.ndarray:
 
 def _solve_camera(tracks: Tracks, clip, settings, rep):
     rep.progress("camera", 0, message="solving the camera")
-    sol = camera.solve_long(np.stack(tracks.points3d), np.stack(tracks.points2d), np.stack(tracks.weights),
-                       _footage_size(clip), focal_px=settings.camera_focal_px,
-                       smoothness=settings.camera_smoothness)
+    sol = camera.solve_long(tracks.points3d, tracks.points2d, tracks.weights, _footage_size(clip),
+                            focal_px=settings.camera_focal_px, smoothness=settings.camera_smoothness)
     why = camera.plausible(sol)
     if why:
-        sol = camera.default_camera(len(tracks.points3d), _footage_size(clip))
+        sol = camera.default_camera(len(tracks.weights), _footage_size(clip))
         sol.warnings.append(f"camera not estimated ({why}); using a default front camera")
     for w in sol.warnings:
         rep.warning(w)
@@ -231,8 +258,8 @@ def _median(x) -> float | None:
 
 def _move_camera(cam, tracks: Tracks, writer: ResultWriter):
     """"Camera moves": the object's rigid motion (landmarks vs the first frame) goes into the camera."""
-    points = np.stack(tracks.points3d)
-    motion = camera.object_motion(points[0], points, np.stack(tracks.weights))
+    points = tracks.points3d
+    motion = camera.object_motion(points[0], points, tracks.weights)
     cam, _ = camera.present(cam, "camera_moves", motion, points[:, :0])
     writer.transform("vertices", lambda a, b, v: camera.remove_motion(motion.matrices[a:b], v))
     return cam

@@ -143,11 +143,10 @@ class ResultWriter:
     def frames_written(self) -> int:
         return self._frames
 
-    def spooled(self, name: str) -> np.ndarray:
-        """Read-only memory map of a streamed tensor (e.g. vertices for a second pass)."""
+    def spooled(self, name: str) -> "SpooledFrames":
+        """A streamed tensor for a second pass, read frame by frame (``len``, ``[i]``, ``[a:b]``)."""
         self._files[name].flush()
-        shape = (self._frames, *self._tail[name])
-        return np.memmap(self._spool / f"{name}.bin", dtype=_DTYPES[name], mode="r", shape=shape)
+        return SpooledFrames(self._spool / f"{name}.bin", _DTYPES[name], self._tail[name], self._frames)
 
     def add_frames(self, **per_frame: np.ndarray) -> None:
         """Append frames: vertices, confidence, frame_numbers, world_to_camera, tracks (optional)."""
@@ -174,13 +173,15 @@ class ResultWriter:
 
     def transform(self, name: str, fn, chunk: int = 64) -> None:
         """Rewrite a streamed tensor in place, ``chunk`` frames at a time: ``fn(start, stop, block)``."""
-        self._files[name].flush()
-        data = np.memmap(self._spool / f"{name}.bin", dtype=_DTYPES[name], mode="r+",
-                         shape=(self._frames, *self._tail[name]))
-        for a in range(0, self._frames, chunk):
-            data[a:a + chunk] = fn(a, min(a + chunk, self._frames), np.array(data[a:a + chunk]))
-        data.flush()
-        del data
+        data = self.spooled(name)
+        with open(data.path, "r+b") as f:
+            for a in range(0, self._frames, chunk):
+                b = min(a + chunk, self._frames)
+                block = np.ascontiguousarray(fn(a, b, data[a:b]), _DTYPES[name])
+                if block.shape != (b - a, *data.tail):
+                    raise ValueError(f"transform of {name} returned shape {block.shape}")
+                f.seek(a * data.frame_bytes)
+                f.write(block.tobytes())
 
     def finish(self, metadata: dict | None = None, **whole: np.ndarray) -> Path:
         """Write the file: streamed tensors plus ``whole`` ones (faces, K, image_size, ...)."""
@@ -243,6 +244,42 @@ class ResultWriter:
         raw = json.dumps(entries, separators=(",", ":")).encode()
         raw += b" " * (-len(raw) % 8)
         return raw, order
+
+
+class SpooledFrames:
+    """Frames of a spool file read on demand with plain reads, not a memory map: mapped pages of a
+    long clip would count in the worker's resident memory (240 MB for 1,000 frames of 20k vertices)."""
+
+    def __init__(self, path: Path, dtype, tail: tuple, frames: int):
+        self.path, self.dtype, self.tail, self.frames = path, np.dtype(dtype), tuple(tail), frames
+        self.frame_bytes = int(np.prod(self.tail, dtype=np.int64)) * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.frames
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            a, b, step = key.indices(self.frames)
+            if step != 1:
+                raise IndexError("spooled frames are read in contiguous ranges")
+            return self._read(a, max(a, b))
+        i = int(key) + (self.frames if int(key) < 0 else 0)
+        if not 0 <= i < self.frames:
+            raise IndexError(f"frame {key} of {self.frames}")
+        return self._read(i, i + 1)[0]
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self._read(0, self.frames), dtype)
+
+    def _read(self, a: int, b: int) -> np.ndarray:
+        out = np.empty((b - a, *self.tail), self.dtype)
+        if out.size == 0:
+            return out
+        with open(self.path, "rb") as f:
+            f.seek(a * self.frame_bytes)
+            if f.readinto(memoryview(out).cast("B")) != out.nbytes:
+                raise OSError(f"spool file {self.path} is shorter than its {self.frames} frames")
+        return out
 
 
 def remove_stale_spools(folder: Path) -> list[Path]:

@@ -35,6 +35,8 @@ class Settings:
     tau: float = 0.05  # blend temperature, relative to each row's maximum score
     vertex_chunk: int = 4096  # vertices per chunk of the chain product (memory knob)
     decode_chunk: int = 262_144  # query points per SDF decoder call (memory knob; quartered on an OOM retry)
+    attention_chunk: int = 8192  # query points per captured decoder attention map (~heads x tokens x 4 bytes
+    # each; memory knob, quartered on an OOM retry)
     # --- dense motion ---
     landmarks: int = 512  # farthest-point landmarks on the anchor
     min_confidence: float = 0.0  # landmarks below this chain confidence are ignored in a frame; the

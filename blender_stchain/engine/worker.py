@@ -14,7 +14,7 @@ import sys
 import threading
 import traceback
 
-from .errors import Cancelled, StchainError
+from .errors import Cancelled, StchainError, out_of_memory
 from .events import FileCancel
 
 
@@ -76,10 +76,11 @@ def _run(job_path: str, cancel: FileCancel, sink) -> int:
         sink({"event": "error", "message": f"could not read or write a file ({e.strerror or e}: "
                                            f"{e.filename or 'the result'}); is the disk full?"})
         return 1
-    except MemoryError:
-        sink({"event": "error", "message": "out of memory: lower the face budget or the window size, or use the CPU"})
-        return 1
     except Exception as e:  # noqa: BLE001 - the worker must always answer with one line
+        if out_of_memory(e):
+            sink({"event": "error", "message": "out of memory: lower the face budget, the grid resolutions or "
+                                               "the window size"})
+            return 1
         traceback.print_exc(file=sys.stderr)
         sink({"event": "error", "message": f"internal error: {type(e).__name__}: {e}"})
         return 3

@@ -49,6 +49,26 @@ def test_streamed_windows_equal_one_write(tmp_path):
     assert np.array_equal(back.world_to_camera, r.world_to_camera)
 
 
+def test_spooled_frames_read_and_transform_in_place(tmp_path):
+    r = make_result(T=9)
+    w = ResultWriter(tmp_path / "t.safetensors")
+    w.add_frames(vertices=r.vertices[:5], confidence=r.confidence[:5], frame_numbers=r.frame_numbers[:5])
+    w.add_frames(vertices=r.vertices[5:], confidence=r.confidence[5:], frame_numbers=r.frame_numbers[5:])
+    v = w.spooled("vertices")
+    assert len(v) == 9 and np.array_equal(v[3], r.vertices[3]) and np.array_equal(v[-1], r.vertices[-1])
+    assert np.array_equal(v[2:7], r.vertices[2:7]) and v[7:2].shape == (0, *r.vertices.shape[1:])
+    with pytest.raises(IndexError):
+        v[9]
+    w.transform("vertices", lambda a, b, block: block * 2 + np.arange(a, b)[:, None, None], chunk=4)
+    expected = r.vertices * 2 + np.arange(9)[:, None, None]
+    assert np.allclose(w.spooled("vertices"), expected)
+    with pytest.raises(ValueError, match="shape"):
+        w.transform("vertices", lambda a, b, block: block[:, :1])
+    back = load_result(w.finish(r.metadata, faces=r.faces, K=r.K, image_size=r.image_size,
+                                world_to_camera=r.world_to_camera))
+    assert np.allclose(back.vertices, expected) and np.array_equal(back.confidence, r.confidence)
+
+
 def test_aborted_writer_leaves_nothing(tmp_path):
     r = make_result()
     w = ResultWriter(tmp_path / "x.safetensors")

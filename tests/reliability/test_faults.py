@@ -9,13 +9,14 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
 from blender_stchain.engine.errors import NumericalError
 from blender_stchain.engine.pipeline import run
-from blender_stchain.engine.result import ResultWriter
+from blender_stchain.engine.result import ResultWriter, load_result
 
 from ..conftest import DATA, REPO
 from ..engine.test_pipeline import quick_job
@@ -109,3 +110,67 @@ def test_cancel_is_prompt_at_any_point(tiny_weights, tmp_path):
         print(f"cancel after {delay} s: exit {proc.returncode} in {took:.2f} s")
         assert proc.returncode in (0, 2) and took < 2.0
         assert leftovers(out) == ([] if proc.returncode == 2 else ["r.safetensors"])
+
+
+def test_real_allocation_failures_count_as_out_of_memory():
+    from blender_stchain.engine.errors import out_of_memory
+
+    caught = []
+    for allocate in (lambda: torch.empty(1 << 50, dtype=torch.uint8), lambda: np.empty(1 << 50, np.uint8)):
+        try:
+            allocate()
+        except Exception as e:  # the CPU allocator's RuntimeError, numpy's MemoryError
+            caught.append(e)
+    assert len(caught) == 2 and all(out_of_memory(e) for e in caught)
+    assert not out_of_memory(RuntimeError("shapes cannot be multiplied")) and not out_of_memory(ValueError("x"))
+
+
+# Runs the pipeline in a fresh process whose address space is capped at its current size as soon as
+# the first window starts: every new block fails inside the window, as on a full GPU. With "lift",
+# the cap goes when the pipeline announces its retry, so the retry must complete the run.
+OOM_RUN = """
+import json, resource, sys
+sys.path.insert(0, {repo!r})
+from blender_stchain.engine.errors import StchainError
+from blender_stchain.engine.job import JobSpec
+from blender_stchain.engine.pipeline import run
+lift, capped, warnings = sys.argv[1] == "lift", [], []
+
+def vm_size():
+    return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize"))
+
+def on_event(e):
+    if e["event"] == "progress" and e["stage"] == "windows" and not capped:
+        capped.append(vm_size())
+        resource.setrlimit(resource.RLIMIT_AS, (capped[0], resource.RLIM_INFINITY))
+    if e["event"] == "warning":
+        warnings.append(e["message"])
+        if lift and "out of memory" in e["message"]:
+            resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+try:
+    outcome = {{"result": str(run(JobSpec.load({job!r}), on_event))}}
+except StchainError as e:
+    outcome = {{"error": str(e)}}
+print(json.dumps({{**outcome, "warnings": warnings}}))
+"""
+
+
+@pytest.mark.parametrize("mode", ["lift", "keep"])
+def test_out_of_memory_in_a_window_retries_once_then_says_what_to_lower(mode, tiny_weights, tmp_path):
+    out = tmp_path / "out"
+    job = quick_job(CAMEL, out / "r.safetensors", tiny_weights).save(tmp_path / "job.json")
+    proc = subprocess.run([sys.executable, "-c", OOM_RUN.format(repo=str(REPO), job=str(job)), mode],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.splitlines()[-1])
+    retries = [w for w in report["warnings"] if "out of memory" in w]
+    print(mode, report.get("error") or report["result"], retries)
+    assert len(retries) == 1 and "decode_chunk 65536, attention_chunk 2048, vertex_chunk 1024" in retries[0]
+    if mode == "lift":
+        assert leftovers(out) == ["r.safetensors"] and load_result(out / "r.safetensors").num_frames == 16
+        FAULTS.append(("out of memory in window 1, then room again", retries[0], False))
+    else:
+        assert report["error"].startswith("out of memory on cpu even with smaller chunks: lower")
+        FAULTS.append(("out of memory in window 1, twice", report["error"], bool(leftovers(out))))
+        assert leftovers(out) == []

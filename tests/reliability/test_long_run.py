@@ -33,12 +33,14 @@ def long_clip(tmp_path_factory):
 
 
 def test_thousand_frames_complete_with_flat_memory(long_clip, tiny_weights, tmp_path):
-    """Windows (16 frames) and camera chunks (96 frames) bound the working set: past one camera
-    chunk, the peak must not grow with the clip."""
-    short = peak_rss_mb(200, tiny_weights, tmp_path, footage=long_clip)
-    long = peak_rss_mb(1000, tiny_weights, tmp_path, footage=long_clip)
+    """Windows (16 frames), camera chunks (96 frames) and fixed-size RANSAC batches bound the working
+    set; what grows with the clip is ~24 bytes per landmark and frame. The frames-folder clip is the
+    sensitive case: nothing else (video decoding) hides a growth."""
+    peaks = {n: peak_rss_mb(n, tiny_weights, tmp_path, footage=long_clip) for n in (48, 200, 1000)}
     r = load_result(tmp_path / "m1000.safetensors")
     assert list(r.frame_numbers) == list(range(1, 1001)) and np.isfinite(r.vertices).all()
-    print(f"1000 frames: peak RSS {long:.0f} MB vs {short:.0f} MB for 200 frames ({long / short - 1:+.1%})")
-    FAULTS.append(("1000-frame clip", f"peak RSS {long:.0f} MB vs {short:.0f} MB", False))
-    assert long <= 1.25 * short  # measured +12% for 5x the frames (issue 6 note: the rest is not yet found)
+    text = ", ".join(f"{n} frames {mb:.0f} MB" for n, mb in peaks.items())
+    print(f"peak RSS: {text} (48 -> 200: {peaks[200] / peaks[48] - 1:+.1%}, 200 -> 1000: "
+          f"{peaks[1000] / peaks[200] - 1:+.1%})")
+    FAULTS.append(("1000-frame clip", f"peak RSS {text}", False))
+    assert peaks[200] <= 1.10 * peaks[48] and peaks[1000] <= 1.10 * peaks[200]
