@@ -678,26 +678,31 @@ def solve(
 
 
 def solve_long(points3d, points2d, weights, image_size, focal_px=None, chunk: int = 96, overlap: int = 16,
-               **settings) -> CameraSolution:
+               progress=None, **settings) -> CameraSolution:
     """``solve`` with memory and time flat in clip length: the focal length comes from the first
     ``chunk`` frames, then poses are solved ``chunk`` frames at a time with that focal length fixed;
     overlapping chunks keep the temporal smoothness across their borders (each frame's pose comes
-    from the chunk where it lies furthest from a border)."""
+    from the chunk where it lies furthest from a border). ``progress(done, total)`` after each chunk
+    (frames; it may raise to cancel)."""
     T = len(points3d)
+    progress = progress or (lambda done, total: None)
     if T <= chunk:
-        return solve(points3d, points2d, weights, image_size, focal_px=focal_px, **settings)
+        sol = solve(points3d, points2d, weights, image_size, focal_px=focal_px, **settings)
+        progress(T, T)
+        return sol
     first = solve(points3d[:chunk], points2d[:chunk], weights[:chunk], image_size, focal_px=focal_px, **settings)
     focal = float(first.K[0, 0])
     w2c, err, inliers, warnings = (np.empty((T, 4, 4)), np.empty(T), np.empty(T, np.int64), list(first.warnings))
     step = chunk - 2 * overlap
     for a in range(0, T, step):
         lo, hi = max(0, a - overlap), min(T, a + step + overlap)
-        part = first if (lo, hi) == (0, chunk) else solve(points3d[lo:hi], points2d[lo:hi], weights[lo:hi],
-                                                          image_size, focal_px=focal, **settings)
+        part = first if a == 0 else solve(points3d[lo:hi], points2d[lo:hi], weights[lo:hi], image_size,
+                                          focal_px=focal, **settings)
         keep = slice(a - lo, min(a + step, T) - lo)
         w2c[a:a + step], err[a:a + step] = part.world_to_camera[keep], part.reprojection_error_px[keep]
         inliers[a:a + step] = part.inliers[keep]
         warnings += [w for w in part.warnings if w not in warnings]
+        progress(min(a + step, T), T)
     return CameraSolution(first.K, w2c, err, inliers, first.image_size, warnings)
 
 
@@ -813,12 +818,13 @@ def _occluded(cam: np.ndarray, faces: np.ndarray, ids: np.ndarray, tolerance: fl
     return np.bincount(lm, weights=hit, minlength=len(ids)) > 0
 
 
-def tracks_2d(vertices, faces, landmark_ids, K, world_to_camera, image_size, depth_tolerance=1e-3):
+def tracks_2d(vertices, faces, landmark_ids, K, world_to_camera, image_size, depth_tolerance=1e-3, progress=None):
     """Projected landmarks (T, L, 2) float32 and visibility (T, L) uint8.
 
     Not visible: behind the camera, outside the image, or hidden by the mesh (depth test by ray
     casting; ``depth_tolerance`` is relative to the landmark's depth). Tracks of landmarks behind
-    the camera are 0 (they have no image; always check ``visible``).
+    the camera are 0 (they have no image; always check ``visible``). ``progress(done, total)``
+    every 32 frames (it may raise to cancel).
     """
     F = np.asarray(faces, np.int64)
     ids = np.asarray(landmark_ids, np.int64)
@@ -836,4 +842,6 @@ def tracks_2d(vertices, faces, landmark_ids, K, world_to_camera, image_size, dep
         if seen.any():
             seen[seen] = ~_occluded(cam, F, ids[seen], depth_tolerance)
         visible[t] = seen
+        if progress is not None and (t % 32 == 31 or t == T - 1):
+            progress(t + 1, T)
     return np.nan_to_num(tracks, nan=0.0).astype(np.float32), visible

@@ -98,7 +98,8 @@ def _run_clip(job, clip, settings, rep, seconds, t0) -> Path:
         if settings.camera_mode == "camera_moves":
             cam = _move_camera(cam, tracks, writer)
         tracks2d, visible = camera.tracks_2d(writer.spooled("vertices"), anchor_mesh.faces, landmark_ids,
-                                             cam.K, cam.world_to_camera, _footage_size(clip))
+                                             cam.K, cam.world_to_camera, _footage_size(clip),
+                                             progress=_span(rep, "camera", 0.5, 1.0, "projecting the tracks"))
         seconds["camera"] = time.perf_counter() - t
         rep.progress("write", 0, message="writing the result")
         meta = _metadata(job, settings, backbone, clip, anchor_index, seconds, cam)
@@ -159,9 +160,10 @@ def _run_windows(backbone, clip, cmap, windows, anchor_index, anchor_latent, mes
                                  f"{clip.frame_numbers[w.stop - 1]}): {e}") from None
         first = 0 if w.index == 0 else 1  # the boundary frame was written by the previous window
         footage_xy = clip.to_footage_pixels(cmap.to_footage(out.image_xy.float().cpu().numpy()))
+        conf = out.confidence.float().cpu().numpy()[first:]
         tracks.put(w.start + first, verts[first:, landmark_ids], footage_xy[first:],
-                   (out.image_confidence * out.confidence).float().cpu().numpy()[first:])
-        writer.add_frames(vertices=verts[first:], confidence=out.confidence.float().cpu().numpy()[first:][:, confidence_map],
+                   out.image_confidence.float().cpu().numpy()[first:] * conf)
+        writer.add_frames(vertices=verts[first:], confidence=conf[:, confidence_map],
                           frame_numbers=np.asarray(clip.frame_numbers[w.start + first:w.stop]))
         known = _Known(out.latents[-1], torch.as_tensor(verts[-1]))
         del out
@@ -240,15 +242,21 @@ def _nearest_landmark(vertices, landmark_ids) -> np.ndarray:
 def _solve_camera(tracks: Tracks, clip, settings, rep):
     rep.progress("camera", 0, message="solving the camera")
     sol = camera.solve_long(tracks.points3d, tracks.points2d, tracks.weights, _footage_size(clip),
-                            focal_px=settings.camera_focal_px, smoothness=settings.camera_smoothness)
+                            focal_px=settings.camera_focal_px, smoothness=settings.camera_smoothness,
+                            progress=_span(rep, "camera", 0.0, 0.5, "solving the camera"))
     why = camera.plausible(sol)
     if why:
         sol = camera.default_camera(len(tracks.weights), _footage_size(clip))
         sol.warnings.append(f"camera not estimated ({why}); using a default front camera")
     for w in sol.warnings:
         rep.warning(w)
-    rep.progress("camera", 1, message=f"camera: median error {_median(sol.reprojection_error_px)} px")
+    rep.progress("camera", 0.5, message=f"camera: median error {_median(sol.reprojection_error_px)} px")
     return sol
+
+
+def _span(rep, stage: str, lo: float, hi: float, message: str):
+    """A ``progress(done, total)`` callback filling ``lo..hi`` of ``stage`` (it checks for a cancel)."""
+    return lambda done, total: rep.progress(stage, lo + (hi - lo) * done / total, message=f"{message}: {done}/{total}")
 
 
 def _median(x) -> float | None:

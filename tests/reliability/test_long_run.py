@@ -1,14 +1,21 @@
 """A 1,000-frame clip (generated: a deforming blob on white, written in the frames format Blender
 hands over) runs to the end with tiny weights, with memory flat in clip length."""
 
+import json
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 
 from blender_stchain.engine.footage import write_frames
 from blender_stchain.engine.result import load_result
 
-from ..engine.test_pipeline import peak_rss_mb
+from ..conftest import REPO
+from ..engine.test_pipeline import peak_rss_mb, quick_job
 from .conftest import FAULTS
+from .test_faults import leftovers
 
 
 def blob_clip(folder, frames: int, size: int = 96):
@@ -44,3 +51,34 @@ def test_thousand_frames_complete_with_flat_memory(long_clip, tiny_weights, tmp_
           f"{peaks[1000] / peaks[200] - 1:+.1%})")
     FAULTS.append(("1000-frame clip", f"peak RSS {text}", False))
     assert peaks[200] <= 1.10 * peaks[48] and peaks[1000] <= 1.10 * peaks[200]
+
+
+# (stage, message prefix) of the event after which the cancel is asked: every stage of a long run,
+# including a window in the middle of the clip and the camera solve over all 1,000 frames.
+CANCEL_POINTS = [("anchor", "anchor shape"), ("windows", "window 1/"), ("windows", "window 34/"),
+                 ("camera", "solving the camera: 192/")]
+
+
+def test_cancel_at_every_stage_of_a_long_run_is_prompt_and_leaves_nothing(long_clip, tiny_weights, tmp_path):
+    job = quick_job(long_clip, tmp_path / "out" / "r.safetensors", tiny_weights, frames=(1, 1000),
+                    settings=dict(landmarks=64, candidate_resolution=32))
+    path = job.save(tmp_path / "job.json")
+    cancel = tmp_path / "job.json.cancel"
+    for stage, prefix in CANCEL_POINTS:
+        proc = subprocess.Popen([sys.executable, "-m", "blender_stchain.engine.worker", str(path)], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for line in proc.stdout:
+            event = json.loads(line)
+            if event.get("stage") == stage and event["message"].startswith(prefix):
+                break
+        asked = time.monotonic()
+        cancel.touch()
+        rest, _ = proc.communicate(timeout=60)
+        took = time.monotonic() - asked
+        cancel.unlink()
+        last = json.loads(rest.splitlines()[-1])
+        print(f"cancel at {stage} ({event['message']}): exit {proc.returncode} in {took:.2f} s")
+        FAULTS.append((f"cancel at {event['message']} of 1000 frames", f"exit {proc.returncode} in {took:.2f} s",
+                       bool(leftovers(tmp_path / "out"))))
+        assert proc.returncode == 2 and last.get("cancelled") and took < 2.0
+        assert leftovers(tmp_path / "out") == []
