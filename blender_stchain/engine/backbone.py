@@ -43,6 +43,38 @@ class Stage1Run:
 
 
 @dataclass
+class LatentDecoder:
+    """One latent's decoder kv cache, shared by the SDF queries and the captured attention of a frame."""
+
+    backbone: "Backbone"
+    kv: torch.Tensor
+
+    @torch.no_grad()
+    def sdf(self, points: torch.Tensor) -> torch.Tensor:
+        """points (M, 3) -> SDF proxy (M,), positive inside (the VAE's logits)."""
+        vae = self.backbone.models["vae"]
+        return vae.query(self.kv, _queries(points, self.backbone.device))[0, : len(points), 0].float()
+
+    @torch.no_grad()
+    def attention(self, points: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+        """The final cross-attention of ``points`` against the tokens: (M, N), head-averaged, ``chunk``
+        queries at a time."""
+        vae = self.backbone.models["vae"]
+        with DecoderCrossAttention(vae, query_chunk=chunk) as cap:
+            vae.query(self.kv, _queries(points, self.backbone.device))
+        return cap.result()[0, : len(points)].float()
+
+
+def _queries(points: torch.Tensor, device) -> torch.Tensor:
+    """Query points (1, bucket(M), 3) on the device, zero-padded: queries are independent, and a few
+    sizes (not one per surface) keep the kernel caches bounded (oneDNN compiles and keeps a GELU kernel
+    per shape: +85 KB resident per frame of a long clip before this)."""
+    padded = points.new_zeros(query_bucket(len(points)), 3)
+    padded[: len(points)] = points
+    return padded[None].to(device, torch.float32)
+
+
+@dataclass
 class Backbone:
     rt: Runtime
     models: dict
@@ -84,34 +116,18 @@ class Backbone:
                                      settings.anchor_guidance, on_step=progress)
         return out.latents[0].float()
 
+    def decoder(self, latent: torch.Tensor) -> "LatentDecoder":
+        """The VAE decoder of one latent (its kv cache computed once): SDF values and attention maps."""
+        with torch.no_grad():
+            return LatentDecoder(self, self.models["vae"].decode_kv(latent[None].to(self.device)))
+
     def sdf(self, latent: torch.Tensor):
         """points (M, 3) -> SDF proxy (M,), positive inside (the VAE's logits)."""
-        vae = self.models["vae"]
-        with torch.no_grad():
-            kv = vae.decode_kv(latent[None].to(self.device))
+        return self.decoder(latent).sdf
 
-        @torch.no_grad()
-        def fn(points: torch.Tensor) -> torch.Tensor:
-            return vae.query(kv, self._queries(points))[0, : len(points), 0].float()
-
-        return fn
-
-    @torch.no_grad()
     def decoder_attention(self, latent: torch.Tensor, points: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
-        """The VAE decoder's final cross-attention of ``points`` against ``latent``: (M, N), head-averaged,
-        ``chunk`` queries at a time."""
-        vae = self.models["vae"]
-        with DecoderCrossAttention(vae, query_chunk=chunk) as cap:
-            vae.decode(latent[None].to(self.device), self._queries(points))
-        return cap.result()[0, : len(points)].float()
-
-    def _queries(self, points: torch.Tensor) -> torch.Tensor:
-        """Query points (1, bucket(M), 3) on the device, zero-padded: queries are independent, and a
-        few sizes (not one per surface) keep the kernel caches bounded (oneDNN compiles and keeps a
-        GELU kernel per shape: +85 KB resident per frame of a long clip before this)."""
-        padded = points.new_zeros(query_bucket(len(points)), 3)
-        padded[: len(points)] = points
-        return padded[None].to(self.device, torch.float32)
+        """The VAE decoder's final cross-attention of ``points`` against ``latent``: (M, N), head-averaged."""
+        return self.decoder(latent).attention(points, chunk)
 
     def stage1(self, context, known_index: int, known_latent, steps: int, guidance, seed: int,
                capture_layers=(0,), capture_from: int = 0, progress=None) -> Stage1Run:

@@ -71,12 +71,13 @@ def track_window(backbone, context, known_index: int, known_latent, known_points
 
 def _chain_frame(backbone, A_VZ, A_af, latent, fallback, settings):
     """Candidates on frame f's own surface, token->surface map, sharp blend."""
-    cand = surface.extract(backbone.sdf(latent), resolution=settings.candidate_resolution,
+    decoder = backbone.decoder(latent)  # one kv cache for the surface and the attention map
+    cand = surface.extract(decoder.sdf, resolution=settings.candidate_resolution,
                            coarse_resolution=settings.candidate_coarse_resolution, device=backbone.device,
                            chunk=settings.decode_chunk)
     X = torch.as_tensor(cand.vertices, dtype=torch.float32, device=A_VZ.device)
     if X.shape[0] == 0:  # no surface predicted on this frame: keep the points, with no confidence
         return fallback, torch.zeros(fallback.shape[0], device=fallback.device)
-    A_fS = chain.token_to_surface(backbone.decoder_attention(latent, X, settings.attention_chunk))
+    A_fS = chain.token_to_surface(decoder.attention(X, settings.attention_chunk))
     res = chain.blend(A_VZ, A_af, A_fS, X, top_k=settings.top_k, tau=settings.tau, vertex_chunk=settings.vertex_chunk)
     return res.positions, res.confidence
