@@ -833,15 +833,16 @@ def tracks_2d(vertices, faces, landmark_ids, K, world_to_camera, image_size, dep
     T = len(vertices)
     tracks = np.empty((T, len(ids), 2))
     visible = np.zeros((T, len(ids)), np.uint8)
-    for t in range(T):  # one frame at a time: ``vertices`` may be a memory map of a long clip
-        Vt = np.asarray(vertices[t], np.float64)
-        tracks[t] = project(K, w2c[t:t + 1], Vt[None, ids])[0]
-        cam = to_camera(w2c[t], Vt)
-        u, v = tracks[t, :, 0], tracks[t, :, 1]
-        seen = (cam[ids, 2] > 0) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
-        if seen.any():
-            seen[seen] = ~_occluded(cam, F, ids[seen], depth_tolerance)
-        visible[t] = seen
-        if progress is not None and (t % 32 == 31 or t == T - 1):
-            progress(t + 1, T)
+    for a in range(0, T, 32):  # 32 frames at a time: ``vertices`` may be the spool of a long clip
+        block = np.asarray(vertices[a:a + 32], np.float64)
+        tracks[a:a + 32] = project(K, w2c[a:a + 32], block[:, ids])
+        for t, Vt in enumerate(block, a):
+            cam = to_camera(w2c[t], Vt)
+            u, v = tracks[t, :, 0], tracks[t, :, 1]
+            seen = (cam[ids, 2] > 0) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+            if seen.any():
+                seen[seen] = ~_occluded(cam, F, ids[seen], depth_tolerance)
+            visible[t] = seen
+        if progress is not None:
+            progress(min(a + 32, T), T)
     return np.nan_to_num(tracks, nan=0.0).astype(np.float32), visible

@@ -12,12 +12,14 @@ between windows collects garbage cycles and hands those holes back.
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
 import sys
 
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 
 
+@functools.cache
 def _libc():
     if not sys.platform.startswith("linux"):
         return None

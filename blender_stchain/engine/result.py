@@ -177,7 +177,7 @@ class ResultWriter:
         with open(data.path, "r+b") as f:
             for a in range(0, self._frames, chunk):
                 b = min(a + chunk, self._frames)
-                block = np.ascontiguousarray(fn(a, b, data[a:b]), _DTYPES[name])
+                block = np.ascontiguousarray(fn(a, b, data.read_from(f, a, b)), _DTYPES[name])
                 if block.shape != (b - a, *data.tail):
                     raise ValueError(f"transform of {name} returned shape {block.shape}")
                 f.seek(a * data.frame_bytes)
@@ -272,10 +272,13 @@ class SpooledFrames:
         return np.asarray(self._read(0, self.frames), dtype)
 
     def _read(self, a: int, b: int) -> np.ndarray:
-        out = np.empty((b - a, *self.tail), self.dtype)
-        if out.size == 0:
-            return out
         with open(self.path, "rb") as f:
+            return self.read_from(f, a, b)
+
+    def read_from(self, f, a: int, b: int) -> np.ndarray:
+        """Frames ``a:b`` from the spool already open as ``f``."""
+        out = np.empty((b - a, *self.tail), self.dtype)
+        if out.size:
             f.seek(a * self.frame_bytes)
             if f.readinto(memoryview(out).cast("B")) != out.nbytes:
                 raise OSError(f"spool file {self.path} is shorter than its {self.frames} frames")
