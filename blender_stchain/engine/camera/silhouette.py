@@ -11,11 +11,13 @@ import numpy as np
 class Silhouette:
     """Boundary points that must project onto the mask outline: ``points`` (T, B, 3) in object
     space, ``distance`` (T, H, W) pixel distance to the outline (``mask_distance_field``), and the
-    weight of the term against the reprojection term (per point)."""
+    weight of the term against the reprojection term (per point). ``scale``: footage pixels per
+    field cell, so low-resolution fields keep memory small on long clips (values in footage px)."""
 
     points: np.ndarray
     distance: np.ndarray
     weight: float = 0.1
+    scale: float = 1.0
 
 
 def mask_distance_field(mask: np.ndarray, max_distance: int = 64) -> np.ndarray:
