@@ -34,6 +34,8 @@ class CameraSolution:
     focal_range: tuple[float, float] | None = None  # searched focal range (px); None when it was given
     object_radius: float | None = None  # robust radius of the matched 3D points (object units)
     match_sigma_px: float = 1.0  # typical match uncertainty the thresholds were scaled by
+    estimated: bool = True  # False: a default camera stands in (``reason`` says why)
+    reason: str | None = None
 
 
 def _distances(solution: CameraSolution) -> np.ndarray:

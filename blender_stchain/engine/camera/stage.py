@@ -1,0 +1,103 @@
+"""The pipeline's camera stage: attention matches -> solve -> visibility -> refine -> trust verdict.
+
+A silently wrong camera is the worst outcome for a Blender user (the mesh stops lining up with the
+footage and nothing says why), so the stage either returns a camera that ``plausible`` accepts or
+a default front camera marked ``estimated=False`` with the reason, and says so in a warning event
+and in the result metadata.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .silhouette import Silhouette
+from .solution import CameraSolution, default_camera, plausible
+from .solve import solve_long
+from .tracks import tracks_2d
+
+MIN_CONFIDENCE = 0.05  # attention peaks holding less of the map than this are no match at all
+HIDDEN_WEIGHT = 0.1  # weight of a landmark facing away or hidden under the first pose
+NOT_ESTIMATED = "camera not estimated"
+
+
+class Matches:
+    """What the camera needs from all frames, (T, L, ...) float32 arrays filled window by window:
+    allocated once, so the only memory that grows with the clip is ~28 bytes per landmark and frame."""
+
+    def __init__(self, frames: int, landmarks: int):
+        self.points3d = np.zeros((frames, landmarks, 3), np.float32)
+        self.points2d = np.zeros((frames, landmarks, 2), np.float32)  # footage pixels
+        self.weights = np.zeros((frames, landmarks), np.float32)  # 0 = no match
+        self.sigma = np.ones((frames, landmarks), np.float32)  # uncertainty of points2d, footage pixels
+
+    def put(self, start: int, p3, p2, w, sigma=None) -> None:
+        stop = start + len(p3)
+        self.points3d[start:stop], self.points2d[start:stop], self.weights[start:stop] = p3, p2, w
+        if sigma is not None:
+            self.sigma[start:stop] = sigma
+
+
+def window_matches(out, clip, cmap, first: int, chain_confidence):
+    """A window's image positions in footage pixels, their weights and uncertainties (footage px).
+
+    Weight = attention peak mass x chain confidence; peaks under ``MIN_CONFIDENCE`` (flat maps, as
+    random weights give) are no match. The uncertainty goes through the crop and footage scales.
+    """
+    xy = out.image_xy.float().cpu().numpy()[first:]
+    conf = out.image_confidence.float().cpu().numpy()[first:]
+    footage = clip.to_footage_pixels(cmap.to_footage(xy))
+    px = 1.0 / (float(np.mean(cmap.scale)) * float(np.mean(clip.scale)))  # footage px per model px
+    sigma = None if out.image_sigma is None else out.image_sigma.float().cpu().numpy()[first:] * px
+    return footage, np.where(conf >= MIN_CONFIDENCE, conf * chain_confidence, 0.0), sigma
+
+
+def estimate(points3d, points2d, weights, sigma, image_size, vertices, faces, landmark_ids, focal_px=None,
+             smoothness=0.1, silhouette=None, progress=None) -> CameraSolution:
+    """Solve, lower the weight of landmarks the first camera sees from behind or hidden, refine
+    (with the silhouette term when ``silhouette(lo, hi)`` gives one), then judge the result."""
+    progress = progress or (lambda done, total: None)
+    T = len(points3d)
+    first = solve_long(points3d, points2d, weights, image_size, focal_px=focal_px, uncertainty_px=sigma,
+                       smoothness=smoothness, progress=lambda d, n: progress(0.4 * d / n, 1.0))
+    _, seen = tracks_2d(vertices, faces, landmark_ids, first.K, first.world_to_camera, image_size,
+                        progress=lambda d, n: progress(0.4 + 0.3 * d / n, 1.0))
+    reweighted = np.asarray(weights) * np.where(seen > 0, 1.0, HIDDEN_WEIGHT)
+    sol = solve_long(points3d, points2d, reweighted, image_size, focal_px=focal_px, uncertainty_px=sigma,
+                     initial=first, silhouette=silhouette, smoothness=smoothness,
+                     progress=lambda d, n: progress(0.7 + 0.3 * d / n, 1.0))
+    sol.focal_range = first.focal_range
+    return trusted_or_default(sol, T, image_size)
+
+
+def trusted_or_default(sol: CameraSolution, T: int, image_size) -> CameraSolution:
+    why = plausible(sol)
+    if why is None:
+        return sol
+    out = default_camera(T, image_size)
+    out.estimated, out.reason = False, why
+    out.warnings = sol.warnings + [f"{NOT_ESTIMATED} ({why}); using a default front camera"]
+    return out
+
+
+def metadata(sol: CameraSolution) -> dict:
+    """The result's ``camera`` entry: status first, so a reader cannot miss a default camera."""
+    status = sol.frame_status or []
+    return {
+        "status": "estimated" if sol.estimated else "not estimated",
+        "reason": sol.reason,
+        "median_error_px": _nanmedian(sol.reprojection_error_px),
+        "median_error_all_matches_px": _nanmedian(sol.match_error_px),
+        "median_inlier_share": _nanmedian(sol.inlier_share),
+        "frames_ok": int(sum(s == "ok" for s in status)) if status else None,
+        "warnings": list(sol.warnings),
+    }
+
+
+def _nanmedian(x) -> float | None:
+    if x is None:
+        return None
+    x = np.asarray(x, np.float64)
+    return float(np.median(x[np.isfinite(x)])) if np.isfinite(x).any() else None
+
+
+__all__ = ["Matches", "Silhouette", "estimate", "metadata", "trusted_or_default", "window_matches"]
