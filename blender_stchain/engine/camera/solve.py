@@ -192,7 +192,7 @@ def _part(sol: CameraSolution | None, lo: int, hi: int) -> CameraSolution | None
                           sol.image_size)
 
 
-def solve_long(points3d, points2d, weights, image_size, focal_px=None, chunk: int = 256, overlap: int = 16,
+def solve_long(points3d, points2d, weights, image_size, focal_px=None, chunk: int = 128, overlap: int = 16,
                progress=None, uncertainty_px=None, initial: CameraSolution | None = None, silhouette=None,
                **settings) -> CameraSolution:
     """``solve`` with memory and time flat in clip length: the focal length comes from the first

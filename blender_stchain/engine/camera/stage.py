@@ -54,19 +54,40 @@ def window_matches(out, clip, cmap, first: int, chain_confidence):
 def estimate(points3d, points2d, weights, sigma, image_size, vertices, faces, landmark_ids, focal_px=None,
              smoothness=0.1, silhouette=None, progress=None) -> CameraSolution:
     """Solve, lower the weight of landmarks the first camera sees from behind or hidden, refine
-    (with the silhouette term when ``silhouette(lo, hi)`` gives one), then judge the result."""
-    progress = progress or (lambda done, total: None)
+    (with the silhouette term when ``silhouette(lo, hi)`` gives one), then judge the result.
+    ``progress(fraction, message)`` (it may raise to cancel)."""
+    progress = progress or (lambda fraction, message: None)
+
+    def span(lo, hi, what):
+        return lambda d, n: progress(lo + (hi - lo) * d / n, f"{what}: {d}/{n}")
+
     T = len(points3d)
     first = solve_long(points3d, points2d, weights, image_size, focal_px=focal_px, uncertainty_px=sigma,
-                       smoothness=smoothness, progress=lambda d, n: progress(0.4 * d / n, 1.0))
+                       smoothness=smoothness, progress=span(0.0, 0.4, "solving the camera"))
     _, seen = tracks_2d(vertices, faces, landmark_ids, first.K, first.world_to_camera, image_size,
-                        progress=lambda d, n: progress(0.4 + 0.3 * d / n, 1.0))
+                        progress=span(0.4, 0.7, "checking which landmarks the camera sees"))
     reweighted = np.asarray(weights) * np.where(seen > 0, 1.0, HIDDEN_WEIGHT)
     sol = solve_long(points3d, points2d, reweighted, image_size, focal_px=focal_px, uncertainty_px=sigma,
                      initial=first, silhouette=silhouette, smoothness=smoothness,
-                     progress=lambda d, n: progress(0.7 + 0.3 * d / n, 1.0))
+                     progress=span(0.7, 1.0, "refining the camera"))
     sol.focal_range = first.focal_range
     return trusted_or_default(sol, T, image_size)
+
+
+def run(matches: Matches, clip, vertices, faces, landmark_ids, settings, rep) -> CameraSolution:
+    """The pipeline's one call: matches of every window -> a camera the result can carry, with
+    progress lines and every warning (a "camera not estimated" one included) as events."""
+    size = tuple(int(v) for v in clip.source_size)
+    rep.progress("camera", 0, message="solving the camera")
+    sol = estimate(matches.points3d, matches.points2d, matches.weights, matches.sigma, size, vertices, faces,
+                   landmark_ids, focal_px=settings.camera_focal_px, smoothness=settings.camera_smoothness,
+                   progress=lambda fraction, message: rep.progress("camera", 0.5 * fraction, message=message))
+    for w in sol.warnings:
+        rep.warning(w)
+    median = _nanmedian(sol.reprojection_error_px)
+    rep.progress("camera", 0.5, message=f"camera: median error {median:.2f} px" if sol.estimated and median
+                 is not None else f"camera: {NOT_ESTIMATED}")
+    return sol
 
 
 def trusted_or_default(sol: CameraSolution, T: int, image_size) -> CameraSolution:
@@ -100,4 +121,4 @@ def _nanmedian(x) -> float | None:
     return float(np.median(x[np.isfinite(x)])) if np.isfinite(x).any() else None
 
 
-__all__ = ["Matches", "Silhouette", "estimate", "metadata", "trusted_or_default", "window_matches"]
+__all__ = ["Matches", "Silhouette", "estimate", "metadata", "run", "trusted_or_default", "window_matches"]
