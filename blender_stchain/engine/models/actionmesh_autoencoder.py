@@ -48,9 +48,11 @@ class ActionMeshAutoencoder(nn.Module):
         return cls(dims)
 
     def embed_query(self, query: torch.Tensor) -> torch.Tensor:
-        """(B, V, 6) xyz + normal -> (B, V, 54) Fourier(xyz) ++ normal."""
-        xyz, extra = query[..., :self.in_channels], query[..., self.in_channels:]
-        return torch.cat([fourier_features(xyz, self.freqs, self.include_pi), extra], dim=-1)
+        """(B, V, 6) xyz + normal -> (B, V, 54) Fourier(xyz) ++ normal (no normal when in_extra_channels is 0)."""
+        embed = fourier_features(query[..., :self.in_channels], self.freqs, self.include_pi)
+        if not self.dims.extra_channels:  # the reference then ignores whatever follows xyz
+            return embed
+        return torch.cat([embed, query[..., self.in_channels:]], dim=-1)
 
     def alpha_tokens(self, source_alpha: torch.Tensor, target_alphas: torch.Tensor) -> torch.Tensor:
         """(B, K, W): [cos|sin](α_s) ++ [cos|sin](α_k), each W/2 wide; fp32."""

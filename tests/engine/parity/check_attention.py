@@ -16,7 +16,7 @@ DENOISER_INPUTS = ("hidden_states", "context", "framestep", "diffusion_time", "m
 
 
 def check_vae(case):
-    vae_case = load_case("triposg_vae")
+    vae_case = load_case("triposg_vae", case.root)
     vae = load_model(TripoSGVAE, vae_case.dir / vae_case.info["checkpoint_dir"])
     lat, pts = case.t("in_vae_dec_latents"), case.t("in_vae_dec_query_points")
     with torch.no_grad():
@@ -35,7 +35,7 @@ def check_vae(case):
 
 
 def check_denoiser(case):
-    den_case = load_case("actionmesh_denoiser")
+    den_case = load_case("actionmesh_denoiser", case.root)
     model = load_model(ActionMeshDenoiser, den_case.dir / den_case.info["checkpoint_dir"])
     args = {k: case.t("in_denoiser_" + k) for k in DENOISER_INPUTS}
     layers, anchor = case.info["denoiser_layers"], case.info["anchor_frame"]
