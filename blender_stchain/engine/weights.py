@@ -23,7 +23,6 @@ every key and shape must match the model built from the folder's own config.json
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -49,7 +48,6 @@ class Component:
     repo_dir: str  # folder under the weights root (a key of REPOS)
     subdir: str  # folder inside the repository ("" = repository root)
     weights_file: str
-    builder: str  # "module:Class" under blender_stchain.engine.models, built with Class.from_config(cfg)
     title: str
     licence_note: str = ""  # overrides the repository licence where the part's own licence differs
 
@@ -64,17 +62,17 @@ class Component:
 
 COMPONENTS = {c.name: c for c in (
     Component("transformer", "TripoSG", "transformer", "diffusion_pytorch_model.safetensors",
-              "triposg_dit:TripoSGDiT", "TripoSG DiT"),
+              "TripoSG DiT"),
     Component("vae", "TripoSG", "vae", "diffusion_pytorch_model.safetensors",
-              "triposg_vae:TripoSGVAE", "TripoSG VAE"),
+              "TripoSG VAE"),
     Component("image_encoder_dinov2", "TripoSG", "image_encoder_dinov2", "model.safetensors",
-              "dinov2:Dinov2Model", "DINOv2 image encoder (TripoSG copy)",
+              "DINOv2 image encoder (TripoSG copy)",
               "Apache-2.0 (DINOv2 weights, shipped in VAST-AI/TripoSG)"),
     Component("denoiser", "ActionMesh", "denoiser", "model.safetensors",
-              "actionmesh_denoiser:ActionMeshDenoiser", "ActionMesh denoiser"),
+              "ActionMesh denoiser"),
     Component("autoencoder", "ActionMesh", "autoencoder", "model.safetensors",
-              "actionmesh_autoencoder:ActionMeshAutoencoder", "ActionMesh autoencoder"),
-    Component("dinov2", "dinov2-large", "", "model.safetensors", "dinov2:Dinov2Model", "DINOv2-L image encoder"),
+              "ActionMesh autoencoder"),
+    Component("dinov2", "dinov2-large", "", "model.safetensors", "DINOv2-L image encoder"),
 )}
 # Plain files of each repository that are not model folders (configs the pipeline reads).
 EXTRA_FILES = {
@@ -208,10 +206,11 @@ def build(name: str, cfg: dict, device="cpu"):
     """Construct ``name``'s model from an official config dict (on ``device``; "meta" allocates nothing)."""
     import torch
 
-    module, cls = _component(name).builder.split(":")
-    model_cls = getattr(importlib.import_module(f"blender_stchain.engine.models.{module}"), cls)
+    from .models.registry import build_model
+
+    _component(name)
     with torch.device(device):
-        return model_cls.from_config(cfg)
+        return build_model(name, cfg)
 
 
 def _list(keys, limit: int = 5) -> str:

@@ -20,7 +20,7 @@ def check_vae(case):
     vae = load_model(TripoSGVAE, vae_case.dir / vae_case.info["checkpoint_dir"])
     lat, pts = case.t("in_vae_dec_latents"), case.t("in_vae_dec_query_points")
     with torch.no_grad():
-        plain = vae.decode(lat, pts)
+        plain = vae.decode(lat, pts, chunk=200)  # the same chunking: capture must not change a single bit
         with RawProbs(vae.decoder.blocks[-1].cross_attention) as raw, DecoderCrossAttention(vae, query_chunk=64) as dec:
             captured = vae.decode(lat, pts, chunk=200)
         surface, idx = case.t("in_vae_enc_surface"), case.t("in_vae_enc_sample_indices")
