@@ -181,3 +181,50 @@ def test_rules_match_every_checkpoint_the_reference_wrote(root):
         assert stored == RULES[component](json.loads((folder / "config.json").read_text())), folder
         checked += 1
     assert checked == len(CHECKPOINTS) + len(present)
+
+
+# --------------------------------------------------------------------------- every valid config also runs
+
+def forward(component: str, cfg: dict) -> torch.Tensor:
+    torch.manual_seed(0)
+    model = build_model(component, cfg).eval()
+    g = torch.Generator().manual_seed(1)
+
+    def rnd(*shape):
+        return torch.randn(*shape, generator=g)
+
+    with torch.no_grad():
+        if component == "transformer":
+            ctx2 = rnd(2, 4, cfg["cross_attention_2_dim"]) if cfg["use_cross_attention_2"] else None
+            return model(rnd(2, 5, cfg["in_channels"]), torch.tensor([999.0, 3.0]), rnd(2, 3, cfg["cross_attention_dim"]),
+                         ctx2)
+        if component == "denoiser":
+            return model(rnd(2, 3, 4, cfg["in_channels"]), rnd(2, 3, 5, cfg["cross_attention_dim"]),
+                         torch.tensor([[0.0, 1, 2], [4, 6, 8]]), torch.full((2,), 500.0),
+                         torch.tensor([[1.0, 0, 0], [1, 1, 0]]))
+        if component == "vae":
+            c = cfg["in_channels"]
+            post = model.encode(rnd(1, 9, 2 * c), torch.tensor([0, 3, 5]))
+            return model.decode(post.mean, rnd(1, 7, c), chunk=4)
+        if component == "autoencoder":
+            return model(rnd(1, 3, 4, cfg["latent_channels"]), torch.tensor([[0.0, 1, 2]]), torch.zeros(1),
+                         torch.tensor([[0.5, 1.0]]), rnd(1, 5, 6))
+        p = cfg["patch_size"]
+        return model(rnd(2, cfg["num_channels"], 2 * p, 3 * p))
+
+
+EXPECTED_OUT = {"transformer": lambda c: (2, 5, c["in_channels"]), "denoiser": lambda c: (2, 3, 4, c["in_channels"]),
+                "vae": lambda c: (1, 7, 1), "autoencoder": lambda c: (1, 2, 5, c["out_dim"]),
+                "dinov2": lambda c: (2, 7, c["hidden_size"])}
+STRATEGIES = {"transformer": dit_configs, "denoiser": denoiser_configs, "vae": vae_configs,
+              "autoencoder": autoencoder_configs, "dinov2": dinov2_configs}
+
+
+@pytest.mark.parametrize("component", STRATEGIES)
+@settings(max_examples=12, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_every_valid_config_runs_forward(component, data):
+    """Runtime sizes follow the config too (odd widths pad the time sinusoid, heads need not divide widths)."""
+    cfg = data.draw(STRATEGIES[component]())
+    out = forward(component, cfg)
+    assert out.shape == EXPECTED_OUT[component](cfg) and torch.isfinite(out).all()
