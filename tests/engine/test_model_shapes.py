@@ -196,8 +196,8 @@ def forward(component: str, cfg: dict) -> torch.Tensor:
     with torch.no_grad():
         if component == "transformer":
             ctx2 = rnd(2, 4, cfg["cross_attention_2_dim"]) if cfg["use_cross_attention_2"] else None
-            return model(rnd(2, 5, cfg["in_channels"]), torch.tensor([999.0, 3.0]), rnd(2, 3, cfg["cross_attention_dim"]),
-                         ctx2)
+            ctx = rnd(2, 3, cfg["cross_attention_dim"])
+            return model(rnd(2, 5, cfg["in_channels"]), torch.tensor([999.0, 3.0]), ctx, ctx2)
         if component == "denoiser":
             return model(rnd(2, 3, 4, cfg["in_channels"]), rnd(2, 3, 5, cfg["cross_attention_dim"]),
                          torch.tensor([[0.0, 1, 2], [4, 6, 8]]), torch.full((2,), 500.0),

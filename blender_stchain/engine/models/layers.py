@@ -77,7 +77,7 @@ def _freqs(half: int, device=None) -> torch.Tensor:
 
 
 def time_sinusoid(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """diffusers ``Timesteps(dim, flip_sin_to_cos=False, shift=0)``: [sin | cos] in fp32, zero-padded to odd ``dim``."""
+    """diffusers ``Timesteps(dim, flip_sin_to_cos=False, shift=0)``: [sin | cos] in fp32 (odd ``dim``: zero-padded)."""
     a = t.float()[:, None] * _freqs(dim // 2, t.device)[None]
     return F.pad(torch.cat([torch.sin(a), torch.cos(a)], dim=-1), (0, dim % 2))
 
@@ -229,7 +229,7 @@ class Block(nn.Module):
             self.add_module(names.norm_xa2, FP32LayerNorm(dim))
             self.add_module(names.xa2, Attention(dim, heads, cross2_dim, cross=True, qk_norm=qk_norm))
         self.add_module(names.norm_ff, FP32LayerNorm(dim))
-        self.ff = FeedForward(dim, ff_inner or 4 * dim)
+        self.ff = FeedForward(dim, 4 * dim if ff_inner is None else ff_inner)
 
     def part(self, role: str) -> nn.Module:
         return getattr(self, getattr(self.names, role))

@@ -186,7 +186,8 @@ def block_shapes(p: str, dim: int, heads: int, names: dict[str, str], *, self_at
         out |= _attention(f"{p}.{names['xa']}", dim, heads, cross_dim, qk_norm=qk_norm, norm_cross=norm_cross)
     if cross2_dim is not None:
         out |= _norm(f"{p}.norm2_2", dim) | _attention(f"{p}.attn2_2", dim, heads, cross2_dim, qk_norm=qk_norm)
-    return out | _norm(f"{p}.{names['norm_ff']}", dim) | _ff(f"{p}.ff", dim, ff_inner or 4 * dim)
+    ff_inner = 4 * dim if ff_inner is None else ff_inner
+    return out | _norm(f"{p}.{names['norm_ff']}", dim) | _ff(f"{p}.ff", dim, ff_inner)
 
 
 TRIPOSG = {"norm_sa": "norm1", "sa": "attn1", "norm_xa": "norm2", "xa": "attn2", "norm_ff": "norm3",

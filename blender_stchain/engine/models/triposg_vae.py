@@ -94,7 +94,7 @@ class TripoSGVAE(nn.Module):
 
     def encode(self, surface: torch.Tensor, sample_indices: torch.Tensor,
                eps: Optional[torch.Tensor] = None) -> Posterior:
-        """surface (B, P, 2·in) position + normal; sample_indices (N,) the token seeds (e.g. FPS); eps (B, N, C)."""
+        """surface (B, P, 2·in) position + normal; sample_indices (N,) the token seeds (FPS); eps (B, N, C)."""
         c = self.dims.in_channels
         feat = torch.cat([self.embed(surface[..., :c]), surface[..., c:]], dim=-1)
         params = self.quant(self.encoder(feat[:, sample_indices], feat))
