@@ -13,13 +13,13 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from safetensors import safe_open
 
-from blender_stchain.engine.errors import WeightsError
+from blender_stchain.contracts.errors import WeightsError
 from blender_stchain.engine.models import shapes
 from blender_stchain.engine.models.configs import config
 from blender_stchain.engine.models.dinov2 import ACTIVATIONS
 from blender_stchain.engine.models.registry import build_model
 
-from .parity import fixture_sets
+from tests.engine.parity import fixture_sets
 
 RULES = {"transformer": shapes.triposg_dit_shapes, "vae": shapes.vae_shapes, "denoiser": shapes.denoiser_shapes,
          "autoencoder": shapes.autoencoder_shapes, "dinov2": shapes.dinov2_shapes}

@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-from .parity import fixture_sets, load_case, manifest
+from tests.engine.parity import PARITY_SETS, fixture_sets, load_case, manifest
 
 CASES = [pytest.param(root, c["name"], id=f"{root.name}-{c['name']}")
          for root in fixture_sets() for c in manifest(root)["cases"]]
@@ -13,8 +13,6 @@ CASES = [pytest.param(root, c["name"], id=f"{root.name}-{c['name']}")
 
 def test_every_set_in_the_repository_is_found():
     """A set without manifest.json would silently not run."""
-    from .parity import PARITY_SETS
-
     folders = sorted(p for p in PARITY_SETS.iterdir() if p.is_dir()) if PARITY_SETS.is_dir() else []
     assert folders == fixture_sets()[1:]
 

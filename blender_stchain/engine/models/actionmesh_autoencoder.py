@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import WeightsError
+from ...contracts.errors import WeightsError
 from .configs import architecture
 from .layers import ACTIONMESH_NAMES, Block, alpha_sinusoid, fourier_features, rope_tables
 from .shapes import AutoencoderDims, autoencoder_dims

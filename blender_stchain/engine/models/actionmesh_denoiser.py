@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import WeightsError
+from ...contracts.errors import WeightsError
 from .configs import architecture
 from .layers import ACTIONMESH_NAMES, Attention, rope_tables, run_unet_blocks
 from .shapes import FlowDims, denoiser_dims

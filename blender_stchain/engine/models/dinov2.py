@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import WeightsError
+from ...contracts.errors import WeightsError
 from .shapes import DINOV2_DEFAULTS, dinov2_mlp_hidden
 
 _FULL = {  # facebook/dinov2-large config.json (architectural keys)
