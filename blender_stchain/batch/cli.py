@@ -20,7 +20,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("jobs", metavar="JOBS", help="folder of clips, a quoted glob, or a .jsonl file (one JSON job "
                                                 "per line: footage, masks, frames, method, preset, set, name)")
     p.add_argument("--out", required=True, help="batch folder: NAME.safetensors per clip, summary.json, events.jsonl")
-    p.add_argument("--ray", default="auto", help="auto (a local Ray instance) or a cluster address, e.g. ray://head:10001")
+    p.add_argument("--ray", default="auto", help="auto (a local Ray instance) or the address of a running cluster, e.g. head:6379")
     p.add_argument("--gpus-per-job", type=float, help="GPUs per worker (default 1 when the cluster has GPUs, else 0)")
     p.add_argument("--cpus-per-job", type=int, default=1, help="CPU threads per worker (default 1)")
     p.add_argument("--workers", type=int, help="at most this many workers (default: as many as the resources hold)")

@@ -206,7 +206,7 @@ class _Scheduler:
             for e in events:
                 self.log.write(e)
 
-    def _finish(self, ref, clip: dict, pending: deque) -> bool:
+    def _finish(self, ref, clip: dict, pending: deque, cancelling: bool = False) -> bool:
         """Record a returned clip; False when its worker died (the clip is queued again or failed)."""
         name, rec = clip["name"], self.records[clip["name"]]
         try:
@@ -220,6 +220,9 @@ class _Scheduler:
             else:
                 self._record(clip, "failed", f"{why}: no retries left (killed, out of host memory or node lost?)")
             return False
+        except self.ray.exceptions.RayError as e:  # the task itself broke (e.g. Ctrl-C reached the worker)
+            outcome = {"status": "cancelled" if cancelling else "failed",
+                       "message": "cancelled by the user" if cancelling else f"internal error: {type(e).__name__}"}
         rec.seconds, rec.worker = outcome.get("seconds"), f"{outcome.get('node')}:{outcome.get('pid')}"
         if outcome["status"] == "done":
             self._deliver(clip, outcome.get("payload"))
@@ -255,7 +258,7 @@ class _Scheduler:
             while self.busy and time.monotonic() < deadline:
                 ready, _ = self.ray.wait(list(self.busy), num_returns=1, timeout=POLL_S)
                 for ref in ready:  # a clip that finished meanwhile is kept, the others say "cancelled"
-                    self._finish(ref, self.busy.pop(ref)[1], deque())
+                    self._finish(ref, self.busy.pop(ref)[1], deque(), cancelling=True)
         except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
             pass
         for actor in self.info:

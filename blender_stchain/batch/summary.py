@@ -94,19 +94,20 @@ class Progress:
         self.last = ""
 
     def show(self, records: list[ClipRecord]) -> None:
-        done = sum(r.status in ("done", "skipped") for r in records)
-        failed = sum(r.status in ("failed", "cancelled") for r in records)
-        running = sum(r.status == "running" for r in records)
-        left = self.total - done - failed
-        ran = sum(r.status == "done" for r in records)
+        n = {s: sum(r.status == s for r in records) for s in (*STATUSES, "running")}
+        finished = n["done"] + n["skipped"] + n["failed"] + n["cancelled"]
+        left = self.total - finished
         elapsed = time.monotonic() - self.start
-        eta = f", ETA {_duration(elapsed / ran * left)}" if ran and left else ""
-        bar = _bar((done + failed) / max(self.total, 1))
-        line = f"batch {bar} {done}/{self.total} done, {failed} failed, {left} left ({running} running){eta}"
-        if line != self.last:
-            self.stream.write(("\r" + line + "\033[K") if self.tty else line + "\n")
-            self.stream.flush()
-            self.last = line
+        eta = f", ETA {_duration(elapsed / n['done'] * left)}" if n["done"] and left else ""
+        cancelled = f", {n['cancelled']} cancelled" if n["cancelled"] else ""
+        line = (f"batch {_bar(finished / max(self.total, 1))} {n['done'] + n['skipped']}/{self.total} done, "
+                f"{n['failed']} failed{cancelled}, {left} left ({n['running']} running)")
+        if self.tty:  # redrawn in place; a log gets a line only when the counts change
+            self.stream.write(f"\r{line}{eta}\033[K")
+        elif line != self.last:
+            self.stream.write(line + eta + "\n")
+        self.stream.flush()
+        self.last = line
 
     def close(self) -> None:
         if self.tty and self.last:
