@@ -20,13 +20,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("jobs", metavar="JOBS", help="folder of clips, a quoted glob, or a .jsonl file (one JSON job "
                                                 "per line: footage, masks, frames, method, preset, set, name)")
     p.add_argument("--out", required=True, help="batch folder: NAME.safetensors per clip, summary.json, events.jsonl")
-    p.add_argument("--ray", default="auto", help="auto (a local Ray instance) or the address of a running cluster, e.g. head:6379")
+    p.add_argument("--ray", default="auto",
+                   help="auto (a local Ray instance) or the address of a running cluster, e.g. head:6379")
     p.add_argument("--gpus-per-job", type=float, help="GPUs per worker (default 1 when the cluster has GPUs, else 0)")
     p.add_argument("--cpus-per-job", type=int, default=1, help="CPU threads per worker (default 1)")
     p.add_argument("--workers", type=int, help="at most this many workers (default: as many as the resources hold)")
     p.add_argument("--blend", action="store_true", help="also write NAME.blend per clip (scene writer; needs bpy)")
     p.add_argument("--resume", action="store_true", help="skip clips whose result exists and matches the job")
     p.add_argument("--retries", type=int, default=2, help="extra attempts of a clip whose worker died (default 2)")
+    p.add_argument("--via-object-store", action="store_true",
+                   help="send results back to this machine through Ray even when the workers see --out")
     p.add_argument("--object-store-mb", type=int, default=128, help="object store of a local instance (default 128)")
     g = p.add_argument_group("defaults of every job (a JSON line may override method, preset, frames, set)")
     g.add_argument("--weights", help="weights root on every node (default: STCHAIN_WEIGHTS or the user folder)")
@@ -52,7 +55,7 @@ def main(argv) -> int:
     clips = parse_jobs(args.jobs, out, defaults)
     opt = BatchOptions(out=out, ray=args.ray, gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job,
                        workers=args.workers, blend=args.blend, resume=args.resume, retries=args.retries,
-                       object_store_mb=args.object_store_mb, jobs=args.jobs)
+                       object_store_mb=args.object_store_mb, via_store=args.via_object_store, jobs=args.jobs)
     signal.signal(signal.SIGTERM, _interrupt)
     s = run_batch(clips, opt)
     c = s["counts"]

@@ -26,6 +26,7 @@ from .summary import (ClipRecord, EventLog, Progress, finished_before, sidecar, 
                       write_json_atomic)
 
 CANCEL_GRACE_S = 20.0
+ACTOR_START_S = 600
 POLL_S = 0.5
 MIB = 1 << 20
 RAY_MISSING = "batch runs need Ray: pip install 'blender_stchain[batch]' (or pip install ray)"
@@ -42,6 +43,7 @@ class BatchOptions:
     resume: bool = False
     retries: int = 2  # extra attempts of a clip whose worker died
     object_store_mb: int = 128  # local instance only: results are small, the store need not be
+    via_store: bool = False  # results back through the object store even when the workers see ``out``
     jobs: str = ""
 
 
@@ -53,17 +55,20 @@ def run_batch(clips: list[ClipJob], opt: BatchOptions, stream=None) -> dict:
     t0 = time.monotonic()
     pending, hashes = _plan(clips, opt, records, log)
     progress = Progress(len(clips), stream)
-    workers, ran = 0, 0
+    workers, ran, stopped = 0, 0, ("cancelled", "cancelled by the user")
     try:
         progress.show(list(records.values()))
         if pending:
             with _Cluster(opt) as cluster:
                 workers = cluster.size(len(pending))
                 ran = _Scheduler(cluster, opt, records, hashes, log, progress).run(pending, workers)
+    except Exception as e:
+        stopped = ("failed", f"not run: {e}")
+        raise
     finally:
         for r in records.values():
             if r.status in ("pending", "running"):
-                r.status, r.message = "cancelled", "cancelled by the user"
+                r.status, r.message = stopped
         _sweep(opt.out)
         progress.show(list(records.values()))
         progress.close()
@@ -113,11 +118,20 @@ class _Cluster:
         self.ray = ray
 
     def __enter__(self):
+        try:
+            return self._start()
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def _start(self):
         opt, ray = self.opt, self.ray
+        self.marker = None
         kw = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
         if opt.ray == "auto":
-            cpus = (opt.workers or os.cpu_count() or 1) * opt.cpus_per_job
-            ray.init(num_cpus=min(cpus, os.cpu_count() or cpus), object_store_memory=opt.object_store_mb * MIB, **kw)
+            cores = os.cpu_count() or 1  # never more CPUs than the machine has, but room for one worker
+            cpus = max(opt.cpus_per_job, min((opt.workers or cores) * opt.cpus_per_job, cores))
+            ray.init(num_cpus=cpus, object_store_memory=opt.object_store_mb * MIB, **kw)
         else:
             ray.init(address=opt.ray, **kw)
         # the marker a worker reads to know that the batch folder is shared with this driver
@@ -126,7 +140,9 @@ class _Cluster:
         self.marker.write_text(self.token, encoding="utf-8")
         res = ray.cluster_resources()
         self.gpus = opt.gpus_per_job if opt.gpus_per_job is not None else (1 if res.get("GPU", 0) else 0)
-        self.capacity = int(res.get("GPU", 0) // self.gpus) if self.gpus else int(res.get("CPU", 0) // opt.cpus_per_job)
+        self.capacity = int(res.get("CPU", 0) // opt.cpus_per_job)
+        if self.gpus:
+            self.capacity = min(self.capacity, int(res.get("GPU", 0) // self.gpus))
         if self.capacity < 1:
             raise StchainError(f"the Ray cluster has no room for one worker ({res.get('CPU', 0):g} CPUs, "
                                f"{res.get('GPU', 0):g} GPUs; a worker needs {opt.cpus_per_job} CPUs and "
@@ -141,10 +157,12 @@ class _Cluster:
         return max(1, min(self.capacity, self.opt.workers or self.capacity, clips))
 
     def start_worker(self):
-        return self.actor_class.remote(threads=self.opt.cpus_per_job, marker=str(self.marker), token=self.token)
+        marker = None if self.opt.via_store else str(self.marker)
+        return self.actor_class.remote(threads=self.opt.cpus_per_job, marker=marker, token=self.token)
 
     def __exit__(self, *exc):
-        self.marker.unlink(missing_ok=True)
+        if getattr(self, "marker", None) is not None:
+            self.marker.unlink(missing_ok=True)
         self.ray.shutdown()
         return False
 
@@ -186,7 +204,11 @@ class _Scheduler:
 
     def _new_worker(self):
         actor = self.cluster.start_worker()
-        self.info[actor] = self.ray.get(actor.info.remote())
+        try:
+            self.info[actor] = self.ray.get(actor.info.remote(), timeout=ACTOR_START_S)
+        except self.ray.exceptions.GetTimeoutError:
+            raise StchainError(f"a worker did not start within {ACTOR_START_S} s: the cluster's CPUs/GPUs are "
+                               "busy elsewhere; free them or lower --workers") from None
         return actor
 
     def _start(self, actor, clip: dict) -> None:

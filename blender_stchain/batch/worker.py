@@ -5,8 +5,9 @@ one, ``poll`` (events so far) and ``cancel`` in the other, so the driver sees pr
 clip between steps; the pipeline then drops its partial files itself.
 
 Where results go: when the batch folder is shared with the driver (the driver's marker file is
-readable here), the result is written in place, atomically, by the pipeline's own writer; otherwise
-into a node-local temporary folder whose bytes travel back through the object store.
+readable here), the result is made in this node's own folder inside it and renamed into place when
+complete; otherwise it is made in a node-local temporary folder and its bytes travel back through the
+object store for the driver to write.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from pathlib import Path
 
 from ..engine.errors import Cancelled, StchainError, out_of_memory
@@ -97,6 +99,8 @@ class ClipWorker:
                 if p is not None:
                     p.unlink(missing_ok=True)  # a clip that did not finish leaves no file
             if isinstance(e, Exception):
+                if not isinstance(e, (StchainError, OSError)):
+                    self._event({"event": "traceback", "message": traceback.format_exc()})
                 return {"status": "cancelled" if isinstance(e, Cancelled) else "failed", "message": failure(e)}
             raise
         if not self.shared:

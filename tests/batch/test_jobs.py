@@ -1,5 +1,6 @@
 """JOBS parsing and the ``--resume`` identity (no Ray, no torch: fast)."""
 
+import io
 import json
 import os
 import shutil
@@ -8,7 +9,7 @@ import pytest
 
 from blender_stchain.batch.identity import job_hash
 from blender_stchain.batch.jobs import parse_jobs
-from blender_stchain.batch.summary import finished_before, sidecar, write_json_atomic
+from blender_stchain.batch.summary import ClipRecord, Progress, finished_before, sidecar, write_json_atomic
 from blender_stchain.engine.errors import StchainError
 
 from ..conftest import DATA
@@ -101,3 +102,17 @@ def test_resume_needs_the_result_its_blend_and_the_same_hash(tmp_path):
     (tmp_path / "a.blend").write_bytes(b"b")
     assert finished_before(str(result), "h1", blend=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.blend", "a.job.json", "a.safetensors"]
+
+
+def test_progress_line_counts_and_eta_for_a_log():
+    stream = io.StringIO()
+    progress = Progress(4, stream)
+    records = [ClipRecord(n, status=s) for n, s in zip("abcd", ("done", "running", "failed", "pending"))]
+    progress.show(records)
+    progress.show(records)  # same counts: a log gets no second line
+    records[1].status = "cancelled"
+    progress.show(records)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("batch [##########..........] 1/4 done, 1 failed, 2 left (1 running)")
+    assert "ETA" in lines[0] and "1 cancelled, 1 left (0 running)" in lines[1]

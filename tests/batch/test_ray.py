@@ -6,6 +6,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -111,7 +112,7 @@ def test_three_clips_one_bad_give_two_results_like_run_and_one_error_then_resume
 
 def test_a_worker_killed_mid_clip_has_its_clip_retried_and_every_clip_done(tiny_weights, run_results, tmp_path):
     out = tmp_path / "out"
-    proc = start_batch(jobs_file(tmp_path / "jobs.jsonl", LONG, CAMEL, HORSE), out, tiny_weights)
+    proc = start_batch(jobs_file(tmp_path / "jobs.jsonl", LONG, CAMEL, HORSE), out, tiny_weights, "--via-object-store")
     wait_for_event(out, proc, lambda e: e["clip"] == "long" and e.get("stage") in ("anchor", "windows"))
     victim = next(e["pid"] for e in events(out) if e["clip"] == "long" and e["event"] == "start")
     os.kill(victim, signal.SIGKILL)
@@ -124,7 +125,19 @@ def test_a_worker_killed_mid_clip_has_its_clip_retried_and_every_clip_done(tiny_
     assert list(load_result(out / "long.safetensors").frame_numbers) == list(range(1, 17))
     for name in ("camel", "horse"):
         assert_same_result(out / f"{name}.safetensors", run_results[name])
-    only_finished_files(out, s)  # the killed worker's spool is gone too
+    only_finished_files(out, s)
+    assert {e["shared"] for e in events(out) if e["event"] == "start"} == {False}  # written by the driver
+
+
+def test_gpus_asked_of_a_machine_without_any_is_one_clear_error(tiny_weights, tmp_path):
+    out = tmp_path / "out"
+    code, err = finish(start_batch(jobs_file(tmp_path / "jobs.jsonl", CAMEL), out, tiny_weights, "--gpus-per-job", "64"))
+    assert code == 1 and re.fullmatch(r"error: the Ray cluster has no room for one worker \(2 CPUs, \d+ GPUs; a worker "
+                                      r"needs 1 CPUs and 64 GPUs\): lower --cpus-per-job / --gpus-per-job or add nodes",
+                                      err.splitlines()[-1]), err
+    s = summary(out)
+    assert s["by_name"]["camel"]["status"] == "failed" and s["by_name"]["camel"]["message"].startswith("not run: ")
+    assert sorted(p.name for p in out.iterdir()) == ["events.jsonl", "summary.json"]
 
 
 def test_ctrl_c_cancels_cleanly_and_leaves_no_partial_file(tiny_weights, tmp_path):

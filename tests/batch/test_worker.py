@@ -36,13 +36,15 @@ def test_bad_footage_fails_with_its_reason_and_leaves_no_file(tiny_weights, tmp_
     bad = tmp_path / "bad"
     bad.mkdir()
     for i in range(4):
-        (bad / f"{i:02d}.png").write_bytes((Path(CAMEL["footage"]) / f"{i:02d}.png").read_bytes()[: 300 if i == 2 else None])
+        data = (Path(CAMEL["footage"]) / f"{i:02d}.png").read_bytes()
+        (bad / f"{i:02d}.png").write_bytes(data[:300] if i == 2 else data)  # frame 3 truncated
     marker = tmp_path / "out" / ".marker"
     marker.parent.mkdir()
     marker.write_text("token")
     worker = ClipWorker(threads=1, marker=str(marker), token="token")
     assert worker.shared is True
-    out = worker.run({"name": "bad", "spec": job_spec({"footage": str(bad)}, tiny_weights, tmp_path / "out/bad.safetensors")})
+    spec = job_spec({"footage": str(bad)}, tiny_weights, tmp_path / "out/bad.safetensors")
+    out = worker.run({"name": "bad", "spec": spec})
     assert out["status"] == "failed" and "cannot read frame 3" in out["message"] and "truncated" in out["message"]
     assert files_under(tmp_path / "out") == [".marker"]
 
