@@ -21,6 +21,7 @@ from pathlib import Path
 from ..engine.errors import StchainError
 from ..engine.result import remove_stale_spools
 from .identity import job_hash
+from .blend import write_blend
 from .jobs import ClipJob
 from .summary import (ClipRecord, EventLog, Progress, finished_before, sidecar, summary, write_bytes_atomic,
                       write_json_atomic)
@@ -247,22 +248,29 @@ class _Scheduler:
                        "message": "cancelled by the user" if cancelling else f"internal error: {type(e).__name__}"}
         rec.seconds, rec.worker = outcome.get("seconds"), f"{outcome.get('node')}:{outcome.get('pid')}"
         if outcome["status"] == "done":
-            self._deliver(clip, outcome.get("payload"))
-            self.ran += 1
+            outcome = self._deliver(clip, outcome.get("payload"))
         self._record(clip, outcome["status"], outcome.get("message", ""))
         return True
 
-    def _deliver(self, clip: dict, payload: dict | None) -> None:
-        """Results that came back through the object store are written here; then the job file."""
+    def _deliver(self, clip: dict, payload: dict | None) -> dict:
+        """A result that came back through the object store is written here (with its .blend); then the
+        job file that ``--resume`` reads."""
         result = Path(clip["spec"]["out"])
         blend = result.with_suffix(".blend")
         if payload is not None:
-            if payload.get("blend") is not None:
-                write_bytes_atomic(blend, payload["blend"])
             write_bytes_atomic(result, payload["result"])
-        rec = self.records[clip["name"]]
-        rec.blend = str(blend) if clip["blend"] else ""
+            if clip["blend"]:
+                try:
+                    write_blend(result, blend)
+                except BaseException as e:
+                    result.unlink(missing_ok=True)  # a clip that did not finish leaves no file
+                    if not isinstance(e, StchainError):
+                        raise
+                    return {"status": "failed", "message": str(e)}
+        self.records[clip["name"]].blend = str(blend) if clip["blend"] else ""
         write_json_atomic(sidecar(result), {"hash": self.hashes[clip["name"]], "job": clip["spec"]})
+        self.ran += 1
+        return {"status": "done"}
 
     def _record(self, clip: dict, status: str, message: str) -> None:
         rec = self.records[clip["name"]]

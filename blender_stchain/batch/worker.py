@@ -15,8 +15,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -24,9 +22,9 @@ import traceback
 from pathlib import Path
 
 from ..engine.errors import Cancelled, StchainError, out_of_memory
+from .blend import write_blend
 
 PROGRESS_STEP = 0.05  # progress events kept for the log: a new stage, or this much further
-BLEND_TIMEOUT_S = 1800
 
 
 class ClipWorker:
@@ -88,14 +86,18 @@ class ClipWorker:
 
         torch.set_num_threads(self.threads)
         out = work / final.name
-        blend = work / (final.name.removesuffix(".safetensors") + ".blend") if clip.get("blend") else None
+        placed = False
         try:
             run(JobSpec(**{**clip["spec"], "out": str(out)}), on_event=self._event, cancel=self._cancel.is_set,
                 backbones=self.backbone)
-            if blend is not None:
-                self._write_blend(out, blend)
+            if not self.shared:  # the driver writes the result (and its .blend)
+                return {"status": "done", "payload": {"result": out.read_bytes()}}
+            os.replace(out, final)
+            placed = True
+            if clip.get("blend"):
+                write_blend(final, final.with_suffix(".blend"), self._cancel.is_set)
         except BaseException as e:
-            for p in (out, blend):
+            for p in (out, final if placed else None):
                 if p is not None:
                     p.unlink(missing_ok=True)  # a clip that did not finish leaves no file
             if isinstance(e, Exception):
@@ -103,36 +105,7 @@ class ClipWorker:
                     self._event({"event": "traceback", "message": traceback.format_exc()})
                 return {"status": "cancelled" if isinstance(e, Cancelled) else "failed", "message": failure(e)}
             raise
-        if not self.shared:
-            payload = {"result": out.read_bytes(), "blend": blend.read_bytes() if blend else None}
-            return {"status": "done", "payload": payload}
-        if blend is not None:
-            os.replace(blend, final.with_suffix(".blend"))
-        os.replace(out, final)
         return {"status": "done"}
-
-    def _write_blend(self, result: Path, blend: Path) -> None:
-        """The .blend through the scene writer in a child process (bpy wants a main thread of its own);
-        written under a temporary name, renamed when complete, removed on cancel or failure."""
-        tmp = blend.with_name(f".{blend.name}.tmp-{os.getpid()}")
-        cmd = [sys.executable, "-m", "blender_stchain.batch.blend", str(result), str(tmp)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        try:
-            deadline = time.monotonic() + BLEND_TIMEOUT_S
-            while proc.poll() is None:
-                if self._cancel.is_set() or time.monotonic() > deadline:
-                    proc.kill()
-                    proc.wait()
-                    raise Cancelled() if self._cancel.is_set() else StchainError("writing the .blend timed out")
-                time.sleep(0.2)
-            if proc.returncode != 0:
-                lines = proc.stderr.read().strip().splitlines() or ["no message"]
-                raise StchainError(f"writing the .blend failed: {lines[-1]}")
-            os.replace(tmp, blend)
-        finally:
-            proc.stderr.close()
-            for p in (tmp, Path(str(tmp) + "@")):
-                p.unlink(missing_ok=True)
 
     def _event(self, event: dict) -> None:
         if event.get("event") == "progress":

@@ -19,6 +19,7 @@ from blender_stchain.engine.result import load_result
 
 from ..conftest import REPO
 from .compare import CAMEL, HORSE, QUICK, assert_same_result
+from .test_worker import blend_contents
 
 pytestmark = pytest.mark.slow
 LONG = {**CAMEL, "frames": [1, 16], "name": "long"}
@@ -75,10 +76,10 @@ def bad_clip(tmp_path: Path) -> dict:
     return {"footage": str(bad), "name": "bad"}
 
 
-def only_finished_files(out: Path, s: dict) -> None:
+def only_finished_files(out: Path, s: dict, kinds=(".safetensors", ".job.json")) -> None:
     """The batch folder holds the log, the summary and, for each clip done, its result and job file."""
     done = [n for n, c in s["by_name"].items() if c["status"] == "done"]
-    expect = {"events.jsonl", "summary.json"} | {f"{n}.safetensors" for n in done} | {f"{n}.job.json" for n in done}
+    expect = {"events.jsonl", "summary.json"} | {n + k for n in done for k in kinds}
     assert {str(p.relative_to(out)) for p in out.rglob("*")} == expect
 
 
@@ -112,7 +113,8 @@ def test_three_clips_one_bad_give_two_results_like_run_and_one_error_then_resume
 
 def test_a_worker_killed_mid_clip_has_its_clip_retried_and_every_clip_done(tiny_weights, run_results, tmp_path):
     out = tmp_path / "out"
-    proc = start_batch(jobs_file(tmp_path / "jobs.jsonl", LONG, CAMEL, HORSE), out, tiny_weights, "--via-object-store")
+    proc = start_batch(jobs_file(tmp_path / "jobs.jsonl", LONG, CAMEL, HORSE), out, tiny_weights, "--via-object-store",
+                       "--blend")
     wait_for_event(out, proc, lambda e: e["clip"] == "long" and e.get("stage") in ("anchor", "windows"))
     victim = next(e["pid"] for e in events(out) if e["clip"] == "long" and e["event"] == "start")
     os.kill(victim, signal.SIGKILL)
@@ -125,13 +127,15 @@ def test_a_worker_killed_mid_clip_has_its_clip_retried_and_every_clip_done(tiny_
     assert list(load_result(out / "long.safetensors").frame_numbers) == list(range(1, 17))
     for name in ("camel", "horse"):
         assert_same_result(out / f"{name}.safetensors", run_results[name])
-    only_finished_files(out, s)
+    only_finished_files(out, s, kinds=(".safetensors", ".job.json", ".blend"))
     assert {e["shared"] for e in events(out) if e["event"] == "start"} == {False}  # written by the driver
+    assert blend_contents(out / "long.blend") == [[17, str(out / "long.safetensors")]]
 
 
 def test_gpus_asked_of_a_machine_without_any_is_one_clear_error(tiny_weights, tmp_path):
     out = tmp_path / "out"
-    code, err = finish(start_batch(jobs_file(tmp_path / "jobs.jsonl", CAMEL), out, tiny_weights, "--gpus-per-job", "64"))
+    jobs = jobs_file(tmp_path / "jobs.jsonl", CAMEL)
+    code, err = finish(start_batch(jobs, out, tiny_weights, "--gpus-per-job", "64"))
     assert code == 1 and re.fullmatch(r"error: the Ray cluster has no room for one worker \(2 CPUs, \d+ GPUs; a worker "
                                       r"needs 1 CPUs and 64 GPUs\): lower --cpus-per-job / --gpus-per-job or add nodes",
                                       err.splitlines()[-1]), err

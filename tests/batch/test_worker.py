@@ -1,6 +1,7 @@
 """The clip worker in this process (what each Ray actor runs): results equal to `run`'s, weights loaded once,
 failures and cancels leave no file. Ray itself is exercised in test_ray.py."""
 
+import json
 import subprocess
 import sys
 import threading
@@ -22,7 +23,7 @@ def test_one_worker_runs_clip_after_clip_with_results_equal_to_run(tiny_weights,
     assert worker.shared is False
     for job in (CAMEL, HORSE):
         out = worker.run({"name": job["name"], "spec": job_spec(job, tiny_weights, tmp_path / f"{job['name']}.st")})
-        assert out["status"] == "done" and out["payload"]["blend"] is None, out
+        assert out["status"] == "done" and set(out["payload"]) == {"result"}, out
         (tmp_path / "got.safetensors").write_bytes(out["payload"]["result"])
         assert_same_result(tmp_path / "got.safetensors", run_results[job["name"]])
     assert len(worker._backbones) == 1  # the weights were loaded once for both clips
@@ -71,9 +72,14 @@ def test_cancel_mid_clip_and_blend_in_a_shared_folder(tiny_weights, run_results,
     assert files_under(out_dir) == [".m", "camel.blend", "camel.safetensors"]
     assert list((out_dir / node_folder()).iterdir()) == []
     assert_same_result(out_dir / "camel.safetensors", run_results["camel"])
-    check = ("import bpy, sys; bpy.ops.wm.open_mainfile(filepath=sys.argv[1]); "
-             "print(sorted(len(o.data.shape_keys.key_blocks) for o in bpy.data.objects if o.type == 'MESH' "
-             "and o.data.shape_keys))")
-    got = subprocess.run([sys.executable, "-c", check, str(out_dir / "camel.blend")], cwd=REPO, capture_output=True,
-                         text=True, timeout=120)
-    assert got.stdout.strip().splitlines()[-1] == "[7]"  # Basis + one key per frame of the 6
+    assert blend_contents(out_dir / "camel.blend") == [[7, str(out_dir / "camel.safetensors")]]
+
+
+def blend_contents(path: Path) -> list:
+    """[shape keys (Basis + one per frame), the result file the scene records] per mesh of a .blend."""
+    check = ("import bpy, json, sys; bpy.ops.wm.open_mainfile(filepath=sys.argv[1]); "
+             "print(json.dumps([[len(o.data.shape_keys.key_blocks), json.loads(o['stchain'])['result']] "
+             "for o in bpy.data.objects if o.type == 'MESH' and o.data.shape_keys]))")
+    got = subprocess.run([sys.executable, "-c", check, str(path)], cwd=REPO, capture_output=True, text=True,
+                         timeout=120)
+    return json.loads(got.stdout.strip().splitlines()[-1])
