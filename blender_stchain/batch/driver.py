@@ -132,7 +132,8 @@ class _Cluster:
         if opt.ray == "auto":
             cores = os.cpu_count() or 1  # never more CPUs than the machine has, but room for one worker
             cpus = max(opt.cpus_per_job, min((opt.workers or cores) * opt.cpus_per_job, cores))
-            ray.init(num_cpus=cpus, object_store_memory=opt.object_store_mb * MIB, **kw)
+            # "local": always a new instance of our own, even where `ray start` left one running
+            ray.init(address="local", num_cpus=cpus, object_store_memory=opt.object_store_mb * MIB, **kw)
         else:
             ray.init(address=opt.ray, **kw)
         # the marker a worker reads to know that the batch folder is shared with this driver

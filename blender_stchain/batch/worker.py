@@ -54,10 +54,12 @@ class ClipWorker:
         return out
 
     def backbone(self, *args):
-        """``load_backbone`` with a cache: one load per weights/device/precision/method."""
+        """``load_backbone`` kept for the next clip: loaded again only when the weights, device, precision
+        or method change (one set held at a time: two would double the worker's memory)."""
         if args not in self._backbones:
             from ..engine.backbone import load_backbone
 
+            self._backbones.clear()
             self._backbones[args] = load_backbone(*args)
         return self._backbones[args]
 
