@@ -88,7 +88,13 @@ def _plan(clips, opt, records, log) -> tuple[deque, dict]:
             rec.status, rec.message = "failed", c.error
             log.write({"clip": c.name, "event": "failed", "message": c.error})
             continue
-        hashes[c.name] = job_hash(c.spec)
+        try:
+            hashes[c.name] = job_hash(c.spec)
+        except OSError as e:
+            why = f"cannot read {e.filename or 'the footage'} ({e.strerror or e})"
+            rec.status, rec.message = "failed", f"{c.source}: {why}"
+            log.write({"clip": c.name, "event": "failed", "message": rec.message})
+            continue
         if opt.resume and finished_before(c.result, hashes[c.name], opt.blend):
             rec.status = "skipped"
             rec.blend = str(Path(c.result).with_suffix(".blend")) if opt.blend else ""
@@ -180,7 +186,7 @@ class _Scheduler:
         self.ran = 0
 
     def run(self, pending: deque, workers: int) -> int:
-        idle = [self._new_worker() for _ in range(workers)]
+        idle = self._new_workers(workers)
         replacements = workers * (self.opt.retries + 1)
         try:
             while pending or self.busy:
@@ -198,20 +204,21 @@ class _Scheduler:
                         idle.append(actor)
                     elif replacements > 0:
                         replacements -= 1
-                        idle.append(self._new_worker())
+                        idle += self._new_workers(1)
                 self.progress.show(list(self.records.values()))
         except KeyboardInterrupt:
             self._cancel()
         return self.ran
 
-    def _new_worker(self):
-        actor = self.cluster.start_worker()
+    def _new_workers(self, n: int) -> list:
+        actors = [self.cluster.start_worker() for _ in range(n)]
         try:
-            self.info[actor] = self.ray.get(actor.info.remote(), timeout=ACTOR_START_S)
+            infos = self.ray.get([a.info.remote() for a in actors], timeout=ACTOR_START_S)
         except self.ray.exceptions.GetTimeoutError:
             raise StchainError(f"a worker did not start within {ACTOR_START_S} s: the cluster's CPUs/GPUs are "
                                "busy elsewhere; free them or lower --workers") from None
-        return actor
+        self.info.update(zip(actors, infos))
+        return actors
 
     def _start(self, actor, clip: dict) -> None:
         rec = self.records[clip["name"]]
