@@ -2,16 +2,30 @@
 failures and cancels leave no file. Ray itself is exercised in test_ray.py."""
 
 import json
+import os
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from blender_stchain.batch.worker import ClipWorker, node_folder
 
 from ..conftest import REPO
 from .compare import CAMEL, HORSE, assert_same_result, job_spec
+
+
+@pytest.fixture(autouse=True)
+def keep_threads(monkeypatch):
+    """A worker sets its thread count for its process; here that process is pytest: restore it after."""
+    import torch
+
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", ""))
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def files_under(folder: Path) -> list[str]:
