@@ -75,8 +75,7 @@ class ClipWorker:
             if not self.shared:
                 shutil.rmtree(work, ignore_errors=True)
         outcome.update(name=clip["name"], seconds=round(time.perf_counter() - t0, 3), **self.info())
-        self._event({"event": outcome["status"], "message": outcome.get("message", "")})
-        return outcome
+        return outcome  # the driver logs the outcome; the events before it are polled first
 
     def _run(self, clip: dict, final: Path, work: Path) -> dict:
         """Results are made in ``work`` (this node's own folder) and renamed into place when complete:

@@ -99,6 +99,11 @@ def test_three_clips_one_bad_give_two_results_like_run_and_one_error_then_resume
     log = events(out)
     assert {e["clip"] for e in log if e["event"] == "start"} == {"camel", "bad", "horse"}
     assert any(e["clip"] == "horse" and e["event"] == "progress" and e["stage"] == "windows" for e in log)
+    ends = [(e["clip"], e["event"]) for e in log if e["event"] in ("done", "failed")]
+    assert sorted(ends) == [("bad", "failed"), ("camel", "done"), ("horse", "done")]  # one outcome line per clip
+    for name in ("camel", "horse"):  # after every event of its clip (the write stage's 100% included)
+        mine = [e for e in log if e["clip"] == name]
+        assert mine[-1]["event"] == "done" and mine[-2]["fraction"] == 1.0
     print(f"3 clips on 2 workers: {s['seconds']} s ({s['clips_per_hour']} clips/h)")
 
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.safetensors")}

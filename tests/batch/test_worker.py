@@ -42,7 +42,8 @@ def test_one_worker_runs_clip_after_clip_with_results_equal_to_run(tiny_weights,
         assert_same_result(tmp_path / "got.safetensors", run_results[job["name"]])
     assert len(worker._backbones) == 1  # the weights were loaded once for both clips
     events = worker.poll()
-    assert [e["event"] for e in events if e["event"] in ("done", "failed")] == ["done", "done"]
+    ends = [(e["clip"], e["message"]) for e in events if e["event"] == "progress" and e["fraction"] == 1.0]
+    assert [c for c, _ in ends] == ["camel", "horse"] and all("result written" in m for _, m in ends)
     assert {e["clip"] for e in events} == {"camel", "horse"} and worker.poll() == []
     assert not (tmp_path / "camel.st").exists()  # nothing written next to the final name by the worker
 
