@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 
 from blender_stchain.batch.driver import BatchOptions, run_batch  # noqa: E402
 from blender_stchain.batch.jobs import parse_jobs  # noqa: E402
-from blender_stchain.engine.random_weights import make_random  # noqa: E402
+from blender_stchain.engine.weights.random_checkpoints import make_random  # noqa: E402
 
 DATA = REPO.parent / "shared/data"
 QUICK = dict(anchor_steps=4, grid_resolution=64, coarse_resolution=32, face_budget=3000, landmarks=128,

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..engine.errors import Cancelled, StchainError
+from ..contracts.errors import Cancelled, StchainError
 
 TIMEOUT_S = 1800
 

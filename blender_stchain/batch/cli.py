@@ -11,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-from ..cli import parse_frames, parse_overrides
+from ..contracts.options import parse_frames, parse_overrides
 
 
 def parser() -> argparse.ArgumentParser:

@@ -18,8 +18,8 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..engine.errors import StchainError
-from ..engine.result import remove_stale_spools
+from ..contracts.errors import StchainError
+from ..contracts.result import remove_stale_spools
 from .identity import job_hash
 from .blend import write_blend
 from .jobs import ClipJob

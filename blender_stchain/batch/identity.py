@@ -12,7 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from ..engine.job import JobSpec
+from ..contracts.job import JobSpec
 
 CHUNK = 1 << 20
 

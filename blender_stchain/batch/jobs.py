@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..engine.errors import JobError, StchainError
-from ..engine.job import JobSpec
+from ..contracts.errors import JobError, StchainError
+from ..contracts.job import JobSpec
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".npz")
 LINE_KEYS = ("footage", "masks", "frames", "method", "preset", "set", "name")

@@ -21,7 +21,7 @@ import time
 import traceback
 from pathlib import Path
 
-from ..engine.errors import Cancelled, StchainError, out_of_memory
+from ..contracts.errors import Cancelled, StchainError, out_of_memory
 from .blend import write_blend
 
 PROGRESS_STEP = 0.05  # progress events kept for the log: a new stage, or this much further
@@ -80,7 +80,7 @@ class ClipWorker:
     def _run(self, clip: dict, final: Path, work: Path) -> dict:
         """Results are made in ``work`` (this node's own folder) and renamed into place when complete:
         a writer's clean-up of dead writers' files (by pid) then never meets another node's files."""
-        from ..engine.job import JobSpec
+        from ..contracts.job import JobSpec
         from ..engine.pipeline import run
 
         import torch

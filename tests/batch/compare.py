@@ -6,7 +6,7 @@ Every tensor is bit-identical (same names, dtypes, shapes and bytes) and the met
 
 import json
 
-from blender_stchain.engine.safetensors_io import read_header
+from blender_stchain.contracts.safetensors_io import read_header
 
 from ..conftest import DATA
 
@@ -38,7 +38,7 @@ def assert_same_result(a, b) -> None:
 
 def job_spec(job: dict, weights, out) -> dict:
     """The JobSpec fields of a test clip, as the batch builds them."""
-    from blender_stchain.cli import parse_overrides
+    from blender_stchain.contracts.options import parse_overrides
 
     spec = {k: v for k, v in job.items() if k != "name"}
     return {**spec, "out": str(out), "weights": str(weights), "preset": "fast", "allow_random_weights": True,

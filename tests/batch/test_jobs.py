@@ -10,7 +10,7 @@ import pytest
 from blender_stchain.batch.identity import job_hash
 from blender_stchain.batch.jobs import parse_jobs
 from blender_stchain.batch.summary import ClipRecord, Progress, finished_before, sidecar, write_json_atomic
-from blender_stchain.engine.errors import StchainError
+from blender_stchain.contracts.errors import StchainError
 
 from ..conftest import DATA
 

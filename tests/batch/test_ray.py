@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from blender_stchain.engine.result import load_result
+from blender_stchain.contracts.result import load_result
 
 from ..conftest import REPO
 from .compare import CAMEL, HORSE, QUICK, assert_same_result
