@@ -11,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-from ..contracts.options import parse_frames, parse_overrides
+from ..contracts.options import add_job_settings, parse_frames, parse_overrides
 
 
 def parser() -> argparse.ArgumentParser:
@@ -31,15 +31,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--via-object-store", action="store_true",
                    help="send results back to this machine through Ray even when the workers see --out")
     p.add_argument("--object-store-mb", type=int, default=128, help="object store of a local instance (default 128)")
-    g = p.add_argument_group("defaults of every job (a JSON line may override method, preset, frames, set)")
-    g.add_argument("--weights", help="weights root on every node (default: STCHAIN_WEIGHTS or the user folder)")
-    g.add_argument("--device", default="auto", help="auto|cpu|cuda|mps (a GPU worker sees only its own GPU)")
-    g.add_argument("--precision", default="auto", help="auto|fp32|bf16|fp16")
-    g.add_argument("--frames", help="A:B, 1-based and inclusive")
-    g.add_argument("--method", default="chain", choices=["chain", "actionmesh"])
-    g.add_argument("--preset", default="balanced", choices=["fast", "balanced", "quality"])
-    g.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override one setting")
-    g.add_argument("--allow-random-weights", action="store_true", help="accept make-random checkpoints (smoke tests)")
+    add_job_settings(p.add_argument_group("every job's defaults (a JSON line may override masks, frames, method, "
+                                          "preset and set)"))
     return p
 
 
@@ -49,7 +42,7 @@ def main(argv) -> int:
     from .jobs import parse_jobs
 
     out = Path(args.out).expanduser().resolve()
-    defaults = {"weights": args.weights, "device": args.device, "precision": args.precision,
+    defaults = {"weights": args.weights, "masks": args.masks, "device": args.device, "precision": args.precision,
                 "frames": parse_frames(args.frames), "method": args.method, "preset": args.preset,
                 "settings": parse_overrides(args.set), "allow_random_weights": args.allow_random_weights}
     clips = parse_jobs(args.jobs, out, defaults)
