@@ -217,6 +217,10 @@ class _Scheduler:
         except self.ray.exceptions.GetTimeoutError:
             raise StchainError(f"a worker did not start within {ACTOR_START_S} s: the cluster's CPUs/GPUs are "
                                "busy elsewhere; free them or lower --workers") from None
+        except self.ray.exceptions.RayError as e:
+            first = (str(e).strip().splitlines() or [""])[0][:200]
+            raise StchainError(f"a worker could not start ({type(e).__name__}: {first}); every node needs the same "
+                               "environment with blender_stchain[batch] installed") from None
         self.info.update(zip(actors, infos))
         return actors
 
