@@ -7,9 +7,11 @@ and checks its whole state dict against ``*_shapes``; the fixture checkpoints (w
 code) are checked against the same rules. Sources (references at the fixture commits):
 
 - TripoSG DiT (``TripoSGDiTModel``): feed-forward and time projection are both ``4·width`` wide
-  (``mlp_ratio`` is a constant 4.0 there, not a config key); q/k/v without bias; RMS q/k norm per head.
+  (``mlp_ratio`` is a constant 4.0 there, not a config key); q/k/v without bias; RMS q/k norm per head;
+  ``use_cross_attention_2`` adds ``norm2_2`` / ``attn2_2`` reading a ``cross_attention_2_dim`` context.
 - ActionMesh denoiser: the same blocks, but the feed-forward is ``int(width·mlp_ratio)`` from its config
-  while the time projection stays ``4·width`` (diffusers ``TimestepEmbedding(width, 4·width)``).
+  while the time projection stays ``4·width`` (diffusers ``TimestepEmbedding(width, 4·width)``);
+  ``inflated_layers`` carries no weights (absent, it is 0..20 as in the reference dataclass).
 - Attention (diffusers ``Attention``): ``head_dim = dim // heads`` and the projections are
   ``heads·head_dim`` wide, which is less than ``dim`` when heads do not divide it.
 - Point features (``FrequencyPositionalEmbedding``): ``in·(2F + 1)`` dims; the VAE encoder adds
@@ -26,6 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from .configs import config
+
 Shapes = dict[str, tuple[int, ...]]
 
 # transformers ``Dinov2Config`` defaults, for keys a config.json leaves out
@@ -37,8 +41,6 @@ DINOV2_DEFAULTS = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_h
 
 def with_defaults(component: str, cfg: dict) -> dict:
     """``cfg`` over the reference class's defaults (which are the released configs, see ``configs.py``)."""
-    from .configs import config
-
     return {**config(component, "full"), **cfg}
 
 
