@@ -112,3 +112,25 @@ def accuracy(sol, m: Matches) -> dict:
     cb = -np.einsum("tji,tj->ti", Rb, m.w2c[:, :3, 3])
     return {"focal": abs(sol.K[0, 0] / m.K[0, 0] - 1), "rotation_deg": float(rot.max()),
             "centre": float(np.linalg.norm(ca - cb, axis=-1).max() / m.distance)}
+
+
+def masks(m: Matches, samples: int = 400_000, seed: int = 0) -> np.ndarray:
+    """The object's true masks (T, H, W) bool: dense points on every face projected with the truth,
+    then closed and filled (a stand-in for the user's segmentation)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    W, H = m.image_size
+    face = rng.integers(0, len(m.faces), samples)
+    a, b = rng.random((2, samples, 1))
+    flip = a + b > 1
+    a, b = np.where(flip, 1 - a, a), np.where(flip, 1 - b, b)
+    out = np.zeros((len(m.vertices), H, W), bool)
+    for t, V in enumerate(m.vertices):
+        tri = V[m.faces[face]]
+        pts = tri[:, 0] + a * (tri[:, 1] - tri[:, 0]) + b * (tri[:, 2] - tri[:, 0])
+        uv = np.floor(pinhole(m.K, m.w2c[t], pts)).astype(int)
+        ok = (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H)
+        out[t, uv[ok, 1], uv[ok, 0]] = True
+        out[t] = ndimage.binary_fill_holes(ndimage.binary_closing(out[t], iterations=2))
+    return out

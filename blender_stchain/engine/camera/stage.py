@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .silhouette import Silhouette
+from .silhouette import Silhouette, mask_fields, outline_points
 from .solution import CameraSolution, default_camera, plausible
 from .solve import solve_long
 from .tracks import tracks_2d
 
 MIN_CONFIDENCE = 0.05  # attention peaks holding less of the map than this are no match at all
 HIDDEN_WEIGHT = 0.1  # weight of a landmark facing away or hidden under the first pose
+OUTLINE_WEIGHT = 0.5  # an outline point against one match of typical uncertainty
 NOT_ESTIMATED = "camera not estimated"
 
 
@@ -52,10 +53,10 @@ def window_matches(out, clip, cmap, first: int, chain_confidence):
 
 
 def estimate(points3d, points2d, weights, sigma, image_size, vertices, faces, landmark_ids, focal_px=None,
-             smoothness=0.1, silhouette=None, progress=None) -> CameraSolution:
+             smoothness=0.1, masks=None, progress=None) -> CameraSolution:
     """Solve, lower the weight of landmarks the first camera sees from behind or hidden, refine
-    (with the silhouette term when ``silhouette(lo, hi)`` gives one), then judge the result.
-    ``progress(fraction, message)`` (it may raise to cancel)."""
+    (with the outline term when ``masks(lo, hi)`` yields the masks of frames lo..hi), then judge
+    the result. ``progress(fraction, message)`` (it may raise to cancel)."""
     progress = progress or (lambda fraction, message: None)
 
     def span(lo, hi, what):
@@ -68,19 +69,22 @@ def estimate(points3d, points2d, weights, sigma, image_size, vertices, faces, la
                         progress=span(0.4, 0.7, "checking which landmarks the camera sees"))
     reweighted = np.asarray(weights) * np.where(seen > 0, 1.0, HIDDEN_WEIGHT)
     sol = solve_long(points3d, points2d, reweighted, image_size, focal_px=focal_px, uncertainty_px=sigma,
-                     initial=first, silhouette=silhouette, smoothness=smoothness,
+                     initial=first, silhouette=masks and _outline_term(masks, vertices, first, image_size),
+                     smoothness=smoothness,
                      progress=span(0.7, 1.0, "refining the camera"))
     sol.focal_range = first.focal_range
     return trusted_or_default(sol, T, image_size)
 
 
-def run(matches: Matches, clip, vertices, faces, landmark_ids, settings, rep) -> CameraSolution:
+def run(matches: Matches, clip, vertices, faces, landmark_ids, settings, rep, use_masks=True) -> CameraSolution:
     """The pipeline's one call: matches of every window -> a camera the result can carry, with
-    progress lines and every warning (a "camera not estimated" one included) as events."""
+    progress lines and every warning (a "camera not estimated" one included) as events. The clip's
+    masks feed the outline term unless ``use_masks`` is False."""
     size = tuple(int(v) for v in clip.source_size)
     rep.progress("camera", 0, message="solving the camera")
     sol = estimate(matches.points3d, matches.points2d, matches.weights, matches.sigma, size, vertices, faces,
                    landmark_ids, focal_px=settings.camera_focal_px, smoothness=settings.camera_smoothness,
+                   masks=_clip_masks(clip) if use_masks else None,
                    progress=lambda fraction, message: rep.progress("camera", 0.5 * fraction, message=message))
     for w in sol.warnings:
         rep.warning(w)
@@ -88,6 +92,24 @@ def run(matches: Matches, clip, vertices, faces, landmark_ids, settings, rep) ->
     rep.progress("camera", 0.5, message=f"camera: median error {median:.2f} px" if sol.estimated and median
                  is not None else f"camera: {NOT_ESTIMATED}")
     return sol
+
+
+def _outline_term(masks, vertices, first: CameraSolution, image_size):
+    """``silhouette(lo, hi)`` for ``solve_long``: outline vertices under the first camera and
+    low-resolution mask distance fields, built one chunk at a time (memory flat in clip length)."""
+    def term(lo, hi):
+        fields, scale = mask_fields(masks(lo, hi), image_size)
+        points = outline_points(np.asarray(vertices[lo:hi]), first.K, first.world_to_camera[lo:hi])
+        return Silhouette(points, fields, OUTLINE_WEIGHT / first.match_sigma_px**2, scale)
+
+    return term
+
+
+def _clip_masks(clip):
+    """``masks(lo, hi)`` reading the clip's per-frame masks one at a time; None without them."""
+    if clip.mask_kind not in ("folder", "alpha"):
+        return None
+    return lambda lo, hi: (clip.read(i)[1] for i in range(lo, hi))
 
 
 def trusted_or_default(sol: CameraSolution, T: int, image_size) -> CameraSolution:
