@@ -88,7 +88,6 @@ def test_unusable_matches_say_camera_not_estimated_in_events_and_metadata(camel)
     assert any(e["event"] == "progress" and e["message"] == "camera: camera not estimated" for e in events)
 
 
-@pytest.mark.slow
 def test_random_weight_run_reports_camera_not_estimated(tiny_weights, tmp_path):
     events = []
     path = run(quick_job(CAMEL, tmp_path / "r.safetensors", tiny_weights), on_event=events.append)
