@@ -22,8 +22,8 @@ from ..contracts.events import Reporter
 from ..contracts.job import JobSpec
 from ..contracts.result import ResultWriter
 from . import camera, deform
-from .camera import stage as camera_stage
 from .backbone import load_backbone
+from .camera import stage as camera_stage
 from .chain.baseline import baseline_window
 from .chain.window import track_window
 from .chain.windows import choose_anchor, plan_windows

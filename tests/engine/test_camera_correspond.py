@@ -29,7 +29,7 @@ def test_peak_holds_against_a_diffuse_floor():
             floor_map = rng.uniform(0.5, 1.5, (GRID, GRID))
             floor_map /= floor_map.sum()
             p = (1 - floor) * gaussian_peak(truth) + floor * floor_map
-            xy, conf, sigma = peak_position(torch.tensor(p.reshape(1, -1)), GRID, PX)
+            xy, _, _ = peak_position(torch.tensor(p.reshape(1, -1)), GRID, PX)
             errors.append(np.linalg.norm(xy[0].numpy() / CELL - truth))
         worst[floor] = max(errors)
     print("\npeak error (patches) by floor share:", {k: round(v, 3) for k, v in worst.items()})
@@ -49,7 +49,7 @@ def test_old_whole_map_soft_argmax_would_fail_the_same_case():
 def test_two_peaks_follow_the_stronger():
     a, b = np.array([8.3, 10.6]), np.array([27.2, 25.1])
     p = 0.35 * gaussian_peak(a) + 0.2 * gaussian_peak(b) + 0.45 / GRID**2
-    xy, conf, sigma = peak_position(torch.tensor(p.reshape(1, -1)), GRID, PX)
+    xy, conf, _ = peak_position(torch.tensor(p.reshape(1, -1)), GRID, PX)
     assert np.linalg.norm(xy[0].numpy() / CELL - a) < 0.25
     assert 0.2 < conf.item() < 0.5  # the weaker peak's and the floor's mass is not counted
 

@@ -73,7 +73,7 @@ def test_low_confidence_peaks_are_no_match(camel):
 
 
 def test_unusable_matches_say_camera_not_estimated_in_events_and_metadata(camel):
-    clip, cmap = camel
+    clip, _ = camel
     m = generate("octopus", "orbit", "garbage", image_size=tuple(int(v) for v in clip.source_size))
     matches = stage.Matches(len(m.points3d), m.points3d.shape[1])
     matches.put(0, m.points3d, m.points2d, m.weights, m.sigma)

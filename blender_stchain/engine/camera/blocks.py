@@ -25,7 +25,7 @@ class Normal:
     gs: np.ndarray  # (k,)
 
     @classmethod
-    def zeros(cls, n: int, k: int) -> "Normal":
+    def zeros(cls, n: int, k: int) -> Normal:
         return cls(np.zeros((n, 6, 6)), {1: np.zeros((max(n - 1, 0), 6, 6)), 2: np.zeros((max(n - 2, 0), 6, 6))},
                    np.zeros((n, 6, k)), np.zeros((k, k)), np.zeros((n, 6)), np.zeros(k))
 
@@ -76,7 +76,7 @@ def _banded_solve(factor, b):
 
 def solve_damped(N: Normal, lam: float) -> tuple[np.ndarray, np.ndarray]:
     """Step (pose (n, 6), shared (k,)) solving (H + lam diag(H)) step = -g (Levenberg-Marquardt)."""
-    n, k = N.B.shape[0], N.B.shape[2]
+    k = N.B.shape[2]
     eye = np.eye(6)
     diag = N.diag + lam * (np.diagonal(N.diag, axis1=-2, axis2=-1)[..., None] * eye + 1e-9 * eye)
     C = N.C + lam * np.diag(np.diag(N.C) + 1e-9)

@@ -59,7 +59,7 @@ class Pinhole:
         dint[..., 0, 1] = dint[..., 1, 2] = 1.0
         return pix, dcam, dint[..., self.free]
 
-    def updated(self, step: np.ndarray) -> "Pinhole":
+    def updated(self, step: np.ndarray) -> Pinhole:
         """The model after a step over the free parameters (order of ``free``)."""
         full = np.zeros(3)
         full[self.free] = step

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .geometry import rotation_log
-from .solution import FEW_INLIERS, JUMP, MIN_MATCHES, NO_MATCHES, OK  # noqa: F401 (re-exported)
+from .solution import FEW_INLIERS, JUMP, MIN_MATCHES, NO_MATCHES, OK
 
 
 def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:

@@ -20,7 +20,7 @@ def _pairs(q, seen, p, front):
     """(frame, landmark) x (frame, face) pairs whose image point / 2D face box share a cell of a
     uniform grid laid over each frame's landmarks: only these can occlude, so the depth test stays
     near-linear in mesh size. Landmark cells are sorted (few), face boxes look them up."""
-    B, L = seen.shape
+    L = seen.shape[1]
     G = int(np.clip(2 * np.sqrt(L), 8, 256))
     any_seen = seen.any(1)[:, None]
     origin = np.where(any_seen, np.where(seen[..., None], q, np.inf).min(1), 0.0)
