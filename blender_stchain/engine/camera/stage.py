@@ -99,7 +99,8 @@ def _outline_term(masks, vertices, first: CameraSolution, image_size):
     low-resolution mask distance fields, built one chunk at a time (memory flat in clip length)."""
     def term(lo, hi):
         fields, scale = mask_fields(masks(lo, hi), image_size)
-        points = outline_points(np.asarray(vertices[lo:hi]), first.K, first.world_to_camera[lo:hi])
+        points = np.concatenate([outline_points(np.asarray(vertices[a:a + 16]), first.K, first.world_to_camera[a:a + 16])
+                                 for a in range(lo, hi, 16)])  # 16 frames of vertices at a time
         return Silhouette(points, fields, OUTLINE_WEIGHT / first.match_sigma_px**2, scale)
 
     return term
