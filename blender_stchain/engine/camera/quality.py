@@ -57,12 +57,14 @@ def frame_status(active, inliers, share, jump, cfg) -> list[str]:
     return out
 
 
-def object_radius(X, w) -> float:
-    """Robust radius of the matched 3D points: 90th percentile distance from their median."""
+def object_extent(X, w) -> tuple[float, np.ndarray | None]:
+    """Robust radius of the matched 3D points (90th percentile distance from their median) and
+    that median."""
     pts = X[w > 0]
     if len(pts) < 2:
-        return float("nan")
-    return float(np.percentile(np.linalg.norm(pts - np.median(pts, 0), axis=-1), 90))
+        return float("nan"), None
+    centre = np.median(pts, 0)
+    return float(np.percentile(np.linalg.norm(pts - centre, axis=-1), 90)), centre
 
 
 def status_warnings(status: list[str]) -> list[str]:

@@ -33,14 +33,17 @@ class CameraSolution:
     frame_status: list[str] | None = None  # (T,) OK, FEW_INLIERS, NO_MATCHES or JUMP
     focal_range: tuple[float, float] | None = None  # searched focal range (px); None when it was given
     object_radius: float | None = None  # robust radius of the matched 3D points (object units)
+    object_centre: np.ndarray | None = None  # (3,) their median, where the distance is measured from
     match_sigma_px: float = 1.0  # typical match uncertainty the thresholds were scaled by
     estimated: bool = True  # False: a default camera stands in (``reason`` says why)
     reason: str | None = None
 
 
 def _distances(solution: CameraSolution) -> np.ndarray:
+    """Camera centre to the object's centre (its origin when unknown), per frame."""
     R, t = solution.world_to_camera[:, :3, :3], solution.world_to_camera[:, :3, 3]
-    return np.linalg.norm(np.einsum("tji,tj->ti", R, t), axis=-1)  # camera centre to the object origin
+    centre = np.zeros(3) if solution.object_centre is None else solution.object_centre
+    return np.linalg.norm(-np.einsum("tji,tj->ti", R, t) - centre, axis=-1)
 
 
 def plausible(solution: CameraSolution, min_inlier_share: float = 0.2, fov_deg=(5.0, 140.0),

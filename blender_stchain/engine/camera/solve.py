@@ -174,11 +174,12 @@ def _report(model, R, t, X, uv, w, sigma, active, cfg, size, warnings, focal_ran
     status = quality.frame_status(active, inlier.sum(1), share, quality.jumps(R, t, share, cfg), cfg)
     if focal_range is not None:
         focal_range = (min(focal_range), max(focal_range))
+    radius, centre = quality.object_extent(X, w)
     return CameraSolution(
         K=K, world_to_camera=w2c, reprojection_error_px=median, inliers=inlier.sum(1), image_size=tuple(
             int(v) for v in size), warnings=warnings + quality.status_warnings(status), match_error_px=match_error,
         inlier_share=share, frame_status=status, focal_range=focal_range,
-        object_radius=quality.object_radius(X, w), match_sigma_px=typical)
+        object_radius=radius, object_centre=centre, match_sigma_px=typical)
 
 
 def _rows(a, lo, hi):
@@ -233,6 +234,5 @@ def solve_long(points3d, points2d, weights, image_size, focal_px=None, chunk: in
     jump = quality.jumps(w2c[:, :3, :3], w2c[:, :3, 3], share, _settings(settings))
     status = [quality.JUMP if j and s == quality.OK else s for s, j in zip(status, jump)]
     return CameraSolution(first.K, w2c, err, inliers, first.image_size, warnings + quality.status_warnings(status),
-                          match_error, share, status, first.focal_range,
-                          quality.object_radius(np.asarray(points3d[:chunk]), np.asarray(weights[:chunk])),
-                          first.match_sigma_px)
+                          match_error, share, status, first.focal_range, first.object_radius,
+                          first.object_centre, first.match_sigma_px)
