@@ -72,7 +72,7 @@ def mask_fields(masks, footage_size, cells: int = 256, max_distance: int = 12) -
     footage's aspect), and the footage pixels per field cell: (T, h, w) float32, scale. About
     ``cells`` cells on the long side keep a 1000-frame clip's fields per chunk small."""
     W, H = footage_size
-    scale = max(W, H) / cells
+    scale = max(1.0, max(W, H) / cells)  # never finer than the footage
     fw, fh = int(np.ceil(W / scale)), int(np.ceil(H / scale))
     out = []
     for m in masks:
