@@ -2,7 +2,7 @@
 naming the path and the frames, or a correct conversion.
 
 ``INPUTS_TRIED`` lists every input a test fed to ``open_footage`` as (input, outcome) with outcome
-"error", "warning" or "read"; a reliability conftest can count it for the suite's summary line.
+"error", "warning" or "read" (``helpers.py``); the reliability conftest counts it in the summary line.
 """
 
 import shutil
@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import DATA
+from tests.reliability.helpers import INPUTS_TRIED
 
 av = pytest.importorskip("av")
 Image = pytest.importorskip("PIL.Image")
@@ -22,8 +23,6 @@ Image = pytest.importorskip("PIL.Image")
 from blender_stchain.contracts.errors import FootageError  # noqa: E402
 from blender_stchain.contracts.frames import write_frames  # noqa: E402
 from blender_stchain.engine.footage import FootageWarning, open_footage
-
-INPUTS_TRIED: list[tuple[str, str]] = []
 
 VIDEOS = DATA / "videos"
 HORSE = DATA / "horsejump_gt"

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from blender_stchain.contracts.errors import WeightsError
 from blender_stchain.contracts.safetensors_io import DTYPE_SIZES
 from blender_stchain.engine.weights.tensors import load_tensors
+from tests.reliability.helpers import LOADER_CASES
 
 CASES = 400
 DTYPES = ["F32", "F16", "BF16", "I64", "I32", "U8", "BOOL", "F64", "I8"]
@@ -123,5 +124,6 @@ def test_loader_never_crashes_hangs_or_overallocates(tmp_path):
     grew = _peak_rss_mib() - rss0
     print(f"loader fuzz: {counter['cases']} cases, {counter['loaded']} loaded, {counter['rejected']} rejected "
           f"with WeightsError, 0 other exceptions; peak RSS growth {grew:.0f} MiB")
+    LOADER_CASES.append(counter["cases"])
     assert counter["cases"] >= 300
     assert grew < 256  # no header claiming 2**31..2**64 bytes ever turned into an allocation
