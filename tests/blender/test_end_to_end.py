@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 bpy = pytest.importorskip("bpy")
-pytestmark = pytest.mark.blender
+pytestmark = [pytest.mark.blender, pytest.mark.slow]  # a real worker run with small weights: minutes
 
 from blender_stchain.bl import entry  # noqa: E402
 from blender_stchain.contracts.blender_camera import OBJECT_TO_BLENDER  # noqa: E402

@@ -51,6 +51,7 @@ def test_nan_in_a_model_output_names_the_stage(rel, key, stage, tiny_weights, tm
     assert leftovers(out) == []
 
 
+@pytest.mark.slow
 def test_disk_full_while_writing_leaves_no_partial_result(tiny_weights, tmp_path):
     def small_disk():  # a real write limit: writes past 150 kB fail with EFBIG, as on a full disk
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -160,6 +161,7 @@ print(json.dumps({{**outcome, "warnings": warnings}}))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["lift", "keep"])
 def test_out_of_memory_in_a_window_retries_once_then_says_what_to_lower(mode, tiny_weights, tmp_path):
     out = tmp_path / "out"
