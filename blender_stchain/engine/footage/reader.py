@@ -44,14 +44,17 @@ class Footage:
     timestamps: tuple[float, ...] | None  # presentation time in seconds per chosen frame (videos)
     source_size: tuple[int, int]  # (W, H) of the footage as players show it (after display rotation)
     size: tuple[int, int]  # (W, H) of the frames ``read`` returns
-    mask_kind: str  # MaskSource.kind of the masks in use: "folder" | "alpha" | "none"
     mask_area: np.ndarray | None  # (count,) share of object pixels per chosen frame; None without masks
-    masks_path: Path | None = None  # the masks argument, when one was given
     rotation: int = 0  # counter-clockwise degrees applied to the stored video frames (display matrix)
     warnings: tuple[str, ...] = ()
     _frames: "Source" = field(repr=False, default=None)
     _masks: "MaskSource" = field(repr=False, default=None)
     _index: tuple[int, ...] = field(repr=False, default=())  # clip index of each chosen frame
+
+    @property
+    def mask_kind(self) -> str:
+        """Where the masks come from (``MaskSource.kind``): "folder" | "alpha" | "none"."""
+        return self._masks.kind
 
     @property
     def count(self) -> int:
@@ -123,9 +126,7 @@ def open_footage(
             timestamps=None if source.timestamps is None else tuple(source.timestamps[k] for k in index),
             source_size=source.size,
             size=size,
-            mask_kind=mask_source.kind,
             mask_area=None,
-            masks_path=None if masks is None else Path(masks),
             rotation=source.rotation,
             _frames=source,
             _masks=mask_source,
@@ -154,7 +155,6 @@ def _check_objects(footage: Footage) -> None:
         border.append(bool(inside[0].any() or inside[-1].any() or inside[:, 0].any() or inside[:, -1].any()))
     if opaque:  # an alpha channel that is opaque everywhere carries no mask
         footage._masks = MaskSource(None, footage._frames, list(footage._index))
-        footage.mask_kind = footage._masks.kind
         return
     footage.mask_area = np.asarray(shares, dtype=np.float32)
     _judge(footage, list(footage.frame_numbers), footage.mask_area, np.asarray(border))
