@@ -108,6 +108,7 @@ def test_cli_run_reports_bad_input_in_one_line(tmp_path):
     assert out.returncode == 1 and out.stderr.count("\n") == 1 and "footage not found" in out.stderr
 
 
+@pytest.mark.slow
 def test_peak_memory_is_flat_in_clip_length(tiny_weights, tmp_path):
     short, long = peak_rss_mb(48, tiny_weights, tmp_path), peak_rss_mb(200, tiny_weights, tmp_path)
     print(f"peak RSS: 48 frames {short:.0f} MB, 200 frames {long:.0f} MB ({long / short - 1:+.1%})")
