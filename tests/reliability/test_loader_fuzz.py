@@ -10,6 +10,7 @@ import resource
 import struct
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -127,3 +128,12 @@ def test_loader_never_crashes_hangs_or_overallocates(tmp_path):
     LOADER_CASES.append(counter["cases"])
     assert counter["cases"] >= 300
     assert grew < 256  # no header claiming 2**31..2**64 bytes ever turned into an allocation
+
+
+def test_a_dtype_that_is_not_a_string_is_refused(tmp_path):
+    """Found by the fuzzer: a list as dtype raised TypeError (unhashable) instead of WeightsError."""
+    header = b'{"t0": {"dtype": [], "shape": [], "data_offsets": [0, 4]}}'
+    path = tmp_path / "listdtype.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + b"\x00" * 4)
+    with pytest.raises(WeightsError, match=r"tensor 't0' has unknown dtype \[\]"):
+        load_tensors(path)
