@@ -3,7 +3,8 @@
 What it does, reproduced here without pytorch3d:
 - 24 starts, the axis-aligned orientations: XYZ Euler angles (radians of) azimuth
   0,0,0,0, 90 x4, 180 x4, 270 x4, 0 x4, 90 x4 about X; elevation 0 (16 times), then 90,90,-90,-90,90,90,-90,-90
-  about Y; roll 0,90,180,270 (four times) then 0,90 (four times) about Z; matrix ``Rx @ Ry @ Rz``;
+  about Y; roll 0,90,180,270 (four times) then 0,90 (four times) about Z; matrix ``Rx @ Ry @ Rz``
+  (gimbal lock at +-90 degrees elevation makes two pairs coincide: 22 distinct orientations, as in the reference);
 - per start: a 6D rotation (identity start, Gram-Schmidt rows as pytorch3d's ``rotation_6d_to_matrix``),
   a translation (0) and an anisotropic scale (1, 1, 1); the transform is ``x -> (s * x) @ (R0 @ R6) + T``
   on row vectors;
