@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .runner import METRICS, mean_metrics
+from .runner import mean_metrics
 
 HEADERS = {"cd_3d": "CD-3D", "cd_4d": "CD-4D", "cd_m": "CD-M", "focal_error": "focal%", "rotation_deg": "rot deg",
            "centre_error": "centre", "reprojection_px": "reproj px", "delta_avg": "d_avg", "occlusion_accuracy": "OA",
@@ -10,7 +10,7 @@ HEADERS = {"cd_3d": "CD-3D", "cd_4d": "CD-4D", "cd_m": "CD-M", "focal_error": "f
 
 
 def table(report: dict) -> str:
-    rows = [(r["clip"], r["method"], _flat(r)) for r in report["clips"]]
+    rows = [(r["clip"], r["method"], mean_metrics([r])) for r in report["clips"]]
     rows += [("MEAN", m, v) for m, v in report["mean"].items()]
     cols = [k for k in HEADERS if any(k in v for _, _, v in rows)]
     head = ["clip", "method"] + [HEADERS[c] for c in cols]
@@ -20,10 +20,6 @@ def table(report: dict) -> str:
                                    for i, (x, w) in enumerate(zip(cells, widths)))
     out = [f"== {report['label']} | protocol: {report['protocol']} ==", line(head), line(["-" * w for w in widths])]
     return "\n".join(out + [line(b) for b in body])
-
-
-def _flat(row: dict) -> dict:
-    return mean_metrics([row])
 
 
 def _fmt(name, value) -> str:

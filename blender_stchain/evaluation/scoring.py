@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..engine import camera
@@ -52,17 +54,12 @@ def _track_scores(clip: Clip, V, F, result) -> dict:
     size = tuple(int(v) for v in result.image_size)
     everyone = np.arange(V.shape[1])
 
-    def at(t):
-        return camera.tracks_2d(V[t:t + 1], F, everyone, result.K, result.world_to_camera[t:t + 1], size)
+    @functools.lru_cache(maxsize=None)
+    def frame(t):  # every vertex projected, and seen or not, at a query frame
+        xy, seen = camera.tracks_2d(V[t:t + 1], F, everyone, result.K, result.world_to_camera[t:t + 1], size)
+        return xy[0], seen[0] > 0
 
-    cache = {}
-
-    def seen(t):
-        if t not in cache:
-            cache[t] = at(t)
-        return cache[t]
-
-    ids = pair_queries(clip.tracks_2d, clip.track_visible, lambda t: seen(t)[0][0], lambda t: seen(t)[1][0] > 0)
+    ids = pair_queries(clip.tracks_2d, clip.track_visible, lambda t: frame(t)[0], lambda t: frame(t)[1])
     tracks, visible = camera.tracks_2d(V, F, np.maximum(ids, 0), result.K, result.world_to_camera, size)
     visible = (visible > 0) & (ids >= 0)[None]
     return tapvid_metrics(clip.tracks_2d, clip.track_visible, tracks, visible, clip.image_size)

@@ -119,3 +119,11 @@ def test_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["eval", str(tmp_path / "empty")]) == 1
     assert "holds no clip" in capsys.readouterr().err
+
+
+def test_engine_side_of_eval_never_imports_bpy():
+    code = ("import sys; import blender_stchain.evaluation.cli, blender_stchain.evaluation.runner, "
+            "blender_stchain.evaluation.scoring, blender_stchain.evaluation.oracle; "
+            "assert not any(m == 'bpy' or m.startswith('bpy.') for m in sys.modules), 'bpy imported'")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
