@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .engine.errors import StchainError
+from .contracts.errors import StchainError
 
 
 class _UsageError(Exception):
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         files = weights.download(root, args.parts, _progress(), base_url=args.base_url)
         print(f"\n{len(files)} file(s) downloaded into {root}; ActionMesh weights are for non-commercial use only")
         return 0
-    from .engine.random_weights import make_random
+    from .engine.weights.random_checkpoints import make_random
 
     root = make_random(args.out, args.size, args.seed)
     print(f"random {args.size} checkpoints (seed {args.seed}) written to {root}: smoke tests only")

@@ -12,8 +12,8 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-from ..cli import parse_overrides
-from ..engine.errors import StchainError
+from ..contracts.errors import StchainError
+from ..contracts.options import parse_overrides
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".bmp", ".webp", ".tga")
 
@@ -72,15 +72,9 @@ def cli_command(argv) -> int:
 def _run(args) -> int:
     import bpy
 
-    from . import registration
-
-    if hasattr(bpy.types.Scene, "stchain"):
-        return _generate(bpy, args)
-    registration.register()  # imported as a plain module (PyPI bpy, -P without the extension)
-    try:
-        return _generate(bpy, args)
-    finally:
-        registration.unregister()  # also avoids bpy 4.2's crash at exit with add-on menus registered
+    if not hasattr(bpy.types.Scene, "stchain"):
+        raise StchainError("stchain: the extension is not registered (use blender_stchain.bl.entry.main)")
+    return _generate(bpy, args)
 
 
 def _generate(bpy, args) -> int:
@@ -123,7 +117,7 @@ def write_blend_file(result_path, blend_path) -> Path:
     """A fresh scene holding a saved result (the demo's .blend), written by the scene writer."""
     import bpy
 
-    from ..engine.result import load_result
+    from ..contracts.result import load_result
     from . import scene_writer
 
     bpy.ops.wm.read_factory_settings(use_empty=True)

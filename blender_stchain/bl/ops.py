@@ -15,9 +15,9 @@ from pathlib import Path
 import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
 
-from ..engine.errors import StchainError
-from ..engine.job import JobSpec
-from ..engine.result import load_result
+from ..contracts.errors import StchainError
+from ..contracts.job import JobSpec
+from ..contracts.result import load_result
 from . import footage, prefs, scene_writer
 from .controller import Controller, State
 from .props import WRITE_MODES

@@ -14,10 +14,10 @@ import threading
 import pytest
 
 from blender_stchain import cli_weights
+from blender_stchain.contracts.errors import Cancelled, WeightsError
 from blender_stchain.engine import weights
-from blender_stchain.engine.errors import Cancelled, WeightsError
-from blender_stchain.engine.random_weights import make_random
-from blender_stchain.engine.weights_download import MANIFEST, download
+from blender_stchain.engine.weights.fetch import MANIFEST, download
+from blender_stchain.engine.weights.random_checkpoints import make_random
 
 
 class Repo(http.server.ThreadingHTTPServer):

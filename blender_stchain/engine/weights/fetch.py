@@ -22,9 +22,9 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import Cancelled, WeightsError
-from .safetensors_io import read_header
-from .weights import REPOS, repo_files
+from ...contracts.errors import Cancelled, WeightsError
+from ...contracts.safetensors_io import read_header
+from .catalogue import REPOS, find_root, repo_files
 
 HF_BASE = "https://huggingface.co"
 MANIFEST = "stchain_download.json"
@@ -158,9 +158,10 @@ def _write_manifest(path: Path, entries: dict) -> None:
     os.replace(tmp, path)
 
 
-def download(root: Path, parts=None, progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
+def download(root: Path | None = None, parts=None, progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
              base_url: str | None = None, revision: str = "main", timeout: float = 60.0) -> list[Path]:
     """Fetch the needed files of each repository into ``root/<repo>/``; finished files are skipped."""
+    root = find_root(root)
     base = (base_url or HF_BASE).rstrip("/")
     written = []
     for repo_dir in resolve_parts(parts):

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import torch
 
-from .models import configs as model_configs
-from .safetensors_io import write_streaming
-from .weights import COMPONENTS, RANDOM_KEY, build
+from ..models import configs as model_configs
+from .catalogue import COMPONENTS, RANDOM_KEY
+from .loading import build
+from .tensors import write_streaming
 
 SIZES = model_configs.SIZES
 DIFFUSERS_VERSION = "0.36.0"
@@ -45,7 +46,7 @@ MODEL_INDEX = {
 def component_config(name: str, size: str) -> dict:
     """The official-key config.json contents of a part at ``size``."""
     if name in ("dinov2", "image_encoder_dinov2"):
-        from .models.dinov2 import DINOV2_CONFIGS
+        from ..models.dinov2 import DINOV2_CONFIGS
 
         return {**DINOV2_CONFIGS[size]}
     cfg = model_configs.config(name, size)
