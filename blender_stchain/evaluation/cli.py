@@ -11,7 +11,7 @@ from .errors import EvalError
 def main(argv) -> int:
     argv = list(argv)
     if argv and argv[0] == "make-bench":
-        from .make_bench import main as make_bench_main  # bpy side: no torch is imported on this path
+        from .synthetic.render import main as make_bench_main  # bpy side: no torch is imported on this path
 
         return make_bench_main(argv[1:])
     return run_eval(argv)
@@ -41,7 +41,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run_eval(argv) -> int:
-    from ..cli import parse_overrides
+    from ..contracts.options import parse_overrides
     from .report import table
     from .runner import evaluate
 

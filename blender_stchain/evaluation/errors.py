@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..engine.errors import StchainError
+from ..contracts.errors import StchainError
 
 
 class EvalError(StchainError):

@@ -12,8 +12,8 @@ import time
 import numpy as np
 
 from ..engine import camera, deform
-from ..engine.result import Result
-from ..engine.settings import Settings
+from ..contracts.result import Result
+from ..contracts.settings import Settings
 from .bench import Clip
 from .errors import EvalError
 

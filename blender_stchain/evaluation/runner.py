@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .actionbench import PROTOCOL, protocol
+from .metrics.actionbench import PROTOCOL, protocol
 from .bench import Clip, read_bench
 from .errors import EvalError
 from .scoring import score
@@ -24,7 +24,7 @@ SMOKE_LABEL = "SMOKE TEST: random weights, not a reconstruction"
 def evaluate(bench, out, methods=("chain",), results=None, oracle=False, preset="balanced", overrides=None,
              weights=None, device="auto", limit=None, counts=None, allow_random_weights=False, log=print) -> dict:
     """Score every clip of ``bench`` for each method; returns (and writes) the metrics dict."""
-    from ..engine.settings import preset as make_settings
+    from ..contracts.settings import preset as make_settings
 
     clips = read_bench(bench, limit)
     out = Path(out)
@@ -70,7 +70,7 @@ def _label(rows, oracle) -> str:
 
 def _result(clip: Clip, method, out, results, settings, preset, overrides, weights, device, allow_random):
     """The result of ``method`` on ``clip``: oracle, read from ``results``, or run now; plus peak memory."""
-    from ..engine.result import load_result
+    from ..contracts.result import load_result
 
     if method == "oracle":
         from .oracle import oracle_result
@@ -81,7 +81,7 @@ def _result(clip: Clip, method, out, results, settings, preset, overrides, weigh
         if not path.exists():
             raise EvalError(f"no result {path}; run `eval` without --results to make it")
         return load_result(path), None
-    from ..engine.job import JobSpec
+    from ..contracts.job import JobSpec
     from ..engine.pipeline import run
 
     path = out / "results" / clip.name / f"{method}.safetensors"

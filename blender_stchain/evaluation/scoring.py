@@ -7,12 +7,12 @@ import functools
 import numpy as np
 
 from ..engine import camera
-from .actionbench import actionbench_scores
+from .metrics.actionbench import actionbench_scores
 from .bench import Clip
-from .camera_metrics import camera_errors, umeyama
-from .chamfer import kdtree
+from .metrics.camera import camera_errors, umeyama
+from .metrics.chamfer import kdtree
 from .errors import EvalError
-from .tracks import pair_queries, tapvid_metrics
+from .metrics.tracks import pair_queries, tapvid_metrics
 
 
 def score(clip: Clip, result, counts: dict) -> dict:

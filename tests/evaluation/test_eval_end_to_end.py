@@ -15,7 +15,7 @@ from PIL import Image
 
 from blender_stchain.cli import main
 from blender_stchain.engine.camera import tracks_2d
-from blender_stchain.engine.result import Result
+from blender_stchain.contracts.result import Result
 from blender_stchain.evaluation.bench import read_bench
 from blender_stchain.evaluation.scoring import score
 

@@ -5,12 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blender_stchain.evaluation.actionbench import actionbench_scores, protocol
-from blender_stchain.evaluation.camera_metrics import camera_errors, rotation_angle_deg, umeyama
-from blender_stchain.evaluation.chamfer import chamfer_score, motion_chamfer
-from blender_stchain.evaluation.icp import canonical_rotations, gradient_icp
-from blender_stchain.evaluation.sampling import subsample, surface_points, synchronized_points, tracked_points
-from blender_stchain.evaluation.tracks import pair_queries, tapvid_metrics
+from blender_stchain.evaluation.metrics.actionbench import actionbench_scores, protocol
+from blender_stchain.evaluation.metrics.camera import camera_errors, rotation_angle_deg, umeyama
+from blender_stchain.evaluation.metrics.chamfer import chamfer_score, motion_chamfer
+from blender_stchain.evaluation.metrics.icp import canonical_rotations, gradient_icp
+from blender_stchain.evaluation.metrics.sampling import subsample, surface_points, synchronized_points, tracked_points
+from blender_stchain.evaluation.metrics.tracks import pair_queries, tapvid_metrics
 
 REF = np.load(Path(__file__).parent / "fixtures" / "actionbench_reference.npz")
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from . import scenes
-from .bench import FRAMES_DIR, write_clip
-from .errors import EvalError
-from .sampling import tracked_points
+from ..bench import FRAMES_DIR, write_clip
+from ..errors import EvalError
+from ..metrics.sampling import tracked_points
 
-SHARED_GLB = Path(__file__).resolve().parents[3] / "shared" / "data" / "animated_glb"
+SHARED_GLB = Path(__file__).resolve().parents[4] / "shared" / "data" / "animated_glb"
 
 
 @dataclass(frozen=True)

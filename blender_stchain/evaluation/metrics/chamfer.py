@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import need
+from ..errors import need
 
 
 def kdtree(points):
