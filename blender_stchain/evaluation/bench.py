@@ -2,7 +2,8 @@
 
 Ours, one folder per clip::
 
-    CLIP/rgba/0001.png ...       RGBA frames (the footage)
+    CLIP/rgba/0001.png ...       RGBA frames (the footage); or CLIP/video.mp4 (any video file) plus
+                                 CLIP/masks/ (one mask image per frame)
     CLIP/gt.npz                  vertices (T,V,3) float32, faces (F,3) int32, surfaces (T,N,3) float32
                                  (tracked surface points, ActionBench's GT form), K (3,3),
                                  world_to_camera (T,4,4) OpenCV, image_size (W,H), track_ids (L,),
@@ -31,7 +32,7 @@ GT_FILE, ACTIONBENCH_FILE, META_FILE, FRAMES_DIR = "gt.npz", "surfaces.npy", "cl
 @dataclass
 class Clip:
     name: str
-    footage: Path  # folder of RGBA frames
+    footage: Path  # folder of RGBA frames, or a video file
     surfaces: np.ndarray  # (T, N, 3) tracked GT points (the ActionBench cloud)
     vertices: np.ndarray | None = None  # (T, V, 3) GT mesh, fixed topology
     faces: np.ndarray | None = None
@@ -42,6 +43,7 @@ class Clip:
     tracks_2d: np.ndarray | None = None  # (T, L, 2)
     track_visible: np.ndarray | None = None  # (T, L) bool
     meta: dict = field(default_factory=dict)
+    masks: Path | None = None  # mask folder of video footage
 
     @property
     def frames(self) -> int:
@@ -89,19 +91,28 @@ def read_clip(folder) -> Clip:
     if (folder / GT_FILE).exists():
         d = np.load(folder / GT_FILE)
         meta = json.loads((folder / META_FILE).read_text(encoding="utf-8")) if (folder / META_FILE).exists() else {}
-        return Clip(name=folder.name, footage=_frames_folder(folder), surfaces=d["surfaces"],
+        footage, masks = _footage(folder)
+        return Clip(name=folder.name, footage=footage, masks=masks, surfaces=d["surfaces"],
                     vertices=d["vertices"], faces=d["faces"], K=d["K"], world_to_camera=d["world_to_camera"],
                     image_size=tuple(int(v) for v in d["image_size"]), track_ids=d["track_ids"],
                     tracks_2d=d["tracks_2d"], track_visible=d["track_visible"].astype(bool), meta=meta)
     surfaces = np.load(folder / ACTIONBENCH_FILE)
     if surfaces.ndim != 3 or surfaces.shape[-1] < 3:
         raise EvalError(f"{folder / ACTIONBENCH_FILE} has shape {surfaces.shape}, expected (T, N, 6)")
-    return Clip(name=folder.name, footage=_frames_folder(folder), surfaces=surfaces[..., :3].astype(np.float32),
+    footage, masks = _footage(folder)
+    return Clip(name=folder.name, footage=footage, masks=masks, surfaces=surfaces[..., :3].astype(np.float32),
                 meta={"source": "actionbench"})
 
 
-def _frames_folder(folder: Path) -> Path:
-    for cand in (folder / FRAMES_DIR, folder, *sorted(p for p in folder.iterdir() if p.is_dir())):
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
+
+
+def _footage(folder: Path) -> tuple[Path, Path | None]:
+    """RGBA PNG frames (``rgba/``, the clip folder or a sub-folder), else a video file plus ``masks/``."""
+    for cand in (folder / FRAMES_DIR, folder, *sorted(p for p in folder.iterdir() if p.is_dir() and p.name != "masks")):
         if any(cand.glob("*.png")):
-            return cand
-    raise EvalError(f"no PNG frames found in {folder} or its sub-folders")
+            return cand, None
+    videos = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    if videos:
+        return videos[0], folder / "masks" if (folder / "masks").is_dir() else None
+    raise EvalError(f"no footage in {folder}: expected PNG frames (rgba/) or a video file with masks/")

@@ -34,6 +34,9 @@ def evaluate(bench, out, methods=("chain",), results=None, oracle=False, preset=
     except (ValueError, TypeError) as e:
         raise EvalError(f"settings: {e}") from None
     methods = ("oracle",) if oracle else tuple(methods)
+    if counts.get("device", "cpu") == "cpu" and counts["n_pts_icp"] >= PROTOCOL["n_pts_icp"]:
+        log("[eval] note: ActionBench's ICP (10,000 points, 200 steps, 24 starts) takes ~5 min per frame on a "
+            "CPU (measured on 2 cores); --icp-points 1000 gives a quick score marked 'reduced'")
     rows = []
     for clip in clips:
         for method in methods:
@@ -86,6 +89,7 @@ def _result(clip: Clip, method, out, results, settings, preset, overrides, weigh
 
     path = out / "results" / clip.name / f"{method}.safetensors"
     job = JobSpec(footage=str(clip.footage), out=str(path), weights=weights, method=method, preset=preset,
+                  masks=None if clip.masks is None else str(clip.masks),
                   device=device, settings=dict(overrides or {}), allow_random_weights=allow_random)
     cuda = _reset_cuda_peak()
     run(job)

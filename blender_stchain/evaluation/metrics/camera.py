@@ -5,7 +5,8 @@ a result may move the object where the ground truth moves the camera ("object mo
 "camera moves"), and its object space has its own position, orientation and scale. ActionBench
 defines no camera metric, so this definition is ours:
 
-- pairs: each GT point is paired with a predicted vertex (``pairs``, given by the caller);
+- pairs: each GT point is paired with a predicted vertex by the caller (``scoring.match_vertices``:
+  ActionBench's frame-0 alignment refined by a similarity ICP, then nearest neighbours);
 - the object's rigid pose per frame, G(t), is the Kabsch fit of its paired points at t to those at
   frame 0, on each side; the camera seen from the object is then C(t) = world_to_camera(t) @ G(t);
 - one similarity S (Umeyama 1991, with scale) maps the predicted frame-0 points onto the GT's;
