@@ -35,17 +35,23 @@ def score(clip: Clip, result, counts: dict) -> dict:
     return out
 
 
-def match_vertices(vertices0, gt_cloud0, gt_points0, start, iterations: int = 30, sample: int = 4000) -> np.ndarray:
+def match_vertices(vertices0, gt_cloud0, gt_points0, start, iterations: int = 300, sample: int = 4000) -> np.ndarray:
     """The predicted vertex standing for each GT point (frame 0): ActionBench's frame-0 alignment
-    ``start`` refined by ICP with an isotropic similarity (Umeyama) of the vertices onto the GT cloud,
-    then nearest neighbours. The refinement removes the few-degree error a sampled-cloud ICP keeps."""
+    ``start`` refined by ICP with an isotropic similarity (Umeyama) of the vertices onto the GT cloud
+    until its matches stop changing, then nearest neighbours. The refinement removes the few degrees
+    a sampled-cloud ICP leaves (measured on the mushroom clip: 3.7 degrees -> 0.18 after ~100 steps)."""
     V = np.asarray(vertices0, np.float64)
+    cloud = np.asarray(gt_cloud0, np.float64)
     sub = V[np.random.RandomState(0).permutation(len(V))[:sample]]
-    tree = kdtree(gt_cloud0)
-    moved = start.apply(sub)
-    s, R, t = umeyama(sub, moved)
+    tree = kdtree(cloud)
+    s, R, t = umeyama(sub, start.apply(sub))
+    matches = None
     for _ in range(iterations):
-        s, R, t = umeyama(sub, np.asarray(gt_cloud0, np.float64)[tree.query(s * sub @ R.T + t)[1]])
+        found = tree.query(s * sub @ R.T + t)[1]
+        if matches is not None and np.array_equal(found, matches):
+            break
+        matches = found
+        s, R, t = umeyama(sub, cloud[matches])
     return kdtree(s * V @ R.T + t).query(np.asarray(gt_points0, np.float64))[1]
 
 
