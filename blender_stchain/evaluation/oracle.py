@@ -11,9 +11,9 @@ import time
 
 import numpy as np
 
-from ..engine import camera, deform
 from ..contracts.result import Result
 from ..contracts.settings import Settings
+from ..engine import camera, deform
 from .bench import Clip
 from .errors import EvalError
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics.actionbench import PROTOCOL, protocol
 from .bench import Clip, read_bench
 from .errors import EvalError
+from .metrics.actionbench import PROTOCOL, protocol
 from .scoring import score
 
 ORACLE_LABEL = "ORACLE: GT tracks through dense motion + camera (proves the harness, not the model)"
@@ -68,7 +68,7 @@ def evaluate(bench, out, methods=("chain",), results=None, oracle=False, preset=
 def _label(rows, oracle) -> str:
     if oracle:
         return ORACLE_LABEL
-    return SMOKE_LABEL if any(r["smoke_test"] for r in rows) else "official weights"
+    return SMOKE_LABEL if any(r["smoke_test"] for r in rows) else "model run (non-random weights: see the results' metadata)"
 
 
 def _result(clip: Clip, method, out, results, settings, preset, overrides, weights, device, allow_random):

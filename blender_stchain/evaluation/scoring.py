@@ -7,11 +7,11 @@ import functools
 import numpy as np
 
 from ..engine import camera
-from .metrics.actionbench import actionbench_scores
 from .bench import Clip
+from .errors import EvalError
+from .metrics.actionbench import actionbench_scores
 from .metrics.camera import camera_errors, umeyama
 from .metrics.chamfer import kdtree
-from .errors import EvalError
 from .metrics.tracks import pair_queries, tapvid_metrics
 
 
