@@ -173,6 +173,7 @@ def main(argv) -> int:
     p.add_argument("--frames", default=",".join(map(str, BenchSpec.frames)), help="frames per clip (comma list)")
     p.add_argument("--tracks", type=int, default=BenchSpec.tracks, help="GT 2D tracks per clip")
     p.add_argument("--engine", default="BLENDER_WORKBENCH", choices=["BLENDER_WORKBENCH", "CYCLES"])
+    p.add_argument("--meshes", help="folder of NAME.npz animated meshes (default: the shared data's animated_glb)")
     args = p.parse_args(argv)
     clips = tuple(c for c in args.clips.split(",") if c)
     frames = tuple(int(f) for f in args.frames.split(","))
@@ -185,7 +186,7 @@ def main(argv) -> int:
         import bpy  # noqa: F401
     except ImportError:
         raise EvalError("make-bench needs the PyPI bpy module (pip install bpy==5.0.1, Python 3.11)") from None
-    folders = build(args.out, spec)
+    folders = build(args.out, spec, glb_dir=args.meshes)
     (Path(args.out) / "bench.json").write_text(json.dumps({"clips": [f.name for f in folders],
                                                            "spec": spec.__dict__}, indent=1, default=list))
     print(f"benchmark written: {args.out} ({len(folders)} clips)")
