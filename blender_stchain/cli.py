@@ -5,6 +5,7 @@
 - ``demo``: the README's main job (random ``small`` weights when no real ones are found: a smoke test).
 - ``preview``: a picture of a result drawn over its footage.
 - ``batch``: many clips on long-lived Ray workers (``blender_stchain.batch``; the ``[batch]`` extra).
+- ``eval BENCH`` / ``eval make-bench OUT``: quality metrics on a benchmark / build the synthetic one.
 - options only (``--footage ... --out X.blend``): the Blender headless job through the PyPI bpy module.
 Exit code 0 on success; otherwise non-zero with one clear line on stderr.
 """
@@ -59,6 +60,12 @@ def cmd_preview(argv) -> int:
     return preview_main(argv)
 
 
+def cmd_eval(argv) -> int:
+    from .evaluation.cli import main as eval_main
+
+    return eval_main(argv)
+
+
 def cmd_blender(argv) -> int:
     from .bl.entry import main as headless_main
 
@@ -71,7 +78,8 @@ def cmd_batch(argv) -> int:
     return batch_main(argv)
 
 
-COMMANDS = {"run": cmd_run, "weights": cmd_weights, "demo": cmd_demo, "preview": cmd_preview, "batch": cmd_batch}
+COMMANDS = {"run": cmd_run, "weights": cmd_weights, "demo": cmd_demo, "preview": cmd_preview, "batch": cmd_batch,
+            "eval": cmd_eval}
 
 
 def main(argv=None) -> int:
