@@ -9,7 +9,8 @@ SOURCES = [
     ("FILE", "Video File", "Use a video file, decoded by Blender"),
 ]
 MASKS = [
-    ("NONE", "None", "No mask: the model segments the object itself"),
+    ("NONE", "None", "No mask: the whole frame, background included, goes to the model (only for footage "
+                     "already cut out on a plain background)"),
     ("ALPHA", "Footage Alpha", "The footage's alpha channel is the object mask"),
     ("MASK", "Blender Mask", "A Mask datablock (drawn in the Movie Clip editor) rendered per frame"),
     ("LUMA", "Luma Key", "Object = pixels brighter than a dark background"),

@@ -127,4 +127,19 @@ def make_random(out_root: str | os.PathLike, size: str = "tiny", seed: int = 0,
     _write_json(root / "TripoSG" / "scheduler" / "scheduler_config.json", SCHEDULER_CONFIG)
     for rel in ("TripoSG/feature_extractor_dinov2", "dinov2-large"):
         _write_json(root / rel / "preprocessor_config.json", PREPROCESSOR_CONFIG)
+    if parts is None:  # segmentation (issue 12): the default SAM 2.1 size, when transformers is installed
+        _write_sam2(root, size, seed)
     return root
+
+
+def _write_sam2(root: Path, size: str, seed: int) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("transformers") is None:
+        import warnings
+
+        warnings.warn("transformers is not installed: no random SAM 2.1 checkpoint written (segmentation off)")
+        return
+    from .segment.model import write_random
+
+    write_random(root, size, seed)

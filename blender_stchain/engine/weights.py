@@ -308,7 +308,7 @@ class WeightsReport:
 
     @property
     def ok(self) -> bool:
-        return all(p.state == "present" for p in self.parts)
+        return all(p.state in ("present", "absent") for p in self.parts)  # absent: optional (SAM 2.1 sizes)
 
     @property
     def is_random(self) -> bool:
@@ -378,7 +378,9 @@ def check(root: str | os.PathLike | None = None) -> WeightsReport:
     root = find_root(root)
     parts = [_component_status(root, c) for c in COMPONENTS.values()]
     parts += [_extra_status(root, repo, rel) for repo, rels in EXTRA_FILES.items() for rel in rels]
-    return WeightsReport(str(root), parts + [_consistency(root)])
+    from .segment.model import statuses as segment_statuses  # SAM 2.1 sizes, optional (issue 12)
+
+    return WeightsReport(str(root), parts + [_consistency(root)] + segment_statuses(root))
 
 
 def download(root=None, parts=None, progress=None, cancel=None, base_url: str | None = None):
