@@ -100,8 +100,12 @@ def _eval_parser() -> argparse.ArgumentParser:
 def _print_event(event: dict) -> None:
     if event.get("event") == "warning":
         print(f"warning: {event['message']}", file=sys.stderr)
-    elif event.get("event") == "progress" and event.get("message"):
+    elif event.get("event") == "progress" and event.get("message") and sys.stderr.isatty():
         print(f"\r{100 * event['fraction']:5.1f}%  {event['message']}\033[K", end="", file=sys.stderr, flush=True)
+
+
+def _clear() -> str:
+    return "\r\033[K" if sys.stderr.isatty() else ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         summary = segment_footage(args.footage, parse(args.segment, args.segment_box), args.out,
                                   parse_frames(args.frames), args.weights, args.segment_model, args.device,
                                   _print_event)
-        print(f"\n{len(summary.frames)} masks ({summary.model}) written to {summary.folder}", file=sys.stderr)
+        print(f"{_clear()}{len(summary.frames)} masks ({summary.model}) written to {summary.folder}", file=sys.stderr)
         return 0
     except (StchainError, OSError) as e:
-        print(f"\nerror: {e}", file=sys.stderr)
+        print(f"{_clear()}error: {e}", file=sys.stderr)
         return 1

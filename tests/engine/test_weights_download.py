@@ -17,6 +17,7 @@ from blender_stchain import cli_weights
 from blender_stchain.engine import weights
 from blender_stchain.engine.errors import Cancelled, WeightsError
 from blender_stchain.engine.random_weights import make_random
+from blender_stchain.engine.segment import catalogue as sam2
 from blender_stchain.engine.weights_download import MANIFEST, download
 
 
@@ -83,6 +84,8 @@ def server(source):
     for repo_dir, repo_id in weights.REPOS.items():
         for rel in weights.repo_files(repo_dir):
             files[f"/{repo_id}/resolve/main/{rel}"] = (source / repo_dir / rel).read_bytes()
+    for rel in sam2.FILES:  # the default download also fetches the default SAM 2.1 size (issue 12)
+        files[f"/{sam2.REPOS[sam2.DEFAULT_MODEL]}/resolve/main/{rel}"] = (source / sam2.DEFAULT_MODEL / rel).read_bytes()
     srv = Repo(files)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
@@ -98,7 +101,7 @@ DIT_URL = "/VAST-AI/TripoSG/resolve/main/transformer/diffusion_pytorch_model.saf
 def test_download_all_parts_verified_and_loadable(server, source, tmp_path):
     events = []
     files = download(tmp_path, None, lambda f, d, t: events.append((f, d, t)), base_url=server.url)
-    n = sum(len(weights.repo_files(r)) for r in weights.REPOS)
+    n = sum(len(weights.repo_files(r)) for r in weights.REPOS) + len(sam2.FILES)
     assert len(files) == n and events and all(t is not None and d <= t for _, d, t in events)
     report = weights.check(tmp_path)
     assert report.ok and report.is_random
