@@ -64,8 +64,13 @@ def prepare(context, op) -> tuple[ProcessRunner, scene_writer.WriteOptions]:
     p = prefs.get(context)
     src = footage.probe(footage_path(props), fps_default=context.scene.render.fps / context.scene.render.fps_base)
     frames = (props.frame_first, props.frame_last) if props.use_frame_range else None
+    segmented = None
+    if props.mask == "SEGMENT":  # issue 12: the masks Preview Masks cached for the current prompts
+        from .ops_segment import masks_for_generate
+
+        segmented = masks_for_generate(context)
     job_dir = _job_dir()
-    frames_dir = footage.export(src, frames, job_dir / "footage", mask=props.mask.lower(),
+    frames_dir = footage.export(src, frames, job_dir / "footage", mask="none" if segmented else props.mask.lower(),
                                 blender_mask=props.mask_datablock if props.mask == "MASK" else None)
     try:
         settings = json.loads(op.settings_json or "{}")
@@ -78,7 +83,7 @@ def prepare(context, op) -> tuple[ProcessRunner, scene_writer.WriteOptions]:
         settings["anchor_frame"] = props.anchor_frame - first
     spec = JobSpec(
         footage=str(frames_dir), out=str(job_dir / "result.safetensors"),
-        weights=op.weights or prefs.weights_dir(context), masks=op.masks or None,
+        weights=op.weights or prefs.weights_dir(context), masks=op.masks or segmented or None,
         method=props.method, preset=props.preset,
         device=op.device or (p.device if p else "auto"), precision=p.precision if p else "auto",
         settings=settings, allow_random_weights=op.allow_random_weights,

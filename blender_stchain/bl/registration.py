@@ -5,9 +5,9 @@ Nothing here imports torch, reads files, touches the GPU or the network.
 
 import bpy
 
-from . import headless, ops, panels, prefs, props
+from . import headless, ops, ops_segment, panels, prefs, props
 
-CLASSES = props.CLASSES + prefs.CLASSES + ops.CLASSES + panels.CLASSES
+CLASSES = props.CLASSES + prefs.CLASSES + ops.CLASSES + ops_segment.CLASSES + panels.CLASSES
 _cli = []
 
 

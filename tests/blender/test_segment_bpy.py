@@ -1,0 +1,121 @@
+""""Segment object" in Blender (issue 12), on the PyPI bpy module: prompts from Movie Clip tracking markers,
+Preview Masks through the real segmentation worker (random SAM 2.1 weights made by the worker's Python), the
+cache beside the .blend and its reuse, and Generate picking the cached masks up."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+pytestmark = pytest.mark.blender
+
+from blender_stchain.bl import ops_segment, segment  # noqa: E402
+from blender_stchain.engine.segment.prompts import Point  # noqa: E402
+from tests.blender.conftest import data_snapshot  # noqa: E402
+from tests.conftest import DATA, REPO  # noqa: E402
+
+BEAR = DATA / "videos" / "bear.mp4"
+WORKER_PYTHON = os.environ.get("STCHAIN_WORKER_PYTHON", sys.executable)
+
+
+@pytest.fixture(scope="module")
+def sam2_root(tmp_path_factory):
+    """Random SAM 2.1 weights in the official layout, written by the worker's interpreter (torch lives there)."""
+    root = tmp_path_factory.mktemp("sam2")
+    code = f"from blender_stchain.engine.segment.model import write_random; write_random({str(root)!r}, 'tiny')"
+    subprocess.run([WORKER_PYTHON, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    return root
+
+
+def add_marker(clip, name, frame, co, mute=False):
+    track = clip.tracking.tracks.get(name) or clip.tracking.tracks.new(name=name, frame=frame)
+    marker = track.markers.find_frame(frame) or track.markers.insert_frame(frame)
+    marker.co, marker.mute = co, mute
+    return track
+
+
+@pytest.fixture
+def bear_clip(registered):
+    clip = bpy.data.movieclips.load(str(BEAR))
+    add_marker(clip, "body", 3, (0.5, 0.4))
+    add_marker(clip, "body", 5, (0.52, 0.41))
+    add_marker(clip, "head", 3, (0.25, 0.5))
+    add_marker(clip, "BG sky", 3, (0.05, 0.95))
+    add_marker(clip, "head", 6, (0.3, 0.5), mute=True)
+    props = bpy.context.scene.stchain
+    props.source, props.clip, props.mask = "CLIP", clip, "SEGMENT"
+    props.use_frame_range, props.frame_first, props.frame_last = True, 2, 4
+    return clip
+
+
+def test_markers_become_points_in_footage_pixels_on_one_frame(bear_clip):
+    def flat(points):
+        return [(pytest.approx(p.x, abs=1e-3), pytest.approx(p.y, abs=1e-3), p.positive, p.frame) for p in points]
+
+    points, frame = segment.marker_prompts(bear_clip, (1, 10))
+    assert frame == 3  # two object markers there, one on frame 5
+    assert [(p.x, p.y, p.positive, p.frame) for p in points] == flat(
+        [Point(854 * 0.05, 480 * 0.05, False, 3), Point(427.0, 480 * 0.6, True, 3),
+         Point(854 * 0.25, 240.0, True, 3)])  # sorted by track name: "BG sky", "body", "head"
+    points, frame = segment.marker_prompts(bear_clip, (4, 10))
+    assert frame == 5 and [(p.x, p.y, p.positive, p.frame) for p in points] == flat([Point(854 * 0.52, 480 * 0.59, True, 5)])
+    assert segment.marker_prompts(bear_clip, (6, 10)) == ([], None)  # the only marker there is muted
+
+
+def test_no_marker_and_no_mask_is_one_clear_error_and_changes_nothing(registered):
+    clip = bpy.data.movieclips.load(str(BEAR))
+    props = bpy.context.scene.stchain
+    props.source, props.clip, props.mask = "CLIP", clip, "SEGMENT"
+    before = data_snapshot()
+    with pytest.raises(RuntimeError, match="Segment object needs a prompt: place tracking markers on the object"):
+        bpy.ops.stchain.preview_masks()
+    assert data_snapshot() == before
+
+
+def test_preview_masks_runs_the_worker_caches_beside_the_blend_and_generate_uses_them(bear_clip, sam2_root, tmp_path,
+                                                                                         monkeypatch):
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
+    with pytest.raises(RuntimeError, match="No masks for these markers yet: click Preview Masks"):
+        bpy.ops.stchain.generate()
+    assert bpy.ops.stchain.preview_masks(weights=str(sam2_root), device="cpu") == {"FINISHED"}
+    _, frames, prompts, folder = ops_segment.plan(bpy.context)
+    assert frames == (2, 4) and folder.parent == tmp_path / "stchain_masks"
+    assert [p.frame for p in prompts.points] == [3, 3, 3]
+    files = sorted(folder.iterdir())
+    assert [f.name for f in files] == ["000002.png", "000003.png", "000004.png"]
+    img = bpy.data.images.load(str(files[1]))
+    assert tuple(img.size) == (854, 480)
+    bpy.data.images.remove(img)
+    preview = bpy.data.movieclips["4D Mesh masks"]
+    assert preview.frame_start == 2 and tuple(preview.size) == (854, 480)
+    stamps = [f.stat().st_mtime_ns for f in files]
+    assert bpy.ops.stchain.preview_masks(weights=str(sam2_root)) == {"FINISHED"}  # cached: no worker
+    assert "(cached)" in bpy.context.window_manager.stchain_status.message
+    assert [f.stat().st_mtime_ns for f in files] == stamps
+    assert ops_segment.masks_for_generate(bpy.context) == str(folder)
+    bear_clip.tracking.tracks["body"].markers.find_frame(3).co = (0.6, 0.4)  # a moved marker: new prompts
+    assert ops_segment.plan(bpy.context)[3] != folder
+    with pytest.raises(Exception, match="No masks for these markers yet"):
+        ops_segment.masks_for_generate(bpy.context)
+
+
+def test_generate_with_cached_masks_sends_them_to_the_worker(bear_clip, sam2_root, tmp_path, monkeypatch):
+    from tests.blender.workers import stub_env
+
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
+    assert bpy.ops.stchain.preview_masks(weights=str(sam2_root), device="cpu") == {"FINISHED"}
+    folder = ops_segment.plan(bpy.context)[3]
+    for k, v in stub_env("ok").items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("STCHAIN_WORKER_MODULE", "stub_worker")
+    assert bpy.ops.stchain.generate() == {"FINISHED"}
+    job = json.loads(bpy.data.objects["4D Mesh"]["stchain"])["job"]
+    assert job["masks"] == str(folder)
+    assert json.loads((Path(job["footage"]) / "meta.json").read_text())["frame_numbers"] == [2, 3, 4]
+    frame = np.load(Path(job["footage"]) / "frames" / "000003.npy")
+    assert frame.shape == (480, 854, 3)  # RGB only: the masks come from the folder
