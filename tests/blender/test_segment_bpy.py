@@ -119,3 +119,24 @@ def test_generate_with_cached_masks_sends_them_to_the_worker(bear_clip, sam2_roo
     assert json.loads((Path(job["footage"]) / "meta.json").read_text())["frame_numbers"] == [2, 3, 4]
     frame = np.load(Path(job["footage"]) / "frames" / "000003.npy")
     assert frame.shape == (480, 854, 3)  # RGB only: the masks come from the folder
+
+
+def test_a_blender_mask_gives_its_bounding_box_on_the_prompt_frame(bear_clip):
+    mask = bpy.data.masks.new("around the bear")
+    spline = mask.layers.new().splines.new()
+    spline.points.add(3)
+    for p, co in zip(spline.points, [(0.3, 0.3), (0.6, 0.3), (0.6, 0.6), (0.3, 0.6)]):
+        p.co, p.handle_left_type, p.handle_right_type = co, "VECTOR", "VECTOR"
+    spline.use_cyclic = True
+    props = bpy.context.scene.stchain
+    props.mask_datablock = mask
+    src = __import__("blender_stchain.bl.footage", fromlist=["probe"]).probe(str(BEAR))
+    prompts = segment.collect(props, src, (2, 4))
+    # mask space: x in frame widths from the left, y in frame widths from the centre, upwards
+    (box,) = prompts.boxes
+    assert (box.x0, box.y0, box.x1, box.y1, box.frame) == (256, 155, 512, 411, 3)  # on the markers' frame
+    assert len(prompts.points) == 3
+    empty = bpy.data.masks.new("empty")
+    props.mask_datablock = empty
+    with pytest.raises(Exception, match="Mask 'empty' is empty on frame 3"):
+        segment.collect(props, src, (2, 4))

@@ -167,3 +167,34 @@ def test_peak_memory_is_flat_in_clip_length(sam2_root):
     short, long = peak_mb(100, sam2_root), peak_mb(1000, sam2_root)
     print(f"segmentation peak RSS: 100 frames {short:.0f} MB, 1000 frames {long:.0f} MB ({long / short - 1:+.1%})")
     assert long <= 1.10 * short
+
+
+def test_the_segmentation_worker_stops_within_a_second_of_a_cancel(tmp_path):
+    """Blender's Preview Masks path: the worker process, its cancel file, the runner's final event."""
+    import json
+    import time
+
+    from blender_stchain.bl.runner import ProcessRunner, cancel_path
+    from blender_stchain.engine.footage import write_frames
+    from blender_stchain.engine.segment.model import write_random
+
+    write_random(tmp_path / "w", "small")
+    rng = np.random.default_rng(0)
+    write_frames(tmp_path / "frames", ((rng.random((120, 160, 3)) * 255).astype(np.uint8) for _ in range(400)), 24)
+    job = tmp_path / "segment.json"
+    job.write_text(json.dumps({"footage": str(tmp_path / "frames"), "out": str(tmp_path / "masks"),
+                               "weights": str(tmp_path / "w"), "device": "cpu", "points": [[80, 60, True, 3]]}))
+    runner = ProcessRunner(["-m", "blender_stchain.engine.segment.worker", job], cancel_file=cancel_path(job),
+                           env={**os.environ, "OMP_NUM_THREADS": "1"}, pythonpath=[str(REPO)]).start()
+    events = []
+    while not any(e.get("message", "").startswith("mask of frame 5") for e in events):
+        events += runner.events()
+        assert runner.final is None, events[-3:]
+        time.sleep(0.02)
+    asked = time.monotonic()
+    runner.cancel()
+    final = runner.wait()
+    stopped = time.monotonic() - asked
+    print(f"worker stopped {stopped:.2f} s after the cancel")
+    assert final["event"] == "cancelled" and stopped < 1.0 and runner.proc.returncode == 2
+    assert not (tmp_path / "masks").exists() and not (tmp_path / "masks.part").exists()

@@ -12,6 +12,7 @@ Speaks the same JSON lines and exit codes as the pipeline worker (``engine.worke
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -94,4 +95,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # everything is written: skip the interpreter's teardown of torch (seconds on a busy CPU)
