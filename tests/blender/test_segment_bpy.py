@@ -140,3 +140,27 @@ def test_a_blender_mask_gives_its_bounding_box_on_the_prompt_frame(bear_clip):
     props.mask_datablock = empty
     with pytest.raises(Exception, match="Mask 'empty' is empty on frame 3"):
         segment.collect(props, src, (2, 4))
+
+
+def test_headless_segment_options_make_the_masks_generate_uses(registered, sam2_root, tmp_path, monkeypatch, capfd):
+    from blender_stchain.bl import headless
+    from tests.blender.workers import stub_env
+
+    for k, v in stub_env("ok").items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("STCHAIN_WORKER_MODULE", "stub_worker")
+    out = tmp_path / "out.blend"
+    rc = headless.main(["--footage", str(BEAR), "--frames", "2:4", "--segment", "420,260@3", "--segment", "-10,10@3",
+                        "--save-masks", str(tmp_path / "m"), "--weights", str(sam2_root), "--device", "cpu",
+                        "--out", str(out)])
+    printed = capfd.readouterr()
+    assert rc == 0, printed.err[-2000:]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["000002.png", "000003.png", "000004.png"]
+    assert '"stchain": "warning", "message": "SMOKE TEST: random SAM 2.1 weights' in printed.out
+    bpy.ops.wm.open_mainfile(filepath=str(out))
+    assert json.loads(bpy.data.objects["4D Mesh"]["stchain"])["job"]["masks"] == str(tmp_path / "m")
+    assert headless.main(["--footage", str(BEAR), "--mask-source", "none", "--out", str(out)]) == 2
+    assert "would feed whole frames to the model; mark the object: --segment X,Y" in capfd.readouterr().err
+    assert headless.main(["--footage", str(BEAR), "--segment", "900,10", "--weights", str(sam2_root),
+                          "--out", str(out)]) == 2
+    assert "error: point 900,10 (frame 1) is outside the 854x480 footage" in capfd.readouterr().err
