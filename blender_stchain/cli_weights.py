@@ -30,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("dir", nargs="?", help="weights root (default: $STCHAIN_WEIGHTS or the user folder)")
     d = sub.add_parser("download", help="fetch the official repositories from huggingface.co (resumable)")
     d.add_argument("dir", nargs="?", help="weights root (default: $STCHAIN_WEIGHTS or the user folder)")
-    d.add_argument("--parts", nargs="+", metavar="PART", help="TripoSG ActionMesh dinov2-large (default: all)")
+    d.add_argument("--parts", nargs="+", metavar="PART", help="TripoSG ActionMesh dinov2-large sam2.1-hiera-{tiny,small,base-plus,large} "
+                        "(default: the first three and sam2.1-hiera-tiny)")
     d.add_argument("--base-url", default=None, help=argparse.SUPPRESS)
     r = sub.add_parser("make-random", help="write random-weight checkpoints in the official layouts (smoke tests)")
     r.add_argument("out", help="output weights root")

@@ -64,11 +64,7 @@ def prepare(context, op) -> tuple[ProcessRunner, scene_writer.WriteOptions]:
     p = prefs.get(context)
     src = footage.probe(footage_path(props), fps_default=context.scene.render.fps / context.scene.render.fps_base)
     frames = (props.frame_first, props.frame_last) if props.use_frame_range else None
-    segmented = None
-    if props.mask == "SEGMENT":  # issue 12: the masks Preview Masks cached for the current prompts
-        from .ops_segment import masks_for_generate
-
-        segmented = masks_for_generate(context)
+    segmented = props.mask == "SEGMENT"  # issue 12: masks from the prompts (cached, else segmented first)
     job_dir = _job_dir()
     frames_dir = footage.export(src, frames, job_dir / "footage", mask="none" if segmented else props.mask.lower(),
                                 blender_mask=props.mask_datablock if props.mask == "MASK" else None)
@@ -83,16 +79,21 @@ def prepare(context, op) -> tuple[ProcessRunner, scene_writer.WriteOptions]:
         settings["anchor_frame"] = props.anchor_frame - first
     spec = JobSpec(
         footage=str(frames_dir), out=str(job_dir / "result.safetensors"),
-        weights=op.weights or prefs.weights_dir(context), masks=op.masks or segmented or None,
+        weights=op.weights or prefs.weights_dir(context), masks=op.masks or None,
         method=props.method, preset=props.preset,
         device=op.device or (p.device if p else "auto"), precision=p.precision if p else "auto",
         settings=settings, allow_random_weights=op.allow_random_weights,
     )
-    job = spec.save(job_dir / "job.json")
     runner = ProcessRunner(
-        worker_args(job, os.environ.get("STCHAIN_WORKER_MODULE", WORKER_MODULE)), cancel_file=cancel_path(job),
+        worker_args(job_dir / "job.json", os.environ.get("STCHAIN_WORKER_MODULE", WORKER_MODULE)),
+        cancel_file=cancel_path(job_dir / "job.json"),
         python=prefs.python(context), pythonpath=prefs.pythonpath(prefs.python(context)),
     )
+    if segmented and not op.masks:
+        from .ops_segment import masks_for_generate
+
+        spec.masks, runner = masks_for_generate(context, frames_dir, job_dir, runner, op.weights, op.device)
+    spec.save(job_dir / "job.json")
     options = scene_writer.WriteOptions(
         mode=props.write_mode, fps=src.fps, frame_offset=0,
         clip=props.clip.name if props.source == "CLIP" else None,

@@ -3,6 +3,7 @@ next to the .blend; and the masks Generate uses when the mask source is "Segment
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import bpy
@@ -12,7 +13,7 @@ from ..engine.errors import StchainError
 from . import footage, prefs, segment
 from .controller import State
 from .ops import _active, _Driven, _job_dir, _status, footage_path
-from .runner import ProcessRunner, cancel_path
+from .runner import FINAL, ProcessRunner, _Base, cancel_path
 
 
 def plan(context):
@@ -26,13 +27,62 @@ def plan(context):
     return src, frames, prompts, segment.cache_dir(src.path, frames, prompts, props.segment_model)
 
 
-def masks_for_generate(context) -> str:
-    """The cached masks of the current prompts, or one clear line saying to preview them first."""
-    _, frames, _, folder = plan(context)
-    if not segment.cached(folder, frames):
-        raise StchainError("No masks for these markers yet: click Preview Masks (4D Mesh panel) first; "
-                           "Generate then uses them")
-    return str(folder)
+def segmentation_runner(context, the_plan, frames_dir: Path, job_dir: Path, weights=None, device=None):
+    """The worker process that writes the masks of ``the_plan`` from an exported frames folder."""
+    p = prefs.get(context)
+    _, _, prompts, folder = the_plan
+    job = segment.write_job(job_dir / "segment.json", frames_dir, folder, prompts, context.scene.stchain.segment_model,
+                            weights or prefs.weights_dir(context), device or (p.device if p else "auto"))
+    python = prefs.python(context)
+    return ProcessRunner(["-m", segment.WORKER, job], cancel_file=cancel_path(job), python=python,
+                         pythonpath=prefs.pythonpath(python))
+
+
+class ChainRunner(_Base):
+    """Runners one after another as one job (segmentation, then the model): every event passes through,
+    the first failure or a cancel ends the chain, the last runner's final event is the chain's."""
+
+    def __init__(self, runners):
+        super().__init__()
+        self.runners = list(runners)
+        self.current = None
+        self._thread = None
+
+    def start(self) -> "ChainRunner":
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def cancel(self) -> None:
+        self._cancel_requested = True
+        if self.current is not None:
+            self.current.cancel()
+
+    def _run(self):
+        final = None
+        for runner in self.runners:
+            if self._cancel_requested:
+                break
+            self.current = runner.start()
+            final = runner.wait(on_event=lambda e: None if e.get("event") in FINAL else self._queue.put(e))
+            if final.get("event") != "done":
+                break
+        self._finish(final)
+
+
+def masks_for_generate(context, frames_dir: Path, job_dir: Path, runner, weights=None, device=None):
+    """Generate with "Segment Object": the cached masks of the current prompts, else segmentation runs first
+    (same exported frames) and its masks are cached for the next time. -> (masks folder, runner)."""
+    the_plan = plan(context)
+    _, frames, _, folder = the_plan
+    if segment.cached(folder, frames):
+        return str(folder), runner
+    first = segmentation_runner(context, the_plan, frames_dir, job_dir, weights, device)
+    return str(folder), ChainRunner([first, runner])
 
 
 class STCHAIN_OT_preview_masks(_Driven, bpy.types.Operator):
@@ -71,16 +121,9 @@ class STCHAIN_OT_preview_masks(_Driven, bpy.types.Operator):
         return None
 
     def _prepare(self, context):
-        src, frames, prompts, folder = self._plan
-        p = prefs.get(context)
         job_dir = _job_dir()
-        frames_dir = footage.export(src, frames, job_dir / "footage", mask="none")
-        job = segment.write_job(job_dir / "segment.json", frames_dir, folder, prompts,
-                                context.scene.stchain.segment_model,
-                                self.weights or prefs.weights_dir(context), self.device or (p.device if p else "auto"))
-        python = prefs.python(context)
-        return ProcessRunner(["-m", segment.WORKER, job], cancel_file=cancel_path(job), python=python,
-                             pythonpath=prefs.pythonpath(python))
+        frames_dir = footage.export(self._plan[0], self._plan[1], job_dir / "footage", mask="none")
+        return segmentation_runner(context, self._plan, frames_dir, job_dir, self.weights, self.device)
 
     def _done(self, context, ctl):
         if ctl.state != State.DONE:

@@ -80,8 +80,6 @@ def test_no_marker_and_no_mask_is_one_clear_error_and_changes_nothing(registered
 def test_preview_masks_runs_the_worker_caches_beside_the_blend_and_generate_uses_them(bear_clip, sam2_root, tmp_path,
                                                                                          monkeypatch):
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
-    with pytest.raises(RuntimeError, match="No masks for these markers yet: click Preview Masks"):
-        bpy.ops.stchain.generate()
     assert bpy.ops.stchain.preview_masks(weights=str(sam2_root), device="cpu") == {"FINISHED"}
     _, frames, prompts, folder = ops_segment.plan(bpy.context)
     assert frames == (2, 4) and folder.parent == tmp_path / "stchain_masks"
@@ -97,23 +95,25 @@ def test_preview_masks_runs_the_worker_caches_beside_the_blend_and_generate_uses
     assert bpy.ops.stchain.preview_masks(weights=str(sam2_root)) == {"FINISHED"}  # cached: no worker
     assert "(cached)" in bpy.context.window_manager.stchain_status.message
     assert [f.stat().st_mtime_ns for f in files] == stamps
-    assert ops_segment.masks_for_generate(bpy.context) == str(folder)
     bear_clip.tracking.tracks["body"].markers.find_frame(3).co = (0.6, 0.4)  # a moved marker: new prompts
-    assert ops_segment.plan(bpy.context)[3] != folder
-    with pytest.raises(Exception, match="No masks for these markers yet"):
-        ops_segment.masks_for_generate(bpy.context)
+    moved = ops_segment.plan(bpy.context)[3]
+    assert moved != folder and not segment.cached(moved, (2, 4))
 
 
-def test_generate_with_cached_masks_sends_them_to_the_worker(bear_clip, sam2_root, tmp_path, monkeypatch):
+@pytest.mark.parametrize("preview_first", [True, False])
+def test_generate_uses_the_cached_masks_or_segments_first(bear_clip, sam2_root, tmp_path, monkeypatch, preview_first):
     from tests.blender.workers import stub_env
 
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
-    assert bpy.ops.stchain.preview_masks(weights=str(sam2_root), device="cpu") == {"FINISHED"}
+    if preview_first:
+        assert bpy.ops.stchain.preview_masks(weights=str(sam2_root), device="cpu") == {"FINISHED"}
     folder = ops_segment.plan(bpy.context)[3]
+    assert segment.cached(folder, (2, 4)) == preview_first
     for k, v in stub_env("ok").items():
         monkeypatch.setenv(k, v)
-    monkeypatch.setenv("STCHAIN_WORKER_MODULE", "stub_worker")
-    assert bpy.ops.stchain.generate() == {"FINISHED"}
+    monkeypatch.setenv("STCHAIN_WORKER_MODULE", "stub_worker")  # the model's worker; segmentation runs for real
+    assert bpy.ops.stchain.generate(weights=str(sam2_root), device="cpu") == {"FINISHED"}
+    assert segment.cached(folder, (2, 4))
     job = json.loads(bpy.data.objects["4D Mesh"]["stchain"])["job"]
     assert job["masks"] == str(folder)
     assert json.loads((Path(job["footage"]) / "meta.json").read_text())["frame_numbers"] == [2, 3, 4]
@@ -164,3 +164,35 @@ def test_headless_segment_options_make_the_masks_generate_uses(registered, sam2_
     assert headless.main(["--footage", str(BEAR), "--segment", "900,10", "--weights", str(sam2_root),
                           "--out", str(out)]) == 2
     assert "error: point 900,10 (frame 1) is outside the 854x480 footage" in capfd.readouterr().err
+
+
+def test_a_cancel_during_segmentation_ends_the_chain_before_the_model_starts(registered, tmp_path):
+    import time
+
+    from blender_stchain.bl.ops_segment import ChainRunner
+    from blender_stchain.bl.runner import ProcessRunner, cancel_path
+
+    code = ("import numpy as np, sys\nfrom blender_stchain.engine.footage import write_frames\n"
+            "from blender_stchain.engine.segment.model import write_random\n"
+            f"write_random({str(tmp_path / 'w')!r}, 'small')\nrng = np.random.default_rng(0)\n"
+            f"write_frames({str(tmp_path / 'frames')!r}, ((rng.random((120, 160, 3)) * 255).astype(np.uint8) "
+            "for _ in range(300)), 24)\n")
+    subprocess.run([WORKER_PYTHON, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    job = tmp_path / "segment.json"
+    job.write_text(json.dumps({"footage": str(tmp_path / "frames"), "out": str(tmp_path / "masks"),
+                               "weights": str(tmp_path / "w"), "device": "cpu", "points": [[80, 60, True, 3]]}))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    first = ProcessRunner(["-m", segment.WORKER, job], cancel_file=cancel_path(job), python=WORKER_PYTHON, env=env)
+    second = ProcessRunner(["-c", "print('the model ran')"], python=WORKER_PYTHON, env=env)
+    chain = ChainRunner([first, second]).start()
+    events = []
+    while not any(str(e.get("message", "")).startswith("mask of frame 4") for e in events):
+        events += chain.events()
+        assert chain.final is None, events[-3:]
+        time.sleep(0.02)
+    asked = time.monotonic()
+    chain.cancel()
+    final = chain.wait()
+    print(f"chain cancelled in {time.monotonic() - asked:.2f} s")
+    assert final["event"] == "cancelled" and time.monotonic() - asked < 1.5
+    assert second.proc is None and not (tmp_path / "masks").exists()
