@@ -198,3 +198,36 @@ def test_the_segmentation_worker_stops_within_a_second_of_a_cancel(tmp_path):
     print(f"worker stopped {stopped:.2f} s after the cancel")
     assert final["event"] == "cancelled" and stopped < 1.0 and runner.proc.returncode == 2
     assert not (tmp_path / "masks").exists() and not (tmp_path / "masks.part").exists()
+
+
+def test_an_object_that_leaves_and_comes_back_is_a_warning_naming_the_frames(sam2_root, tmp_path):
+    """Weights whose object score follows the picture (score head x1000, bias 21.5: about +1 on the marked
+    frame, +21 on the plain frames, -1.2 on the noise frames): plain frames 1-4 and 9-12 show the object,
+    noise frames 5-8 do not."""
+    import torch
+
+    from blender_stchain.engine.footage import write_frames
+    from blender_stchain.engine.safetensors_io import load_tensors, read_header, write_streaming
+    from blender_stchain.engine.segment.prompts import parse
+    from blender_stchain.engine.segment.run import segment_footage
+
+    src, dst = sam2_root / "sam2.1-hiera-tiny", tmp_path / "w" / "sam2.1-hiera-tiny"
+    tensors = load_tensors(src / "model.safetensors")
+    tensors["mask_decoder.pred_obj_score_head.proj_out.weight"] *= 1000
+    tensors["mask_decoder.pred_obj_score_head.proj_out.bias"] = torch.tensor([21.5])
+    dst.mkdir(parents=True)
+    (dst / "config.json").write_text((src / "config.json").read_text())
+    write_streaming(dst / "model.safetensors", [(k, "F32", tuple(v.shape)) for k, v in tensors.items()],
+                    lambda k: tensors[k], dict(read_header(src / "model.safetensors").metadata))
+    noise = (np.random.default_rng(0).random((72, 96, 3)) * 255).astype(np.uint8)
+    plain = np.zeros((72, 96, 3), np.uint8)
+    write_frames(tmp_path / "f", [noise if 5 <= n <= 8 else plain for n in range(1, 13)], 24)
+    events = []
+    summary = segment_footage(tmp_path / "f", parse(["30,30@2"]), tmp_path / "m", weights=tmp_path / "w",
+                              device="cpu", on_event=events.append)
+    assert summary.empty == (5, 6, 7, 8)
+    warnings = [e["message"] for e in events if e["event"] == "warning"]
+    assert any("the object is not found (empty mask) on frames 5-8; it left the picture or was lost there" in w
+               for w in warnings), warnings
+    areas = {int(p.stem): (np.asarray(Image.open(p)) > 0).mean() for p in (tmp_path / "m").iterdir()}
+    assert all(areas[n] == 0 for n in range(5, 9)) and all(areas[n] > 0 for n in (1, 2, 3, 4, 9, 10, 11, 12))

@@ -94,8 +94,9 @@ def segment_footage(footage, prompts: Prompts, out, frames: tuple[int, int] | No
 
 
 def _fill_outside(writer: MaskFolderWriter, footage, numbers, size) -> None:
+    chosen = set(numbers)
     with open_footage(footage) as whole:
-        outside = [n for n in whole.frame_numbers if n not in set(numbers)]
+        outside = [n for n in whole.frame_numbers if n not in chosen]
     blank = np.zeros((size[1], size[0]), bool)
     for n in outside:
         writer.write(n, blank)
