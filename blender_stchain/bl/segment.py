@@ -96,18 +96,25 @@ def cached(folder: Path, frames: tuple[int, int]) -> bool:
 def write_job(path: Path, frames_dir: Path, out: Path, prompts: Prompts, model: str, weights, device) -> Path:
     job = {"footage": str(frames_dir), "out": str(out), "frames": None, "weights": weights, "model": model,
            "device": device, "points": [[p.x, p.y, p.positive, p.frame] for p in prompts.points],
-           "boxes": [[b.x0, b.y0, b.x1, b.y1, b.frame] for b in prompts.boxes]}
+           "boxes": [[b.x0, b.y0, b.x1, b.y1, b.frame] for b in prompts.boxes], "overlay": str(overlay_dir(out))}
     path.write_text(json.dumps(job, indent=1), encoding="utf-8")
     return path
 
 
+def overlay_dir(folder: Path) -> Path:
+    """Beside the masks, never inside (a mask folder must hold masks only)."""
+    return folder.with_name(folder.name + "-overlay")
+
+
 def show(folder: Path, frames: tuple[int, int]):
-    """The masks as a Movie Clip named "4D Mesh masks" (an image sequence), to view beside the footage."""
+    """The footage under its masks (object tinted, background dimmed) as the Movie Clip "4D Mesh masks", an
+    image sequence to play in the Movie Clip editor; the bare masks when there is no overlay."""
     name = "4D Mesh masks"
     old = bpy.data.movieclips.get(name)
     if old is not None:
         bpy.data.movieclips.remove(old)
-    clip = bpy.data.movieclips.load(str(folder / f"{frames[0]:06d}.png"), check_existing=False)
+    shown = overlay_dir(folder) if overlay_dir(folder).is_dir() else folder
+    clip = bpy.data.movieclips.load(str(shown / f"{frames[0]:06d}.png"), check_existing=False)
     clip.name = name
     clip.frame_start = frames[0]
     return clip

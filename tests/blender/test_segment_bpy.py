@@ -91,6 +91,8 @@ def test_preview_masks_runs_the_worker_caches_beside_the_blend_and_generate_uses
     bpy.data.images.remove(img)
     preview = bpy.data.movieclips["4D Mesh masks"]
     assert preview.frame_start == 2 and tuple(preview.size) == (854, 480)
+    assert Path(bpy.path.abspath(preview.filepath)).parent == segment.overlay_dir(folder)  # footage under the masks
+    assert sorted(p.name for p in segment.overlay_dir(folder).iterdir()) == [f.name for f in files]
     stamps = [f.stat().st_mtime_ns for f in files]
     assert bpy.ops.stchain.preview_masks(weights=str(sam2_root)) == {"FINISHED"}  # cached: no worker
     assert "(cached)" in bpy.context.window_manager.stchain_status.message

@@ -224,10 +224,15 @@ def test_an_object_that_leaves_and_comes_back_is_a_warning_naming_the_frames(sam
     write_frames(tmp_path / "f", [noise if 5 <= n <= 8 else plain for n in range(1, 13)], 24)
     events = []
     summary = segment_footage(tmp_path / "f", parse(["30,30@2"]), tmp_path / "m", weights=tmp_path / "w",
-                              device="cpu", on_event=events.append)
+                              device="cpu", on_event=events.append, overlay=tmp_path / "o")
     assert summary.empty == (5, 6, 7, 8)
     warnings = [e["message"] for e in events if e["event"] == "warning"]
     assert any("the object is not found (empty mask) on frames 5-8; it left the picture or was lost there" in w
                for w in warnings), warnings
     areas = {int(p.stem): (np.asarray(Image.open(p)) > 0).mean() for p in (tmp_path / "m").iterdir()}
     assert all(areas[n] == 0 for n in range(5, 9)) and all(areas[n] > 0 for n in (1, 2, 3, 4, 9, 10, 11, 12))
+    gone = np.asarray(Image.open(tmp_path / "o" / "000006.png")).astype(int)  # overlay: background at 35 %
+    assert gone.shape == (72, 96, 3) and np.abs(gone - np.round(0.35 * noise)).max() <= 1
+    shown = np.asarray(Image.open(tmp_path / "o" / "000002.png")).astype(int)
+    inside = np.asarray(Image.open(tmp_path / "m" / "000002.png")) > 0
+    assert (shown[inside] == np.round(0.3 * np.array([255, 140, 0]))).all()  # plain black frame: the tint alone

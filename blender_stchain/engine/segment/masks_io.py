@@ -45,6 +45,9 @@ class MaskFolderWriter:
         img = self.Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L")
         img.save(self.tmp / mask_name(frame), optimize=False, compress_level=1)
 
+    def write_rgb(self, frame: int, rgb: np.ndarray) -> None:
+        self.Image.fromarray(rgb, mode="RGB").save(self.tmp / mask_name(frame), optimize=False, compress_level=1)
+
     def finish(self) -> Path:
         if self.out.is_dir():
             stale = [p for p in self.out.iterdir() if not p.name.endswith(".png")]
@@ -94,3 +97,15 @@ def read_mask(path: Path) -> np.ndarray:
             arr = np.asarray(img.convert("L"))
     top = 65535 if arr.dtype == np.uint16 or arr.max(initial=0) > 255 else 255
     return arr > top / 2
+
+
+def overlay(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The frame with the background dimmed and the object tinted, to check masks by eye. ``mask`` (any size)
+    is resampled to the frame by nearest neighbour."""
+    h, w = rgb.shape[:2]
+    rows = (np.arange(h) * mask.shape[0] // h)[:, None]
+    cols = (np.arange(w) * mask.shape[1] // w)[None, :]
+    m = mask[rows, cols][..., None]
+    tint = np.array([255, 140, 0], np.float32)
+    out = np.where(m, 0.7 * rgb + 0.3 * tint, 0.35 * rgb)
+    return out.round().astype(np.uint8)

@@ -19,6 +19,7 @@ from ..footage import _ranges, open_footage
 from ..weights import find_root
 from . import catalogue
 from .masks_io import MaskFolderWriter
+from .masks_io import overlay as overlay_image
 from .prompts import Prompts, resolve
 
 PLAN = {"load": 1.0, "segment": 20.0, "write": 0.2}
@@ -44,11 +45,12 @@ def resolve_model(root: Path, name: str | None) -> str:
 
 def segment_footage(footage, prompts: Prompts, out, frames: tuple[int, int] | None = None, weights=None,
                     model: str | None = None, device: str = "auto", on_event=None, cancel=None,
-                    whole_clip: bool = False) -> SegmentSummary:
+                    whole_clip: bool = False, overlay=None) -> SegmentSummary:
     """Masks for the chosen frames (1-based inclusive ``frames``) into the folder ``out``.
 
     ``whole_clip`` also writes empty masks for the frames outside ``frames``, so the folder pairs with
-    the footage frame for frame (``--masks`` wants one mask per footage frame).
+    the footage frame for frame (``--masks`` wants one mask per footage frame). ``overlay``: a second folder
+    with each frame shown under its mask (Blender's preview).
     """
     from ..device import runtime
     from .model import load
@@ -57,7 +59,7 @@ def segment_footage(footage, prompts: Prompts, out, frames: tuple[int, int] | No
     rep = Reporter(on_event, cancel, PLAN)
     rep.progress("load", 0, message="reading footage")
     clip = open_footage(footage, frames=frames)
-    writer = None
+    writer = over = None
     try:
         frame_prompts = resolve(prompts, clip.frame_numbers, clip.source_size)
         root = find_root(weights)
@@ -67,11 +69,14 @@ def segment_footage(footage, prompts: Prompts, out, frames: tuple[int, int] | No
             rep.warning(SMOKE)
         rep.progress("load", 1, message=f"{name} loaded")
         writer = MaskFolderWriter(out)
+        over = MaskFolderWriter(overlay) if overlay else None
         numbers = clip.frame_numbers
         empty, done = [], 0
         propagator = Propagator(net, lambda i: clip.read(i)[0], clip.count, clip.source_size, rep.check)
         for mf in propagator.run(frame_prompts):
             writer.write(numbers[mf.index], mf.mask)
+            if over is not None:
+                over.write_rgb(numbers[mf.index], overlay_image(clip.read(mf.index)[0], mf.mask))
             if not mf.mask.any():
                 empty.append(numbers[mf.index])
             done += 1
@@ -83,9 +88,12 @@ def segment_footage(footage, prompts: Prompts, out, frames: tuple[int, int] | No
                         "picture or was lost there; add a prompt on one of those frames if it is visible")
         rep.progress("write", 0, message="publishing the masks")
         folder = writer.finish()
+        if over is not None:
+            over.finish()
     except BaseException:
-        if writer is not None:
-            writer.abort()
+        for w in (writer, over):
+            if w is not None:
+                w.abort()
         raise
     finally:
         clip.close()

@@ -3,7 +3,8 @@
 The job is plain JSON, validated here, nothing in it executed::
 
     {"footage": PATH, "out": MASK_DIR, "frames": [a, b] | null, "weights": ROOT | null, "model": SIZE | null,
-     "device": "auto", "points": [[x, y, positive, frame | null], ...], "boxes": [[x0, y0, x1, y1, frame | null], ...]}
+     "device": "auto", "points": [[x, y, positive, frame | null], ...], "boxes": [[x0, y0, x1, y1, frame | null], ...],
+     "overlay": DIR | null}   (overlay: each frame under its mask, for the preview)
 
 Speaks the same JSON lines and exit codes as the pipeline worker (``engine.worker``); cancel is the file
 ``JOB.json.cancel`` or SIGTERM, honoured within one backbone block.
@@ -23,7 +24,7 @@ from ..events import FileCancel
 from ..worker import emit, watchdog
 from .prompts import Box, Point, Prompts
 
-FIELDS = {"footage", "out", "frames", "weights", "model", "device", "points", "boxes"}
+FIELDS = {"footage", "out", "frames", "weights", "model", "device", "points", "boxes", "overlay"}
 
 
 def read_job(path: str) -> dict:
@@ -66,7 +67,8 @@ def run_job_file(path: str, sink=emit) -> int:
         job = read_job(path)
         frames = tuple(job["frames"]) if job.get("frames") else None
         summary = segment_footage(job["footage"], prompts_of(job), job["out"], frames, job.get("weights"),
-                                  job.get("model"), job.get("device") or "auto", sink, cancel)
+                                  job.get("model"), job.get("device") or "auto", sink, cancel,
+                                  overlay=job.get("overlay"))
     except Cancelled as e:
         sink({"event": "error", "message": str(e), "cancelled": True})
         return 2
