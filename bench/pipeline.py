@@ -21,11 +21,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from blender_stchain.contracts.job import JobSpec  # noqa: E402
+from blender_stchain.contracts.result import load_result  # noqa: E402
 from blender_stchain.engine import weights  # noqa: E402
-from blender_stchain.engine.job import JobSpec  # noqa: E402
 from blender_stchain.engine.pipeline import run  # noqa: E402
-from blender_stchain.engine.random_weights import make_random  # noqa: E402
-from blender_stchain.engine.result import load_result  # noqa: E402
+from blender_stchain.engine.weights.random_checkpoints import make_random  # noqa: E402
 
 DEFAULT_FOOTAGE = REPO.parent / "shared/data/videos/lifting1_fg.mp4"
 

@@ -15,9 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .engine.errors import StchainError
-
-SEGMENT_FLAGS = ("--segment", "--segment-box")
+from .contracts.errors import StchainError
+from .contracts.options import parse_frames
+from .contracts.prompts import PromptError, add_segment_options, join_negative, parse
 
 
 class _UsageError(StchainError):
@@ -29,34 +29,9 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{message} (see --help)")
 
 
-def join_negative(argv: list[str]) -> list[str]:
-    """``--segment -10,20`` -> ``--segment=-10,20`` (argparse would read ``-10,20`` as an option)."""
-    out, it = [], iter(argv)
-    for a in it:
-        if a in SEGMENT_FLAGS:
-            nxt = next(it, None)
-            out.append(a if nxt is None else f"{a}={nxt}")
-        else:
-            out.append(a)
-    return out
-
-
-def add_segment_options(p: argparse.ArgumentParser, save: bool = True) -> None:
-    p.add_argument("--segment", action="append", default=[], metavar="X,Y[@FRAME]",
-                   help="a point on the object in footage pixels (repeatable); -X,Y marks background")
-    p.add_argument("--segment-box", action="append", default=[], metavar="X0,Y0,X1,Y1[@FRAME]",
-                   help="a box around the object in footage pixels (one per frame)")
-    p.add_argument("--segment-model", default=None, metavar="SIZE",
-                   help="SAM 2.1 size: tiny (default), small, base-plus, large")
-    if save:
-        p.add_argument("--save-masks", default=None, metavar="DIR", help="also keep the masks in DIR")
-
-
 def prepare_masks(args, on_event=None, cancel=None) -> tuple[str | None, tempfile.TemporaryDirectory | None]:
     """For ``run``: prompts -> a mask folder (one mask per footage frame), or the check that some mask
     source exists. Returns (masks folder or None, a temporary folder to clean up or None)."""
-    from .cli import parse_frames
-    from .engine.segment.prompts import PromptError, parse
     from .engine.segment.run import require_mask_source, segment_footage
 
     prompts = parse(args.segment, args.segment_box)
@@ -119,8 +94,6 @@ def main(argv: list[str] | None = None) -> int:
             args = _eval_parser().parse_args(argv[1:])
             print(evaluate(args.pred, args.gt, args.all_frames).line())
             return 0
-        from .cli import parse_frames
-        from .engine.segment.prompts import parse
         from .engine.segment.run import segment_footage
 
         args = _parser().parse_args(join_negative(argv))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .engine.errors import StchainError
+from .contracts.errors import StchainError
 
 
 class _UsageError(Exception):
@@ -69,11 +69,24 @@ def run(args: argparse.Namespace) -> int:
         files = weights.download(root, args.parts, _progress(), base_url=args.base_url)
         print(f"\n{len(files)} file(s) downloaded into {root}; ActionMesh weights are for non-commercial use only")
         return 0
-    from .engine.random_weights import make_random
+    from .engine.weights.random_checkpoints import make_random
 
     root = make_random(args.out, args.size, args.seed)
+    _make_random_sam2(root, args.size, args.seed)
     print(f"random {args.size} checkpoints (seed {args.seed}) written to {root}: smoke tests only")
     return 0
+
+
+def _make_random_sam2(root, size: str, seed: int) -> None:
+    """Segmentation (issue 12): the default SAM 2.1 size too, when transformers is installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("transformers") is None:
+        print("transformers is not installed: no random SAM 2.1 checkpoint (object masks off)", file=sys.stderr)
+        return
+    from .engine.segment.model import write_random
+
+    write_random(root, size, seed)
 
 
 def main(argv: list[str] | None = None) -> int:

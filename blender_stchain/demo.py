@@ -20,7 +20,7 @@ DEFAULT_FOOTAGE = Path(os.environ.get("STCHAIN_SHARED_DIR", REPO.parent / "share
 def find_weights(explicit, out: Path, size: str, log) -> tuple[Path, bool]:
     """The real weights when complete, else random ones made under ``out`` (second value: random)."""
     from .engine import weights
-    from .engine.random_weights import make_random
+    from .engine.weights.random_checkpoints import make_random
 
     root = weights.find_root(explicit)
     report = weights.check(root)
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     root, random = find_weights(args.weights, out, args.size, log)
     if random:
         log = printer("[smoke test] ")
-    from .engine.job import JobSpec
+    from .contracts.job import JobSpec
     from .engine.pipeline import run
 
     job = JobSpec(footage=args.footage, out=str(out / "result.safetensors"), weights=str(root), device=args.device,

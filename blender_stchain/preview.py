@@ -11,7 +11,7 @@ import argparse
 
 import numpy as np
 
-from .engine.errors import StchainError
+from .contracts.errors import StchainError
 
 
 def project(K, world_to_camera, points):
@@ -48,8 +48,8 @@ def render_preview(result_path, out_path, frames=4, footage=None, height=240):
         from PIL import Image
     except ImportError:
         raise StchainError("preview needs Pillow: pip install 'blender_stchain[images]'") from None
+    from .contracts.result import load_result
     from .engine.footage import open_footage
-    from .engine.result import load_result
 
     r = load_result(result_path)
     W, H = (int(v) for v in r.image_size)

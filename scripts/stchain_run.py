@@ -12,15 +12,15 @@ from pathlib import Path
 
 
 def _headless():
-    import bpy  # noqa: F401 (inside Blender it is loaded already; with PyPI bpy it makes addon_utils importable)
     import addon_utils
+    import bpy  # noqa: F401 (inside Blender it is loaded already; with PyPI bpy it makes addon_utils importable)
 
     for mod in addon_utils.modules():
         if mod.__name__.rpartition(".")[2] == "blender_stchain":
             addon_utils.enable(mod.__name__, default_set=False)
-            return importlib.import_module(mod.__name__ + ".bl.headless")
+            return importlib.import_module(mod.__name__ + ".bl.entry")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    return importlib.import_module("blender_stchain.bl.headless")
+    return importlib.import_module("blender_stchain.bl.entry")
 
 
 if __name__ == "__main__":

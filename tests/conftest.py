@@ -1,8 +1,8 @@
 import os
-
-import pytest
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("STCHAIN_SHARED_DIR", REPO.parent / "shared"))
@@ -12,7 +12,9 @@ if str(REPO) not in sys.path:
 
 
 def _random_weights(tmp_path_factory, size):
-    from blender_stchain.engine.random_weights import make_random  # torch: imported only when asked for
+    from blender_stchain.engine.weights.random_checkpoints import (
+        make_random,  # torch: imported only when asked for
+    )
 
     return make_random(tmp_path_factory.mktemp(f"weights-{size}"), size=size, seed=0)
 

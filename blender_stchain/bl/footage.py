@@ -27,8 +27,8 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from ..engine.errors import FootageError
-from ..engine.footage import write_frames
+from ..contracts.errors import FootageError
+from ..contracts.frames import write_frames
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".bmp", ".webp", ".tga"}
 MASK_MODES = ("none", "alpha", "luma", "chroma", "mask")

@@ -12,8 +12,8 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-from ..cli import parse_overrides
-from ..engine.errors import StchainError
+from ..contracts.errors import StchainError
+from ..contracts.options import parse_overrides
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".bmp", ".webp", ".tga")
 
@@ -40,7 +40,7 @@ def parser() -> argparse.ArgumentParser:
                    help="override one setting (repeatable), e.g. --set top_k=4")
     p.add_argument("--allow-random-weights", action="store_true",
                    help="accept make-random checkpoints (the result is a smoke test)")
-    from ..cli_masks import add_segment_options  # issue 12: masks from a prompt, made by the worker's Python
+    from ..contracts.prompts import add_segment_options  # issue 12: masks from a prompt, made by the worker's Python
 
     add_segment_options(p)
     return p
@@ -60,7 +60,7 @@ def frame_range(text: str | None) -> tuple[int, int] | None:
 
 def main(argv: list[str]) -> int:
     """Run one job into the current (or a fresh) scene and save ``--out``; returns the exit code."""
-    from ..cli_masks import join_negative
+    from ..contracts.prompts import join_negative
 
     try:
         return _run(parser().parse_args(join_negative(list(argv))))
@@ -77,15 +77,9 @@ def cli_command(argv) -> int:
 def _run(args) -> int:
     import bpy
 
-    from . import registration
-
-    if hasattr(bpy.types.Scene, "stchain"):
-        return _generate(bpy, args)
-    registration.register()  # imported as a plain module (PyPI bpy, -P without the extension)
-    try:
-        return _generate(bpy, args)
-    finally:
-        registration.unregister()  # also avoids bpy 4.2's crash at exit with add-on menus registered
+    if not hasattr(bpy.types.Scene, "stchain"):
+        raise StchainError("stchain: the extension is not registered (use blender_stchain.bl.entry.main)")
+    return _generate(bpy, args)
 
 
 def _generate(bpy, args) -> int:
@@ -115,7 +109,7 @@ def _generate(bpy, args) -> int:
             raise StchainError("give either --masks or --segment/--segment-box, not both")
         masks = _segment(bpy, args, footage)
     elif args.mask_source == "none" and not masks:
-        from ..engine.segment.prompts import HOW
+        from ..contracts.prompts import HOW
 
         raise StchainError(f"--mask-source none would feed whole frames to the model; {HOW}")
     try:
@@ -137,7 +131,7 @@ def write_blend_file(result_path, blend_path) -> Path:
     """A fresh scene holding a saved result (the demo's .blend), written by the scene writer."""
     import bpy
 
-    from ..engine.result import load_result
+    from ..contracts.result import load_result
     from . import scene_writer
 
     bpy.ops.wm.read_factory_settings(use_empty=True)

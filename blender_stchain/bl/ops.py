@@ -15,9 +15,9 @@ from pathlib import Path
 import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
 
-from ..engine.errors import StchainError
-from ..engine.job import JobSpec
-from ..engine.result import load_result
+from ..contracts.errors import StchainError
+from ..contracts.job import JobSpec
+from ..contracts.result import load_result
 from . import footage, prefs, scene_writer
 from .controller import Controller, State
 from .props import WRITE_MODES
@@ -90,9 +90,10 @@ def prepare(context, op) -> tuple[ProcessRunner, scene_writer.WriteOptions]:
         python=prefs.python(context), pythonpath=prefs.pythonpath(prefs.python(context)),
     )
     if segmented and not op.masks:
-        from .ops_segment import masks_for_generate
+        from .segment.jobs import masks_for_generate
 
-        spec.masks, runner = masks_for_generate(context, frames_dir, job_dir, runner, op.weights, op.device)
+        spec.masks, runner = masks_for_generate(context, src, frames, frames_dir, job_dir, runner, op.weights,
+                                                op.device)
     spec.save(job_dir / "job.json")
     options = scene_writer.WriteOptions(
         mode=props.write_mode, fps=src.fps, frame_offset=0,

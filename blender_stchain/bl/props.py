@@ -40,7 +40,7 @@ _SEGMENT_ITEMS = []
 def _segment_models():
     """Enum items of the SAM 2.1 sizes (kept alive: Blender needs the strings to outlive the callback)."""
     if not _SEGMENT_ITEMS:
-        from .segment import MODEL_ITEMS
+        from .segment.markers import MODEL_ITEMS
 
         _SEGMENT_ITEMS.extend(MODEL_ITEMS)
     return _SEGMENT_ITEMS

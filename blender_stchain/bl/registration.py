@@ -5,9 +5,10 @@ Nothing here imports torch, reads files, touches the GPU or the network.
 
 import bpy
 
-from . import headless, ops, ops_segment, panels, prefs, props
+from . import headless, ops, panels, prefs, props
+from .segment import ops as segment_ops
 
-CLASSES = props.CLASSES + prefs.CLASSES + ops.CLASSES + ops_segment.CLASSES + panels.CLASSES
+CLASSES = props.CLASSES + prefs.CLASSES + ops.CLASSES + segment_ops.CLASSES + panels.CLASSES
 _cli = []
 
 

@@ -30,9 +30,9 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
+from ..contracts.blender_camera import OBJECT_TO_BLENDER, BlenderCamera, blender_camera
 from . import animcompat
 from .pointcache import write_pc2
-from ..engine.blender_camera import OBJECT_TO_BLENDER, BlenderCamera, blender_camera
 
 ROLE = "stchain_role"
 TRACK_PREFIX = "stchain_"
@@ -56,7 +56,7 @@ class WriteOptions:
 
 
 def camera_data(result) -> BlenderCamera:
-    """The result's OpenCV camera as Blender values (engine.blender_camera: one documented conversion)."""
+    """The result's OpenCV camera as Blender values (contracts.blender_camera: one documented conversion)."""
     return blender_camera(result.K.astype(np.float64), result.world_to_camera.astype(np.float64),
                           tuple(int(x) for x in result.image_size))
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import StchainError
+from ..contracts.errors import StchainError
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -17,18 +17,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import camera, deform, surface
+from ..contracts.errors import NumericalError, OutOfMemory, out_of_memory
+from ..contracts.events import Reporter
+from ..contracts.job import JobSpec
+from ..contracts.result import ResultWriter
+from . import camera, deform
 from .backbone import load_backbone
-from .baseline import baseline_window
-from .chain_window import track_window
-from .errors import NumericalError, OutOfMemory, out_of_memory
-from .events import Reporter
+from .chain.baseline import baseline_window
+from .chain.window import track_window
+from .chain.windows import choose_anchor, plan_windows
 from .footage import open_footage
-from .job import JobSpec
+from .footage.preprocess import CropMap, apply_crop, clip_crop_map
+from .geometry import surface
 from .memory import pin_heap, release_heap
-from .preprocess import CropMap, apply_crop, clip_crop_map
-from .result import ResultWriter
-from .windows import choose_anchor, plan_windows
 
 SMOKE = "SMOKE TEST: random weights (make-random), not a reconstruction; get the real weights with " \
         "`python -m blender_stchain weights download`"

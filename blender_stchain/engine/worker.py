@@ -14,8 +14,8 @@ import sys
 import threading
 import traceback
 
-from .errors import Cancelled, StchainError, out_of_memory
-from .events import FileCancel
+from ..contracts.errors import Cancelled, StchainError, out_of_memory
+from ..contracts.events import FileCancel
 
 
 def emit(event: dict) -> None:
@@ -33,7 +33,7 @@ def watchdog(cancel, finished: threading.Event, sink) -> None:
         if cancel():
             if finished.wait(CANCEL_GRACE_S):
                 return
-            from .result import abort_all
+            from ..contracts.result import abort_all
 
             abort_all()
             sink({"event": "error", "message": "cancelled by the user", "cancelled": True})
@@ -51,7 +51,7 @@ def run_job_file(job_path: str, sink=emit) -> int:
 
 
 def _run(job_path: str, cancel: FileCancel, sink) -> int:
-    from .job import JobSpec
+    from ..contracts.job import JobSpec
 
     def on_signal(signum, frame):
         cancel.flag = True

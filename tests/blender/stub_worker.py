@@ -16,10 +16,10 @@ import traceback
 from pathlib import Path
 
 import numpy as np
-
-from blender_stchain.engine.job import JobSpec
-from blender_stchain.engine.errors import WeightsError
 from synth import result_from_npz
+
+from blender_stchain.contracts.errors import WeightsError
+from blender_stchain.contracts.job import JobSpec
 
 
 def emit(**event):

@@ -6,10 +6,9 @@ Used by the Blender tests, the stand-in worker and the scene-writer benchmark. T
 
 from __future__ import annotations
 
-
 import numpy as np
 
-from blender_stchain.engine.result import Result
+from blender_stchain.contracts.result import Result
 
 
 def look_at_w2c(eye, target=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0)) -> np.ndarray:
@@ -62,6 +61,6 @@ def result_from_npz(npz, frames=None, size=(640, 480), tracks=12, first_frame=1)
         tr = np.stack([project(K, w2c[t], verts[t, ids]) for t in range(T)])
         visible = np.ones((T, tracks), np.uint8)
         visible[::3, 0] = 0
-        # set after construction: engine.result.validate_shapes cannot check tracks yet (reported)
+        # set after construction: contracts.result.validate_shapes cannot check tracks yet (reported)
         result.tracks_2d, result.track_visible = tr.astype(np.float32), visible
     return result

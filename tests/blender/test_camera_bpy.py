@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blender_stchain.engine.blender_camera import OBJECT_TO_BLENDER, blender_camera, to_blender_world
+from blender_stchain.contracts.blender_camera import (
+    OBJECT_TO_BLENDER,
+    blender_camera,
+    to_blender_world,
+)
 from blender_stchain.engine.camera import CameraSolution, project
 from tests.engine.camera_scenes import look_at, octopus, pinhole
 

@@ -5,8 +5,13 @@ import time
 import pytest
 
 from blender_stchain.bl.controller import Controller, State, format_eta
-from blender_stchain.bl.runner import ProcessRunner, ThreadRunner, cancel_path, worker_args
-from blender_stchain.engine.result import load_result
+from blender_stchain.bl.runner import (
+    ProcessRunner,
+    ThreadRunner,
+    cancel_path,
+    worker_args,
+)
+from blender_stchain.contracts.result import load_result
 from tests.blender.workers import stub_env, write_job
 
 

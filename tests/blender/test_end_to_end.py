@@ -11,9 +11,9 @@ import pytest
 bpy = pytest.importorskip("bpy")
 pytestmark = pytest.mark.blender
 
-from blender_stchain.bl import headless  # noqa: E402
-from blender_stchain.engine.blender_camera import OBJECT_TO_BLENDER  # noqa: E402
-from blender_stchain.engine.result import load_result  # noqa: E402
+from blender_stchain.bl import entry  # noqa: E402
+from blender_stchain.contracts.blender_camera import OBJECT_TO_BLENDER  # noqa: E402
+from blender_stchain.contracts.result import load_result  # noqa: E402
 from tests.conftest import DATA, REPO  # noqa: E402
 
 WORKER_PYTHON = os.environ.get("STCHAIN_WORKER_PYTHON", sys.executable)
@@ -38,7 +38,7 @@ def generated(small_weights, tmp_path_factory):
     args = ["--footage", str(DATA / "rgba_frames/davis_camel"), "--frames", "2:13", "--out", str(out),
             "--weights", str(small_weights), "--allow-random-weights", "--preset", "fast"]
     args += [x for s in QUICK for x in ("--set", s)]
-    assert headless.main(args) == 0
+    assert entry.main(args) == 0
     return out
 
 

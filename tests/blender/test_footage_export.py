@@ -11,7 +11,7 @@ bpy = pytest.importorskip("bpy")
 pytestmark = pytest.mark.blender
 
 from blender_stchain.bl import footage  # noqa: E402
-from blender_stchain.engine.errors import FootageError  # noqa: E402
+from blender_stchain.contracts.errors import FootageError  # noqa: E402
 from tests.blender.conftest import data_snapshot  # noqa: E402
 from tests.blender.workers import stub_env  # noqa: E402
 from tests.conftest import DATA, REPO  # noqa: E402

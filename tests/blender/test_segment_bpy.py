@@ -14,8 +14,9 @@ import pytest
 bpy = pytest.importorskip("bpy")
 pytestmark = pytest.mark.blender
 
-from blender_stchain.bl import ops_segment, segment  # noqa: E402
-from blender_stchain.engine.segment.prompts import Point  # noqa: E402
+from blender_stchain.bl.segment import markers as segment  # noqa: E402
+from blender_stchain.bl.segment import ops as ops_segment  # noqa: E402
+from blender_stchain.contracts.prompts import Point  # noqa: E402
 from tests.blender.conftest import data_snapshot  # noqa: E402
 from tests.conftest import DATA, REPO  # noqa: E402
 
@@ -171,10 +172,10 @@ def test_headless_segment_options_make_the_masks_generate_uses(registered, sam2_
 def test_a_cancel_during_segmentation_ends_the_chain_before_the_model_starts(registered, tmp_path):
     import time
 
-    from blender_stchain.bl.ops_segment import ChainRunner
+    from blender_stchain.bl.segment.jobs import ChainRunner
     from blender_stchain.bl.runner import ProcessRunner, cancel_path
 
-    code = ("import numpy as np, sys\nfrom blender_stchain.engine.footage import write_frames\n"
+    code = ("import numpy as np, sys\nfrom blender_stchain.contracts.frames import write_frames\n"
             "from blender_stchain.engine.segment.model import write_random\n"
             f"write_random({str(tmp_path / 'w')!r}, 'small')\nrng = np.random.default_rng(0)\n"
             f"write_frames({str(tmp_path / 'frames')!r}, ((rng.random((120, 160, 3)) * 255).astype(np.uint8) "

@@ -10,10 +10,9 @@ import pytest
 pytest.importorskip("bpy")
 pytestmark = [pytest.mark.build, pytest.mark.blender]
 
-from tests.conftest import DATA, REPO  # noqa: E402
-from tests.blender.workers import stub_env  # noqa: E402
-
 import build_addon  # noqa: E402
+from tests.blender.workers import stub_env  # noqa: E402
+from tests.conftest import DATA, REPO  # noqa: E402
 
 
 def test_lock_files_and_wheel_plan():
@@ -47,7 +46,7 @@ def test_zips_per_platform(zips):
     with zipfile.ZipFile(zips["blender_stchain-0.1.0-linux_x64.zip"]) as z:
         names = z.namelist()
         manifest = z.read("blender_manifest.toml").decode()
-    assert "__init__.py" in names and "bl/scene_writer.py" in names and "engine/result.py" in names
+    assert "__init__.py" in names and "bl/scene_writer.py" in names and "contracts/result.py" in names
     assert not any("__pycache__" in n for n in names)
     assert 'platforms = ["linux-x64"]' in manifest and "files =" in manifest and "network =" in manifest
 

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from blender_stchain.engine import camera
-from tests.engine.camera_scenes import centres, look_at, octopus, pinhole, rotation_error_deg, scene
+from tests.engine.camera_scenes import (
+    centres,
+    look_at,
+    octopus,
+    pinhole,
+    rotation_error_deg,
+    scene,
+)
 
 
 def errors(sol, s):
@@ -245,7 +252,10 @@ def test_silhouette_term_improves_a_weak_solve():
 
 
 def test_blender_conversion_refuses_mirrors_and_skew():
-    from blender_stchain.engine.blender_camera import blender_camera, camera_matrix_world
+    from blender_stchain.contracts.blender_camera import (
+        blender_camera,
+        camera_matrix_world,
+    )
 
     actionmesh_npy_map = np.array([[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # det -1
     assert np.isclose(np.linalg.det(actionmesh_npy_map), -1.0)

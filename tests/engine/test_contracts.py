@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blender_stchain.engine.errors import JobError
-from blender_stchain.engine.job import JobSpec
-from blender_stchain.engine.result import Result, ResultWriter, load_result
+from blender_stchain.contracts.errors import JobError
+from blender_stchain.contracts.job import JobSpec
+from blender_stchain.contracts.result import Result, ResultWriter, load_result
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -113,11 +113,16 @@ def test_engine_never_imports_bpy():
     code = (
         "import importlib, pkgutil, sys\n"
         "import blender_stchain.engine as e\n"
-        "for m in pkgutil.walk_packages(e.__path__, 'blender_stchain.engine.'):\n"
-        "    importlib.import_module(m.name)\n"
+        "names = [m.name for m in pkgutil.walk_packages(e.__path__, 'blender_stchain.engine.')]\n"
+        "for n in names:\n"
+        "    importlib.import_module(n)\n"
         "bad = sorted(n for n in sys.modules if n.split('.')[0] in ('bpy', 'mathutils', 'bpy_extras'))\n"
-        "print(len(list(pkgutil.walk_packages(e.__path__))), bad)\n"
+        "print(len(names), bad)\n"
         "sys.exit(1 if bad else 0)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+    engine = REPO / "blender_stchain" / "engine"
+    expected = sum(1 for p in engine.rglob("*.py") if p.name != "__init__.py") + sum(
+        1 for p in engine.rglob("__init__.py") if p.parent != engine)
+    assert int(out.stdout.split()[0]) == expected  # every module (and package) was imported

@@ -7,8 +7,12 @@ import pytest
 import scipy.sparse
 import scipy.sparse.csgraph
 
-from blender_stchain.engine.deform import farthest_point_landmarks, nearest_landmarks, propagate
-from blender_stchain.engine.settings import Settings
+from blender_stchain.contracts.settings import Settings
+from blender_stchain.engine.deform import (
+    farthest_point_landmarks,
+    nearest_landmarks,
+    propagate,
+)
 from tests.engine.meshes import rotation, uv_sphere
 
 

@@ -7,11 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
-from blender_stchain.engine.errors import WeightsError
-from blender_stchain.engine.models.dinov2 import DINOV2_CONFIGS, Dinov2Config, Dinov2Model
-from blender_stchain.engine.preprocess import prepare_frames
-
-from ..conftest import DATA, SHARED
+from blender_stchain.contracts.errors import WeightsError
+from blender_stchain.engine.footage.preprocess import prepare_frames
+from blender_stchain.engine.models.dinov2 import (
+    DINOV2_CONFIGS,
+    Dinov2Config,
+    Dinov2Model,
+)
+from tests.conftest import DATA, SHARED
 
 
 def test_full_size_matches_dinov2_large_checkpoint_layout():

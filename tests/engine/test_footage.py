@@ -11,13 +11,9 @@ from tests.conftest import DATA
 av = pytest.importorskip("av")
 Image = pytest.importorskip("PIL.Image")
 
-from blender_stchain.engine.footage import (  # noqa: E402
-    MASK_THRESHOLD,
-    FootageWarning,
-    _area_axis,
-    open_footage,
-    write_frames,
-)
+from blender_stchain.contracts.frames import write_frames
+from blender_stchain.engine.footage import MASK_THRESHOLD, FootageWarning, open_footage
+from blender_stchain.engine.footage.pixels import _area_axis
 
 VIDEOS = DATA / "videos"
 

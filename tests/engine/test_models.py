@@ -5,11 +5,14 @@ import math
 import pytest
 import torch
 
-from blender_stchain.engine.errors import WeightsError
+from blender_stchain.contracts.errors import WeightsError
 from blender_stchain.engine.models.actionmesh_autoencoder import ActionMeshAutoencoder
 from blender_stchain.engine.models.actionmesh_denoiser import ActionMeshDenoiser
-from blender_stchain.engine.models.capture import (AnchorSelfAttention, DecoderCrossAttention,
-                                                    ImageCrossAttention)
+from blender_stchain.engine.models.capture import (
+    AnchorSelfAttention,
+    DecoderCrossAttention,
+    ImageCrossAttention,
+)
 from blender_stchain.engine.models.configs import config
 from blender_stchain.engine.models.triposg_dit import TripoSGDiT
 from blender_stchain.engine.models.triposg_vae import TripoSGVAE

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
+from blender_stchain.contracts.settings import Settings
 from blender_stchain.engine.chain import blend, token_to_surface
 from blender_stchain.engine.deform import farthest_point_landmarks, propagate
-from blender_stchain.engine.settings import Settings
 from tests.conftest import DATA
 
 MESHES = ("mushroom", "octopus")

@@ -4,7 +4,7 @@ import importlib
 
 import pytest
 
-from .parity import load_case, manifest
+from tests.engine.parity import load_case, manifest
 
 CASES = [c["name"] for c in manifest()["cases"]]
 

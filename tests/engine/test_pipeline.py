@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blender_stchain.engine.errors import Cancelled, WeightsError
-from blender_stchain.engine.job import JobSpec
+from blender_stchain.contracts.errors import Cancelled, WeightsError
+from blender_stchain.contracts.job import JobSpec
+from blender_stchain.contracts.result import load_result
 from blender_stchain.engine.pipeline import run
-from blender_stchain.engine.result import load_result
-
-from ..conftest import DATA, REPO
+from tests.conftest import DATA, REPO
 
 # Small grids keep the smoke runs short; every stage still runs.
 QUICK = dict(anchor_steps=4, grid_resolution=64, coarse_resolution=32, face_budget=3000, landmarks=128,
@@ -125,7 +124,7 @@ def peak_rss_mb(frames: int, weights, tmp_path, footage=DATA / "videos/lifting1_
     job = quick_job(footage, tmp_path / f"m{frames}.safetensors", weights,
                     frames=(1, frames), settings=dict(landmarks=64, candidate_resolution=32))
     code = (f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
-            "from blender_stchain.engine.job import JobSpec\nfrom blender_stchain.engine.pipeline import run\n"
+            "from blender_stchain.contracts.job import JobSpec\nfrom blender_stchain.engine.pipeline import run\n"
             f"run(JobSpec.load({str(job.save(tmp_path / f'job{frames}.json'))!r}))\n"
             "print(next(int(s.split()[1]) for s in open('/proc/self/status') if s.startswith('VmHWM')) / 1024)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900,

@@ -7,10 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from blender_stchain.engine import preprocess as pp
-from blender_stchain.engine.errors import FootageError
-
-from ..conftest import DATA
+from blender_stchain.contracts.errors import FootageError
+from blender_stchain.engine.footage import preprocess as pp
+from tests.conftest import DATA
 
 CAMEL = DATA / "rgba_frames" / "davis_camel"
 HORSE = DATA / "horsejump_gt"

@@ -11,10 +11,9 @@ import json
 import pytest
 import torch
 
-from blender_stchain.engine import sampling
-from blender_stchain.engine.errors import Cancelled
-
-from .parity import assert_exact, assert_rel, load_case, manifest
+from blender_stchain.contracts.errors import Cancelled
+from blender_stchain.engine.backbone import sampling
+from tests.engine.parity import assert_exact, assert_rel, load_case, manifest
 
 NAMES = {c["name"] for c in manifest()["cases"]}
 

@@ -12,11 +12,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from blender_stchain.engine.errors import Cancelled, WeightsError
-from blender_stchain.engine.safetensors_io import read_header, write_streaming
+from blender_stchain.contracts.errors import Cancelled, WeightsError
+from blender_stchain.contracts.prompts import Box, Point, PromptError, parse, resolve
+from blender_stchain.contracts.safetensors_io import read_header
 from blender_stchain.engine.segment import catalogue, model as sam2
-from blender_stchain.engine.segment.prompts import Box, Point, PromptError, parse, resolve
 from blender_stchain.engine.segment.propagate import Propagator, pixel_values
+from blender_stchain.engine.weights.check import segment_statuses
+from blender_stchain.engine.weights.tensors import load_tensors, write_streaming
 
 H, W = 72, 96
 
@@ -59,8 +61,6 @@ def test_random_checkpoint_has_the_official_layout_and_loads_strictly(sam2_root)
 
 def _rewrite(src, dst, drop=(), reshape=None):
     header = read_header(src / "model.safetensors")
-    from blender_stchain.engine.safetensors_io import load_tensors
-
     tensors = {k: v for k, v in load_tensors(src / "model.safetensors").items() if k not in drop}
     if reshape:
         tensors[reshape] = torch.zeros(3, 3)
@@ -86,12 +86,12 @@ def test_wrong_checkpoints_are_one_clear_error(sam2_root, tmp_path):
         sam2.load(tmp_path / "c")
     with pytest.raises(WeightsError, match=r"weights download --parts sam2.1-hiera-tiny"):
         sam2.load(tmp_path / "none")
-    statuses = {s.name: s for s in sam2.statuses(tmp_path / "a")}
+    statuses = {s.name: s for s in segment_statuses(tmp_path / "a")}
     assert statuses["sam2.1-hiera-tiny"].state == "corrupt" and statuses["sam2.1-hiera-large"].state == "absent"
 
 
 def test_model_names_and_download_parts():
-    from blender_stchain.engine.weights_download import _repo, resolve_parts
+    from blender_stchain.engine.weights.fetch import _repo, resolve_parts
 
     assert catalogue.model_name("base-plus") == "sam2.1-hiera-base-plus" == catalogue.model_name("sam2.1-hiera-base-plus")
     assert resolve_parts(["sam2.1-hiera-large", "triposg"]) == ["sam2.1-hiera-large", "TripoSG"]

@@ -72,6 +72,10 @@ def test_run_without_any_mask_source_stops_with_how_to_give_one(tmp_path):
 def test_run_with_a_point_segments_then_reconstructs(tiny_weights, tmp_path):
     import json
 
+    from blender_stchain.engine.segment.model import write_random
+
+    write_random(tiny_weights, "tiny")  # beside the backbone, as `weights make-random` writes it
+
     sets = [x for k, v in QUICK.items() for x in ("--set", f"{k}={v}")]
     out = cli("run", "--footage", BEAR, "--frames", "2:5", "--segment", "420,260@3", "--save-masks", tmp_path / "m",
               "--weights", tiny_weights, "--allow-random-weights", "--preset", "fast", "--device", "cpu",
@@ -83,7 +87,7 @@ def test_run_with_a_point_segments_then_reconstructs(tiny_weights, tmp_path):
     assert len(masks) == 82  # one per footage frame: blank outside 2-5, so the folder pairs with the clip
     areas = {int(p.stem): np.asarray(Image.open(p)).mean() / 255 for p in masks}
     assert all(areas[n] == 0 for n in areas if not 2 <= n <= 5) and all(areas[n] > 0 for n in range(2, 6))
-    from blender_stchain.engine.result import load_result
+    from blender_stchain.contracts.result import load_result
 
     r = load_result(tmp_path / "r.safetensors")
     assert list(r.frame_numbers) == [2, 3, 4, 5]
@@ -148,7 +152,7 @@ def peak_mb(frames: int, root) -> float:
             "import numpy as np\n"
             "from blender_stchain.engine.segment.model import load\n"
             "from blender_stchain.engine.segment.propagate import Propagator\n"
-            "from blender_stchain.engine.segment.prompts import parse, resolve\n"
+            "from blender_stchain.contracts.prompts import parse, resolve\n"
             f"n = {frames}\nnet = load({str(root)!r})[0]\n"
             "base = (np.random.default_rng(0).random((240, 320, 3)) * 255).astype(np.uint8)\n"
             "read = lambda i: np.roll(base, i, axis=1)\n"
@@ -175,7 +179,7 @@ def test_the_segmentation_worker_stops_within_a_second_of_a_cancel(tmp_path):
     import time
 
     from blender_stchain.bl.runner import ProcessRunner, cancel_path
-    from blender_stchain.engine.footage import write_frames
+    from blender_stchain.contracts.frames import write_frames
     from blender_stchain.engine.segment.model import write_random
 
     write_random(tmp_path / "w", "small")
@@ -206,9 +210,10 @@ def test_an_object_that_leaves_and_comes_back_is_a_warning_naming_the_frames(sam
     noise frames 5-8 do not."""
     import torch
 
-    from blender_stchain.engine.footage import write_frames
-    from blender_stchain.engine.safetensors_io import load_tensors, read_header, write_streaming
-    from blender_stchain.engine.segment.prompts import parse
+    from blender_stchain.contracts.frames import write_frames
+    from blender_stchain.contracts.prompts import parse
+    from blender_stchain.contracts.safetensors_io import read_header
+    from blender_stchain.engine.weights.tensors import load_tensors, write_streaming
     from blender_stchain.engine.segment.run import segment_footage
 
     src, dst = sam2_root / "sam2.1-hiera-tiny", tmp_path / "w" / "sam2.1-hiera-tiny"

@@ -9,9 +9,9 @@ import pytest
 import torch
 from scipy.spatial import cKDTree
 
-from blender_stchain.engine import mesh_ops, surface
-from blender_stchain.engine.errors import NumericalError
-from blender_stchain.engine.mesh_ops import Mesh
+from blender_stchain.contracts.errors import NumericalError
+from blender_stchain.engine.geometry import mesh_ops, surface
+from blender_stchain.engine.geometry.mesh_ops import Mesh
 
 BOUNDS = 1.005
 RADIUS = 0.6

@@ -11,11 +11,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from blender_stchain import cli_weights
-from blender_stchain.engine import safetensors_io, weights
-from blender_stchain.engine.errors import WeightsError
-from blender_stchain.engine.random_weights import make_random
-
-from .parity import fixtures_dir
+from blender_stchain.contracts import safetensors_io
+from blender_stchain.contracts.errors import WeightsError
+from blender_stchain.engine import weights
+from blender_stchain.engine.weights import tensors
+from blender_stchain.engine.weights.random_checkpoints import make_random
+from tests.engine.parity import fixtures_dir
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +137,7 @@ def test_pickle_checkpoints_are_refused(root):
     for suffix in (".pt", ".ckpt", ".pth", ".bin"):
         p = folder / f"x{suffix}"
         p.write_bytes(b"\x00" * 16)
-        assert "refusing a pickle" in error_of(safetensors_io.load_tensors, p)
+        assert "refusing a pickle" in error_of(tensors.load_tensors, p)
 
 
 def test_check_report_states_licences_and_random_flag(root):
@@ -183,14 +184,14 @@ def test_streaming_writer_holds_one_tensor_at_a_time(tmp_path):
         return t
 
     specs = [(f"t{i}", "F32", (64, 32)) for i in range(5)]
-    safetensors_io.write_streaming(tmp_path / "s.safetensors", specs, produce)
+    tensors.write_streaming(tmp_path / "s.safetensors", specs, produce)
     got = load_file(str(tmp_path / "s.safetensors"))
     assert [float(got[f"t{i}"][0, 0]) for i in range(5)] == [0, 1, 2, 3, 4]
 
 
 def test_full_size_random_shapes_match_the_official_counts():
     """make-random full writes exactly the official parameter counts (checked on meta: no allocation)."""
-    from blender_stchain.engine.random_weights import component_config
+    from blender_stchain.engine.weights.random_checkpoints import component_config
 
     official = {"transformer": 1_439_556_160, "denoiser": 1_439_556_160, "vae": 242_662_017,
                 "autoencoder": 214_213_635, "dinov2": 304_368_640}

@@ -14,11 +14,11 @@ import threading
 import pytest
 
 from blender_stchain import cli_weights
+from blender_stchain.contracts.errors import Cancelled, WeightsError
 from blender_stchain.engine import weights
-from blender_stchain.engine.errors import Cancelled, WeightsError
-from blender_stchain.engine.random_weights import make_random
+from blender_stchain.engine.weights.fetch import MANIFEST, download
+from blender_stchain.engine.weights.random_checkpoints import make_random
 from blender_stchain.engine.segment import catalogue as sam2
-from blender_stchain.engine.weights_download import MANIFEST, download
 
 
 class Repo(http.server.ThreadingHTTPServer):
@@ -75,7 +75,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
-    return make_random(tmp_path_factory.mktemp("src") / "root", "tiny", seed=2)
+    from blender_stchain.engine.segment.model import write_random
+
+    root = make_random(tmp_path_factory.mktemp("src") / "root", "tiny", seed=2)
+    write_random(root, "tiny", seed=2)  # the default download includes the default SAM 2.1 size
+    return root
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ FAULTS: list[tuple[str, str, bool]] = []  # (fault, what the user saw, data lost
 
 
 def pytest_terminal_summary(terminalreporter):
-    from .test_inputs import INPUTS_TRIED
-    from .test_loader_fuzz import CASES
+    from tests.reliability.test_inputs import INPUTS_TRIED
+    from tests.reliability.test_loader_fuzz import CASES
 
     lost = sum(1 for _, _, lost in FAULTS if lost)
     terminalreporter.write_line(

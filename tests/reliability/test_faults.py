@@ -14,13 +14,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from blender_stchain.engine.errors import NumericalError
+from blender_stchain.contracts.errors import NumericalError
+from blender_stchain.contracts.result import ResultWriter, load_result
 from blender_stchain.engine.pipeline import run
-from blender_stchain.engine.result import ResultWriter, load_result
-
-from ..conftest import DATA, REPO
-from ..engine.test_pipeline import quick_job
-from .conftest import FAULTS
+from tests.conftest import DATA, REPO
+from tests.engine.test_pipeline import quick_job
+from tests.reliability.conftest import FAULTS
 
 CAMEL = DATA / "rgba_frames/davis_camel"
 
@@ -113,7 +112,7 @@ def test_cancel_is_prompt_at_any_point(tiny_weights, tmp_path):
 
 
 def test_real_allocation_failures_count_as_out_of_memory():
-    from blender_stchain.engine.errors import out_of_memory
+    from blender_stchain.contracts.errors import out_of_memory
 
     caught = []
     for allocate in (lambda: torch.empty(1 << 50, dtype=torch.uint8), lambda: np.empty(1 << 50, np.uint8)):
@@ -131,8 +130,8 @@ def test_real_allocation_failures_count_as_out_of_memory():
 OOM_RUN = """
 import json, resource, sys
 sys.path.insert(0, {repo!r})
-from blender_stchain.engine.errors import StchainError
-from blender_stchain.engine.job import JobSpec
+from blender_stchain.contracts.errors import StchainError
+from blender_stchain.contracts.job import JobSpec
 from blender_stchain.engine.pipeline import run
 lift, capped, warnings = sys.argv[1] == "lift", [], []
 

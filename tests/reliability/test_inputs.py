@@ -19,8 +19,9 @@ from tests.conftest import DATA
 av = pytest.importorskip("av")
 Image = pytest.importorskip("PIL.Image")
 
-from blender_stchain.engine.errors import FootageError  # noqa: E402
-from blender_stchain.engine.footage import FootageWarning, open_footage, write_frames  # noqa: E402
+from blender_stchain.contracts.errors import FootageError  # noqa: E402
+from blender_stchain.contracts.frames import write_frames  # noqa: E402
+from blender_stchain.engine.footage import FootageWarning, open_footage
 
 INPUTS_TRIED: list[tuple[str, str]] = []
 

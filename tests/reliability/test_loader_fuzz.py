@@ -13,8 +13,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from blender_stchain.engine.errors import WeightsError
-from blender_stchain.engine.safetensors_io import DTYPE_SIZES, load_tensors
+from blender_stchain.contracts.errors import WeightsError
+from blender_stchain.contracts.safetensors_io import DTYPE_SIZES
+from blender_stchain.engine.weights.tensors import load_tensors
 
 CASES = 400
 DTYPES = ["F32", "F16", "BF16", "I64", "I32", "U8", "BOOL", "F64", "I8"]

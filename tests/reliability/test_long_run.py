@@ -9,13 +9,12 @@ import time
 import numpy as np
 import pytest
 
-from blender_stchain.engine.footage import write_frames
-from blender_stchain.engine.result import load_result
-
-from ..conftest import REPO
-from ..engine.test_pipeline import peak_rss_mb, quick_job
-from .conftest import FAULTS
-from .test_faults import leftovers
+from blender_stchain.contracts.frames import write_frames
+from blender_stchain.contracts.result import load_result
+from tests.conftest import REPO
+from tests.engine.test_pipeline import peak_rss_mb, quick_job
+from tests.reliability.conftest import FAULTS
+from tests.reliability.test_faults import leftovers
 
 
 def blob_clip(folder, frames: int, size: int = 96):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 
-from ..errors import WeightsError
+from ...contracts.errors import WeightsError
 
 # Keys in official config.json files that do not change the architecture.
 NON_ARCHITECTURAL = {"verbose", "clear_autocast", "compile_blocks", "compile_mode", "num_tokens_nominal",

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import WeightsError
+from ...contracts.errors import WeightsError
 
 _FULL = {  # facebook/dinov2-large config.json (architectural keys)
     "architectures": ["Dinov2Model"],

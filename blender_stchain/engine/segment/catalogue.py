@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SIZES = ("tiny", "small", "base-plus", "large")
+from ...contracts.prompts import SEGMENT_MODELS as MODELS
+
+SIZES = tuple(m.removeprefix("sam2.1-hiera-") for m in MODELS)
 LICENCE = "Apache-2.0 (facebook/sam2.1-hiera-*)"
 WEIGHTS_FILE = "model.safetensors"
 DEFAULT_MODEL = "sam2.1-hiera-tiny"
-MODELS = tuple(f"sam2.1-hiera-{s}" for s in SIZES)
 REPOS = {m: f"facebook/{m}" for m in MODELS}
 FILES = ("config.json", WEIGHTS_FILE)
 
@@ -28,7 +29,7 @@ def model_name(text: str) -> str:
     key = str(text).lower().removeprefix("sam2.1-hiera-").removeprefix("sam2-").removeprefix("sam2.1-")
     name = f"sam2.1-hiera-{key}"
     if name not in MODELS:
-        from ..errors import WeightsError
+        from ...contracts.errors import WeightsError
 
         raise WeightsError(f"unknown segmentation model {text!r}; choose one of {', '.join(MODELS)}")
     return name

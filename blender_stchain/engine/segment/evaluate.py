@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FootageError
+from ...contracts.errors import FootageError
 from .masks_io import mask_files, read_mask
 
 BOUND_TH = 0.008

@@ -13,9 +13,11 @@ import json
 import os
 from pathlib import Path
 
-from ..errors import WeightsError
-from ..safetensors_io import load_tensors, read_header, write_streaming
-from ..weights import RANDOM_KEY, read_config, verify_keys
+from ...contracts.errors import WeightsError
+from ...contracts.safetensors_io import read_header
+from ..weights.catalogue import RANDOM_KEY
+from ..weights.loading import read_config, verify_keys
+from ..weights.tensors import load_tensors, write_streaming
 from . import catalogue
 
 _MISSING_LIB = ("segmentation needs the transformers library (Sam2VideoModel): "
@@ -128,7 +130,7 @@ def _random(name: str, key: str, shapes: dict, seed: int):
     """Like every random part, except that the object is always 'present' (score bias +4): random masks
     are then mixed, not the all-empty masks SAM 2.1 gives for an absent object, so smoke runs exercise
     the whole path."""
-    from ..random_weights import random_tensor
+    from ..weights.random_checkpoints import random_tensor
 
     t = random_tensor(name, key, shapes[key], shapes, seed)
     return t.abs() + 4.0 if key == OBJECT_SCORE_BIAS else t
@@ -149,22 +151,3 @@ def write_random(out_root: str | os.PathLike, size: str = "tiny", seed: int = 0,
     os.replace(tmp, folder / "config.json")
     return folder
 
-
-def statuses(root: Path) -> list:
-    """``weights check`` lines for the SAM 2.1 sizes: absent (optional), present or corrupt."""
-    from ..weights import PartStatus
-
-    out = []
-    for name in catalogue.MODELS:
-        folder = Path(root) / name
-        if not folder.exists():
-            out.append(PartStatus(name, str(folder), "absent", catalogue.LICENCE,
-                                  f"optional, for object masks: weights download --parts {name}"))
-            continue
-        try:
-            _, _, header = inspect(folder)
-        except WeightsError as e:
-            out.append(PartStatus(name, str(folder), "corrupt", catalogue.LICENCE, str(e)))
-            continue
-        out.append(PartStatus(name, str(folder), "present", catalogue.LICENCE, is_random=RANDOM_KEY in header.metadata))
-    return out

@@ -13,14 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FootageError
-from ..events import Reporter
-from ..footage import _ranges, open_footage
-from ..weights import find_root
+from ...contracts.errors import FootageError
+from ...contracts.events import Reporter
+from ...contracts.prompts import Prompts, resolve
+from ..footage import open_footage
+from ..footage.common import frames_text
+from ..weights.catalogue import find_root
 from . import catalogue
 from .masks_io import MaskFolderWriter
 from .masks_io import overlay as overlay_image
-from .prompts import Prompts, resolve
 
 PLAN = {"load": 1.0, "segment": 20.0, "write": 0.2}
 SMOKE = "SMOKE TEST: random SAM 2.1 weights (make-random); the masks are meaningless"
@@ -84,7 +85,7 @@ def segment_footage(footage, prompts: Prompts, out, frames: tuple[int, int] | No
         if whole_clip:
             _fill_outside(writer, footage, numbers, clip.source_size)
         if empty:
-            rep.warning(f"{footage}: the object is not found (empty mask) on frames {_ranges(empty)}; it left the "
+            rep.warning(f"{footage}: the object is not found (empty mask) on {frames_text(empty)}; it left the "
                         "picture or was lost there; add a prompt on one of those frames if it is visible")
         rep.progress("write", 0, message="publishing the masks")
         folder = writer.finish()
@@ -117,6 +118,6 @@ def require_mask_source(footage, masks, prompts: Prompts, frames=None) -> None:
     with open_footage(os.fspath(footage), frames=frames) as clip:
         kind = clip.mask_kind
     if kind == "none":
-        from .prompts import HOW
+        from ...contracts.prompts import HOW
 
         raise FootageError(f"{footage} has no alpha and no masks were given; {HOW}")

@@ -19,10 +19,10 @@ import sys
 import threading
 import traceback
 
-from ..errors import Cancelled, JobError, StchainError
-from ..events import FileCancel
+from ...contracts.errors import Cancelled, JobError, StchainError
+from ...contracts.events import FileCancel
+from ...contracts.prompts import Box, Point, Prompts
 from ..worker import emit, watchdog
-from .prompts import Box, Point, Prompts
 
 FIELDS = {"footage", "out", "frames", "weights", "model", "device", "points", "boxes", "overlay"}
 

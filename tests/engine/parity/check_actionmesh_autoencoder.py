@@ -3,9 +3,8 @@
 import torch
 
 from blender_stchain.engine.models.actionmesh_autoencoder import ActionMeshAutoencoder
-
-from . import assert_abs, assert_rel
-from ._load import load_model
+from tests.engine.parity import assert_abs, assert_rel
+from tests.engine.parity._load import load_model
 
 INPUTS = ("latent", "framestep", "source_alpha", "target_alphas", "query")
 

@@ -4,10 +4,9 @@ import torch
 
 from blender_stchain.engine.models.actionmesh_denoiser import ActionMeshDenoiser
 from blender_stchain.engine.models.layers import time_sinusoid
-
-from . import assert_abs, assert_rel
-from ._load import load_model
-from .check_triposg_dit import block_outputs
+from tests.engine.parity import assert_abs, assert_rel
+from tests.engine.parity._load import load_model
+from tests.engine.parity.check_triposg_dit import block_outputs
 
 INPUTS = ("hidden_states", "context", "framestep", "diffusion_time", "mask")
 

@@ -8,10 +8,9 @@ import json
 
 import torch
 
-from blender_stchain.engine import sampling
+from blender_stchain.engine.backbone import sampling
 from blender_stchain.engine.weights import load_component
-
-from . import assert_exact, assert_rel
+from tests.engine.parity import assert_exact, assert_rel
 
 TOL = 5e-5
 

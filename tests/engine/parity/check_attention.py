@@ -5,11 +5,14 @@ from contextlib import ExitStack
 import torch
 
 from blender_stchain.engine.models.actionmesh_denoiser import ActionMeshDenoiser
-from blender_stchain.engine.models.capture import AnchorSelfAttention, DecoderCrossAttention, RawProbs
+from blender_stchain.engine.models.capture import (
+    AnchorSelfAttention,
+    DecoderCrossAttention,
+    RawProbs,
+)
 from blender_stchain.engine.models.triposg_vae import TripoSGVAE
-
-from . import assert_abs, load_case
-from ._load import load_model
+from tests.engine.parity import assert_abs, load_case
+from tests.engine.parity._load import load_model
 
 TOL = 1e-6
 DENOISER_INPUTS = ("hidden_states", "context", "framestep", "diffusion_time", "mask")

@@ -6,10 +6,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from blender_stchain.engine import preprocess as pp
+from blender_stchain.engine.footage import preprocess as pp
 from blender_stchain.engine.models.dinov2 import Dinov2Model
-
-from . import assert_exact, assert_rel
+from tests.engine.parity import assert_exact, assert_rel
 
 REL = 2e-5  # README tolerance for DINOv2 outputs
 

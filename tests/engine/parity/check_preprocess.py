@@ -2,9 +2,8 @@
 
 import numpy as np
 
-from blender_stchain.engine import preprocess as pp
-
-from . import assert_exact
+from blender_stchain.engine.footage import preprocess as pp
+from tests.engine.parity import assert_exact
 
 
 def check(case):

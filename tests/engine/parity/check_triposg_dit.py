@@ -4,9 +4,8 @@ import torch
 
 from blender_stchain.engine.models.layers import time_sinusoid
 from blender_stchain.engine.models.triposg_dit import TripoSGDiT
-
-from . import assert_abs, assert_rel
-from ._load import load_model
+from tests.engine.parity import assert_abs, assert_rel
+from tests.engine.parity._load import load_model
 
 
 def block_outputs(model, run):

@@ -2,10 +2,9 @@
 
 import torch
 
-from blender_stchain.engine import sampling
+from blender_stchain.engine.backbone import sampling
 from blender_stchain.engine.weights import load_component
-
-from . import assert_exact, assert_rel
+from tests.engine.parity import assert_exact, assert_rel
 
 TOL = 5e-5  # README: sampling loops, max|got-ref| <= 5e-5 * max(1, max|ref|)
 

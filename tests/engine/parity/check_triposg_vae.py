@@ -3,9 +3,8 @@
 import torch
 
 from blender_stchain.engine.models.triposg_vae import TripoSGVAE
-
-from . import assert_rel
-from ._load import load_model
+from tests.engine.parity import assert_rel
+from tests.engine.parity._load import load_model
 
 
 def check(case):

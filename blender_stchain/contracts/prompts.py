@@ -9,16 +9,21 @@ pixels with (0, 0) the top-left corner of the top-left pixel.
 
 from __future__ import annotations
 
+import argparse
 import re
 from dataclasses import dataclass
 
-from ..errors import StchainError
+from .errors import StchainError
 
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)"
 _POINT = re.compile(rf"^\s*(-)?\s*({_NUM})\s*,\s*({_NUM})\s*(?:@\s*(\d+))?\s*$")
 _BOX = re.compile(rf"^\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*(?:@\s*(\d+))?\s*$")
 HOW = ("mark the object: --segment X,Y[@FRAME] (a point on it, footage pixels; -X,Y for background) or "
        "--segment-box X0,Y0,X1,Y1[@FRAME], or give masks (--masks DIR) or footage with alpha")
+
+
+SEGMENT_MODELS = tuple(f"sam2.1-hiera-{s}" for s in ("tiny", "small", "base-plus", "large"))
+SEGMENT_FLAGS = ("--segment", "--segment-box")
 
 
 class PromptError(StchainError):
@@ -134,4 +139,30 @@ def resolve(prompts: Prompts, numbers: tuple[int, ...], size: tuple[int, int]) -
             raise PromptError(f"frame {e['frame']} has only background points; add a point on the object "
                               "(X,Y without the minus) or a box")
         out.append(FramePrompt(i, e["frame"], tuple(e["points"]), tuple(e["labels"]), e["box"]))
+    return out
+
+
+# ----------------------------------------------------------------------------------------- command line
+
+def add_segment_options(p: argparse.ArgumentParser, save: bool = True) -> None:
+    """The prompt options of ``run``, ``masks`` and the Blender headless entry."""
+    p.add_argument("--segment", action="append", default=[], metavar="X,Y[@FRAME]",
+                   help="a point on the object in footage pixels (repeatable); -X,Y marks background")
+    p.add_argument("--segment-box", action="append", default=[], metavar="X0,Y0,X1,Y1[@FRAME]",
+                   help="a box around the object in footage pixels (one per frame)")
+    p.add_argument("--segment-model", default=None, metavar="SIZE",
+                   help="SAM 2.1 size: tiny (default), small, base-plus, large")
+    if save:
+        p.add_argument("--save-masks", default=None, metavar="DIR", help="also keep the masks in DIR")
+
+
+def join_negative(argv: list[str]) -> list[str]:
+    """``--segment -10,20`` -> ``--segment=-10,20`` (argparse would read ``-10,20`` as an option)."""
+    out, it = [], iter(argv)
+    for a in it:
+        if a in SEGMENT_FLAGS:
+            nxt = next(it, None)
+            out.append(a if nxt is None else f"{a}={nxt}")
+        else:
+            out.append(a)
     return out

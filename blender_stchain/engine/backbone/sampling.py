@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .errors import Cancelled
+from ...contracts.errors import Cancelled
 
 ProgressFn = Callable[[int, int], None]
 CancelFn = Callable[[], bool]

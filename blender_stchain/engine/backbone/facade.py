@@ -11,10 +11,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import sampling, weights
-from .device import Runtime, runtime
-from .errors import NumericalError, WeightsError
-from .models.capture import AnchorSelfAttention, DecoderCrossAttention, ImageCrossAttention
+from ...contracts.errors import NumericalError, WeightsError
+from .. import weights
+from ..device import Runtime, runtime
+from ..models.capture import (
+    AnchorSelfAttention,
+    DecoderCrossAttention,
+    ImageCrossAttention,
+)
+from . import sampling
 
 PARTS = {
     "chain": ("image_encoder_dinov2", "dinov2", "transformer", "vae", "denoiser"),

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import torch
 
-from .models import configs as model_configs
-from .safetensors_io import write_streaming
-from .weights import COMPONENTS, RANDOM_KEY, build
+from ..models import configs as model_configs
+from .catalogue import COMPONENTS, RANDOM_KEY
+from .loading import build
+from .tensors import write_streaming
 
 SIZES = model_configs.SIZES
 DIFFUSERS_VERSION = "0.36.0"
@@ -45,7 +46,7 @@ MODEL_INDEX = {
 def component_config(name: str, size: str) -> dict:
     """The official-key config.json contents of a part at ``size``."""
     if name in ("dinov2", "image_encoder_dinov2"):
-        from .models.dinov2 import DINOV2_CONFIGS
+        from ..models.dinov2 import DINOV2_CONFIGS
 
         return {**DINOV2_CONFIGS[size]}
     cfg = model_configs.config(name, size)
@@ -127,19 +128,4 @@ def make_random(out_root: str | os.PathLike, size: str = "tiny", seed: int = 0,
     _write_json(root / "TripoSG" / "scheduler" / "scheduler_config.json", SCHEDULER_CONFIG)
     for rel in ("TripoSG/feature_extractor_dinov2", "dinov2-large"):
         _write_json(root / rel / "preprocessor_config.json", PREPROCESSOR_CONFIG)
-    if parts is None:  # segmentation (issue 12): the default SAM 2.1 size, when transformers is installed
-        _write_sam2(root, size, seed)
     return root
-
-
-def _write_sam2(root: Path, size: str, seed: int) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("transformers") is None:
-        import warnings
-
-        warnings.warn("transformers is not installed: no random SAM 2.1 checkpoint written (segmentation off)")
-        return
-    from .segment.model import write_random
-
-    write_random(root, size, seed)

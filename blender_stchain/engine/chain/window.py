@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from . import chain, surface
+from ..geometry import surface
+from .blend import blend, token_to_surface
 from .correspond import patch_distribution, soft_argmax
 
 
@@ -78,6 +79,6 @@ def _chain_frame(backbone, A_VZ, A_af, latent, fallback, settings):
     X = torch.as_tensor(cand.vertices, dtype=torch.float32, device=A_VZ.device)
     if X.shape[0] == 0:  # no surface predicted on this frame: keep the points, with no confidence
         return fallback, torch.zeros(fallback.shape[0], device=fallback.device)
-    A_fS = chain.token_to_surface(decoder.attention(X, settings.attention_chunk))
-    res = chain.blend(A_VZ, A_af, A_fS, X, top_k=settings.top_k, tau=settings.tau, vertex_chunk=settings.vertex_chunk)
+    A_fS = token_to_surface(decoder.attention(X, settings.attention_chunk))
+    res = blend(A_VZ, A_af, A_fS, X, top_k=settings.top_k, tau=settings.tau, vertex_chunk=settings.vertex_chunk)
     return res.positions, res.confidence

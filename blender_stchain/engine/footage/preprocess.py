@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import FootageError
+from ...contracts.errors import FootageError
 
 DINOV2_PREPROCESSOR_CONFIG = {  # facebook/dinov2-large preprocessor_config.json
     "image_processor_type": "BitImageProcessor",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from .settings import Settings
+from ...contracts.settings import Settings
 
 _EPS = 1e-12
 _FILLED_WEIGHT = 1e-3  # skin weight of a transform borrowed from another frame/landmark

@@ -21,10 +21,9 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from ..engine.errors import StchainError
-from ..engine.segment.catalogue import MODELS
-from ..engine.segment.prompts import Box, Point, Prompts
-from . import footage, prefs
+from ...contracts.errors import StchainError
+from ...contracts.prompts import SEGMENT_MODELS, Box, Point, Prompts
+from .. import footage, prefs
 
 BACKGROUND = re.compile(r"^\s*(bg|background)", re.IGNORECASE)
 WORKER = "blender_stchain.engine.segment.worker"
@@ -121,4 +120,4 @@ def show(folder: Path, frames: tuple[int, int]):
 
 
 MODEL_ITEMS = [(m, m.removeprefix("sam2.1-hiera-").title(), f"SAM 2.1 Hiera {m.removeprefix('sam2.1-hiera-')}")
-               for m in MODELS]
+               for m in SEGMENT_MODELS]

@@ -22,9 +22,9 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import Cancelled, WeightsError
-from .safetensors_io import read_header
-from .weights import REPOS, repo_files
+from ...contracts.errors import Cancelled, WeightsError
+from ...contracts.safetensors_io import read_header
+from .catalogue import REPOS, find_root, repo_files
 
 HF_BASE = "https://huggingface.co"
 MANIFEST = "stchain_download.json"
@@ -38,7 +38,7 @@ Progress = Callable[[str, int, "int | None"], None]  # (file, bytes done, bytes 
 def resolve_parts(parts) -> list[str]:
     """Repository folder names from user spellings (``triposg``, ``ActionMesh``, ``sam2.1-hiera-small``, ...);
     by default the backbone's repositories and the default SAM 2.1 size."""
-    from .segment import catalogue as sam2  # segmentation checkpoints (issue 12)
+    from ..segment import catalogue as sam2  # segmentation checkpoints (issue 12)
 
     if not parts:
         return list(REPOS) + [sam2.DEFAULT_MODEL]
@@ -55,7 +55,7 @@ def resolve_parts(parts) -> list[str]:
 
 def _repo(repo_dir: str) -> tuple[str, list[str]]:
     """(Hugging Face repository, files to fetch) of a weights-root folder."""
-    from .segment import catalogue as sam2
+    from ..segment import catalogue as sam2
 
     if repo_dir in sam2.REPOS:
         return sam2.REPOS[repo_dir], list(sam2.FILES)
@@ -172,9 +172,10 @@ def _write_manifest(path: Path, entries: dict) -> None:
     os.replace(tmp, path)
 
 
-def download(root: Path, parts=None, progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
+def download(root: Path | None = None, parts=None, progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
              base_url: str | None = None, revision: str = "main", timeout: float = 60.0) -> list[Path]:
     """Fetch the needed files of each repository into ``root/<repo>/``; finished files are skipped."""
+    root = find_root(root)
     base = (base_url or HF_BASE).rstrip("/")
     written = []
     for repo_dir in resolve_parts(parts):

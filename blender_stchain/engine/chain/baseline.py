@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from .chain_window import WindowTracks, image_positions
-from .mesh_ops import vertex_normals
+from ..geometry.mesh_ops import vertex_normals
+from .window import WindowTracks, image_positions
 
 
 @torch.no_grad()

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .errors import NumericalError
+from ...contracts.errors import NumericalError
 from .mesh_ops import Mesh, clean, decimate, ragged_range, remove_small_components
 
 SdfFn = Callable[[torch.Tensor], torch.Tensor]

@@ -1,0 +1,10 @@
+"""Dense motion: every anchor vertex follows the landmarks by geodesic rigid skinning (DESIGN 4.6)."""
+
+from .motion import (
+    DeformSettings,
+    farthest_point_landmarks,
+    nearest_landmarks,
+    propagate,
+)
+
+__all__ = ["DeformSettings", "farthest_point_landmarks", "nearest_landmarks", "propagate"]
