@@ -252,3 +252,14 @@ def test_cancel_stops_within_a_second_even_inside_a_frame(tmp_path):
     assert result["cancelled"] - asked < 1.0
     assert calls["n"] > 2 * result.get("last", 0)  # checked inside frames, not only between them
     assert not prop.session.processed_frames
+
+
+def test_weights_make_random_and_check_include_the_default_sam2_size(tmp_path, capsys):
+    from blender_stchain import cli_weights
+
+    assert cli_weights.main(["make-random", str(tmp_path), "--size", "tiny"]) == 0
+    assert sorted(p.name for p in (tmp_path / "sam2.1-hiera-tiny").iterdir()) == ["config.json", "model.safetensors"]
+    assert cli_weights.main(["check", str(tmp_path)]) == 0  # absent optional sizes do not fail the check
+    lines = capsys.readouterr().out.splitlines()
+    assert "  present  sam2.1-hiera-tiny  [Apache-2.0 (facebook/sam2.1-hiera-*)] [RANDOM: smoke test only]" in lines
+    assert any(line.startswith("  absent   sam2.1-hiera-large") for line in lines)
