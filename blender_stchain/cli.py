@@ -5,6 +5,7 @@
 - ``demo``: the README's main job (random ``small`` weights when no real ones are found: a smoke test).
 - ``preview``: a picture of a result drawn over its footage.
 - ``masks``: object masks for every frame from one prompt; ``masks eval``: their DAVIS J&F (issue 12).
+- ``batch``: many clips on long-lived Ray workers (``blender_stchain.batch``; the ``[batch]`` extra).
 - options only (``--footage ... --out X.blend``): the Blender headless job through the PyPI bpy module.
 Exit code 0 on success; otherwise non-zero with one clear line on stderr.
 """
@@ -82,7 +83,13 @@ def cmd_blender(argv) -> int:
     return headless_main(argv)
 
 
-COMMANDS = {"run": cmd_run, "weights": cmd_weights, "demo": cmd_demo, "preview": cmd_preview, "masks": cmd_masks}
+def cmd_batch(argv) -> int:
+    from .batch.cli import main as batch_main
+
+    return batch_main(argv)
+
+
+COMMANDS = {"run": cmd_run, "weights": cmd_weights, "demo": cmd_demo, "preview": cmd_preview, "batch": cmd_batch, "masks": cmd_masks}
 
 
 def main(argv=None) -> int:
