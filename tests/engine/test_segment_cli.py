@@ -241,3 +241,17 @@ def test_an_object_that_leaves_and_comes_back_is_a_warning_naming_the_frames(sam
     shown = np.asarray(Image.open(tmp_path / "o" / "000002.png")).astype(int)
     inside = np.asarray(Image.open(tmp_path / "m" / "000002.png")) > 0
     assert (shown[inside] == np.round(0.3 * np.array([255, 140, 0]))).all()  # plain black frame: the tint alone
+
+
+def test_a_pipeline_run_without_any_mask_says_so(tiny_weights, tmp_path):
+    """The engine itself (a job file from elsewhere) warns that whole frames go in; stopped right after."""
+    from blender_stchain.contracts.errors import Cancelled
+    from blender_stchain.contracts.job import JobSpec
+    from blender_stchain.engine.pipeline import NO_MASK, run
+
+    events = []
+    job = JobSpec(footage=str(BEAR), out=str(tmp_path / "r.safetensors"), weights=str(tiny_weights), frames=(1, 2),
+                  allow_random_weights=True, device="cpu")
+    with pytest.raises(Cancelled):
+        run(job, on_event=events.append, cancel=lambda: any(e.get("message") == NO_MASK for e in events))
+    assert {"event": "warning", "message": NO_MASK} in events and not (tmp_path / "r.safetensors").exists()
