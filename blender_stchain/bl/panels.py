@@ -4,6 +4,7 @@ import textwrap
 
 import bpy
 
+from ..contracts.masks import mask_source
 from . import ops
 
 
@@ -20,8 +21,12 @@ def draw_job(layout, context):
         row.prop(props, "frame_last")
     col.prop(props, "anchor_frame")
     col.prop(props, "mask")
-    if props.mask == "MASK":
+    if mask_source(props.mask).needs_mask_datablock:
         col.prop(props, "mask_datablock")
+    if props.mask == "SEGMENT":  # issue 12
+        col.prop(props, "segment_model")
+        col.prop(props, "mask_datablock", text="Box from Mask")
+        col.operator("stchain.preview_masks", icon="MOD_MASK")
     col.prop(props, "method")
     col.prop(props, "preset")
     col.prop(props, "write_mode")
@@ -81,6 +86,7 @@ class STCHAIN_MT_menu(bpy.types.Menu):
     def draw(self, context):
         for op in (ops.STCHAIN_OT_generate, ops.STCHAIN_OT_cancel, ops.STCHAIN_OT_apply_result, ops.STCHAIN_OT_free_gpu):
             self.layout.operator(op.bl_idname)
+        self.layout.operator("stchain.preview_masks")
 
 
 def menu_entry(self, context):

@@ -34,6 +34,8 @@ from .memory import pin_heap, release_heap
 
 SMOKE = "SMOKE TEST: random weights (make-random), not a reconstruction; get the real weights with " \
         "`python -m blender_stchain weights download`"
+NO_MASK = "no mask: the whole frame goes to the model, background included; mark the object (Segment object, " \
+          "--segment X,Y) or give masks for a real reconstruction"
 PLANS = {
     "chain": {"load": 1.0, "anchor": 4.0, "windows": 10.0, "camera": 1.0, "write": 0.5},
     "actionmesh": {"load": 1.0, "anchor": 4.0, "windows": 30.0, "camera": 1.0, "write": 0.5},
@@ -61,6 +63,8 @@ def run(job: JobSpec, on_event=None, cancel=None, backbones=None) -> Path:
 def _run_clip(job, clip, settings, rep, seconds, t0, load) -> Path:
     for w in clip.warnings:
         rep.warning(w)
+    if clip.mask_kind == "none":  # issue 12: never the whole frame silently (the CLI and Blender stop before)
+        rep.warning(NO_MASK)
     backbone = load(job.weights, job.device, job.precision, job.method, job.allow_random_weights)
     if backbone.is_random:
         rep.warning(SMOKE)
