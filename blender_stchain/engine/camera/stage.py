@@ -108,7 +108,7 @@ def _outline_term(masks, vertices, first: CameraSolution, image_size):
 
 def _clip_masks(clip):
     """``masks(lo, hi)`` reading the clip's per-frame masks one at a time; None without them."""
-    if clip.mask_kind not in ("folder", "alpha"):
+    if clip.mask_kind == "none" or clip.mask_area is None:  # no per-frame masks
         return None
     return lambda lo, hi: (clip.read(i)[1] for i in range(lo, hi))
 
