@@ -24,6 +24,8 @@ from .props import WRITE_MODES
 from .runner import WORKER_MODULE, ProcessRunner, cancel_path, worker_args
 
 _active: dict = {}  # "job" -> Controller of the running job (one at a time), "weights" likewise
+last_warnings: list[str] = []  # the last generate job's warnings: the panel shows them until the next run
+CAMERA_NOT_ESTIMATED = "camera not estimated"
 
 
 def _status(context, ctl: Controller | None = None, message: str | None = None):
@@ -210,10 +212,12 @@ class STCHAIN_OT_generate(_JobOptions, _Driven, bpy.types.Operator):
         return job is None or job.finished
 
     def _prepare(self, context):
+        last_warnings.clear()
         runner, self._options = prepare(context, self)
         return runner
 
     def _done(self, context, ctl):
+        _keep_warnings(self, ctl)
         if ctl.state != State.DONE:
             return self._fail(context, ctl.message)
         try:
@@ -226,6 +230,14 @@ class STCHAIN_OT_generate(_JobOptions, _Driven, bpy.types.Operator):
         if not bpy.app.background:
             bpy.ops.ed.undo_push(message="Generate 4D Mesh")  # the whole apply is one undo step
         return {"FINISHED"}
+
+
+def _keep_warnings(op, ctl: Controller) -> None:
+    """Keep the job's warnings for the panel; a default camera also goes to the Info report."""
+    last_warnings[:] = ctl.warnings
+    for w in ctl.warnings:
+        if w.startswith(CAMERA_NOT_ESTIMATED):
+            op.report({"WARNING"}, w)
 
 
 class STCHAIN_OT_cancel(bpy.types.Operator):

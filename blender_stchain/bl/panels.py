@@ -1,5 +1,7 @@
 """Sidebar panels (3D View and Movie Clip editor, tab "4D Mesh") and the menu F3 search finds."""
 
+import textwrap
+
 import bpy
 
 from ..contracts.masks import mask_source
@@ -39,6 +41,22 @@ def draw_job(layout, context):
         col.operator(ops.STCHAIN_OT_apply_result.bl_idname, icon="FILE_REFRESH")
 
 
+def warning_lines(warnings: list[str], width: int = 44) -> list[tuple[str, str]]:
+    """(text, icon) label lines of the warnings, wrapped (labels do not wrap); a default camera first."""
+    ordered = sorted(warnings, key=lambda w: not w.startswith(ops.CAMERA_NOT_ESTIMATED))
+    return [(line, ("ERROR" if w.startswith(ops.CAMERA_NOT_ESTIMATED) else "DOT") if i == 0 else "BLANK1")
+            for w in ordered for i, line in enumerate(textwrap.wrap(w, width))]
+
+
+def draw_last_warnings(layout):
+    """The last job's warnings, kept until the next run: a default camera must not go unnoticed."""
+    if ops.last_warnings:
+        box = layout.box()
+        box.label(text="Last job's warnings")
+        for text, icon in warning_lines(ops.last_warnings):
+            box.label(text=text, icon=icon)
+
+
 class _JobPanel:
     """The same job panel in every editor's sidebar that has one."""
 
@@ -48,6 +66,7 @@ class _JobPanel:
 
     def draw(self, context):
         draw_job(self.layout, context)
+        draw_last_warnings(self.layout)
 
 
 class STCHAIN_PT_view3d(_JobPanel, bpy.types.Panel):

@@ -23,6 +23,7 @@ from ..contracts.job import JobSpec
 from ..contracts.result import ResultWriter
 from . import camera, deform
 from .backbone import load_backbone
+from .camera import stage as camera_stage
 from .chain.baseline import baseline_window
 from .chain.window import track_window
 from .chain.windows import choose_anchor, plan_windows
@@ -39,20 +40,6 @@ PLANS = {
     "chain": {"load": 1.0, "anchor": 4.0, "windows": 10.0, "camera": 1.0, "write": 0.5},
     "actionmesh": {"load": 1.0, "anchor": 4.0, "windows": 30.0, "camera": 1.0, "write": 0.5},
 }
-
-
-class Tracks:
-    """What the camera needs from all frames, (T, L, ...) float32 arrays filled window by window:
-    allocated once, so the only memory that grows with the clip is ~24 bytes per landmark and frame."""
-
-    def __init__(self, frames: int, landmarks: int):
-        self.points3d = np.zeros((frames, landmarks, 3), np.float32)
-        self.points2d = np.zeros((frames, landmarks, 2), np.float32)  # footage pixels
-        self.weights = np.zeros((frames, landmarks), np.float32)  # 0 = no match
-
-    def put(self, start: int, p3, p2, w) -> None:
-        stop = start + len(p3)
-        self.points3d[start:stop], self.points2d[start:stop], self.weights[start:stop] = p3, p2, w
 
 
 def run(job: JobSpec, on_event=None, cancel=None, backbones=None) -> Path:
@@ -101,7 +88,8 @@ def _run_clip(job, clip, settings, rep, seconds, t0, load) -> Path:
                                   landmark_ids, settings, rep, writer, job.method)
             seconds["windows"] = time.perf_counter() - t
         t = time.perf_counter()
-        cam = _solve_camera(tracks, clip, settings, rep)
+        cam = camera_stage.run(tracks, clip, writer.spooled("vertices"), anchor_mesh.faces, landmark_ids,
+                               settings, rep)
         if settings.camera_mode == "camera_moves":
             cam = _move_camera(cam, tracks, writer)
         tracks2d, visible = camera.tracks_2d(writer.spooled("vertices"), anchor_mesh.faces, landmark_ids,
@@ -150,9 +138,9 @@ def _anchor(backbone, clip, cmap, anchor_index, method, settings, progress):
 
 
 def _run_windows(backbone, clip, cmap, windows, anchor_index, anchor_latent, mesh, landmark_ids, settings, rep,
-                 writer, method) -> Tracks:
+                 writer, method) -> camera_stage.Matches:
     """Each window starts from the known frame (anchor, then the shared boundary frame) and streams out."""
-    tracks = Tracks(clip.count, len(landmark_ids))
+    tracks = camera_stage.Matches(clip.count, len(landmark_ids))
     known = _Known(anchor_latent, torch.as_tensor(mesh.vertices, dtype=torch.float32))
     confidence_map = _nearest_landmark(mesh.vertices, landmark_ids)
     for w in windows:
@@ -166,10 +154,9 @@ def _run_windows(backbone, clip, cmap, windows, anchor_index, anchor_latent, mes
             raise NumericalError(f"window {w.index + 1} (frames {clip.frame_numbers[w.start]}-"
                                  f"{clip.frame_numbers[w.stop - 1]}): {e}") from None
         first = 0 if w.index == 0 else 1  # the boundary frame was written by the previous window
-        footage_xy = clip.to_footage_pixels(cmap.to_footage(out.image_xy.float().cpu().numpy()))
         conf = out.confidence.float().cpu().numpy()[first:]
-        tracks.put(w.start + first, verts[first:, landmark_ids], footage_xy[first:],
-                   out.image_confidence.float().cpu().numpy()[first:] * conf)
+        tracks.put(w.start + first, verts[first:, landmark_ids],
+                   *camera_stage.window_matches(out, clip, cmap, first, conf))
         writer.add_frames(vertices=verts[first:], confidence=conf[:, confidence_map],
                           frame_numbers=np.asarray(clip.frame_numbers[w.start + first:w.stop]))
         known = _Known(out.latents[-1], torch.as_tensor(verts[-1]))
@@ -246,32 +233,12 @@ def _nearest_landmark(vertices, landmark_ids) -> np.ndarray:
     return torch.cat([torch.cdist(c, L).argmin(1) for c in X.split(8192)]).numpy()
 
 
-def _solve_camera(tracks: Tracks, clip, settings, rep):
-    rep.progress("camera", 0, message="solving the camera")
-    sol = camera.solve_long(tracks.points3d, tracks.points2d, tracks.weights, _footage_size(clip),
-                            focal_px=settings.camera_focal_px, smoothness=settings.camera_smoothness,
-                            progress=_span(rep, "camera", 0.0, 0.5, "solving the camera"))
-    why = camera.plausible(sol)
-    if why:
-        sol = camera.default_camera(len(tracks.weights), _footage_size(clip))
-        sol.warnings.append(f"camera not estimated ({why}); using a default front camera")
-    for w in sol.warnings:
-        rep.warning(w)
-    rep.progress("camera", 0.5, message=f"camera: median error {_median(sol.reprojection_error_px)} px")
-    return sol
-
-
 def _span(rep, stage: str, lo: float, hi: float, message: str):
     """A ``progress(done, total)`` callback filling ``lo..hi`` of ``stage`` (it checks for a cancel)."""
     return lambda done, total: rep.progress(stage, lo + (hi - lo) * done / total, message=f"{message}: {done}/{total}")
 
 
-def _median(x) -> float | None:
-    x = np.asarray(x, np.float64)
-    return float(np.nanmedian(x)) if np.isfinite(x).any() else None
-
-
-def _move_camera(cam, tracks: Tracks, writer: ResultWriter):
+def _move_camera(cam, tracks: camera_stage.Matches, writer: ResultWriter):
     """"Camera moves": the object's rigid motion (landmarks vs the first frame) goes into the camera."""
     points = tracks.points3d
     motion = camera.object_motion(points[0], points, tracks.weights)
@@ -300,7 +267,7 @@ def _metadata(job, settings, backbone, clip, anchor_index, seconds, cam) -> dict
                     "size": list(_footage_size(clip)), "frames": [clip.frame_numbers[0], clip.frame_numbers[-1]]},
         "anchor_frame": int(clip.frame_numbers[anchor_index]),
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
-        "camera": {"median_error_px": _median(cam.reprojection_error_px), "warnings": list(cam.warnings)},
+        "camera": camera_stage.metadata(cam),
         "versions": {"blender_stchain": blender_stchain.__version__, "torch": torch.__version__,
                      "numpy": np.__version__, "python": platform.python_version()},
     }

@@ -4,7 +4,8 @@ Run as ``python -m stub_worker JOB.json`` (tests put this folder on PYTHONPATH).
 job with the real JobSpec, streams progress, honours the cancel file, and writes a real Result
 made from the animated GLB npz named by ``STUB_NPZ``. ``STUB_MODE`` picks a failure:
 ``ok`` (default), ``raise`` (an exception), ``crash`` (SIGKILL itself mid-run), ``hang`` (runs
-until cancelled), ``deaf`` (runs and ignores the cancel file: only SIGTERM stops it). A ``weights`` folder that does not exist is reported like missing weights.
+until cancelled), ``deaf`` (runs and ignores the cancel file: only SIGTERM stops it), ``nocamera`` (ok, with the
+camera stage's refusal warning). A ``weights`` folder that does not exist is reported like missing weights.
 """
 
 import json
@@ -46,6 +47,9 @@ def main(job_path: str) -> int:
             raise RuntimeError("CUDA out of memory (stand-in)")
         time.sleep(0.05)
     emit(event="warning", message="stand-in worker: synthetic result")
+    if mode == "nocamera":  # what the camera stage says when it refuses the solve
+        emit(event="warning", message="camera not estimated (the matches carry no depth); using a default front "
+                                      "camera")
     result = result_from_npz(Path(os.environ["STUB_NPZ"]), frames=len(numbers), first_frame=numbers[0], size=size, tracks=0)
     result.metadata["job"] = json.loads(spec.to_json())
     result.metadata["engine_file"] = sys.modules[JobSpec.__module__].__file__

@@ -151,3 +151,21 @@ def test_movie_clip_source(registered, stub):
     background = scene.camera.data.background_images[0].clip
     assert background is not clip and background.filepath == clip.filepath
     assert len(clip.tracking.tracks) == 0 and clip.get("stchain_role") is None
+
+
+def test_camera_not_estimated_reaches_the_info_report_and_stays_in_the_panel(registered, stub, tmp_path, capfd):
+    from blender_stchain.bl import panels
+
+    stub("nocamera")
+    assert headless.main(["--footage", str(CAMEL), "--frames", "1:3", "--out", str(tmp_path / "a.blend")]) == 0
+    out = capfd.readouterr()
+    report = [line for line in (out.out + out.err).splitlines() if "camera not estimated" in line
+              and not line.startswith('{"stchain"')]
+    assert report, "the Info report did not show the camera warning"
+    assert ops.last_warnings[-1].startswith("camera not estimated (the matches carry no depth)")
+    lines = panels.warning_lines(ops.last_warnings)
+    assert lines[0] == ("camera not estimated (the matches carry no", "ERROR")
+    assert all(len(text) <= 44 for text, _ in lines) and ("stand-in worker: synthetic result", "DOT") in lines
+    stub("ok")  # the next run replaces them
+    assert headless.main(["--footage", str(CAMEL), "--frames", "1:3", "--out", str(tmp_path / "b.blend")]) == 0
+    assert ops.last_warnings == ["stand-in worker: synthetic result"]

@@ -40,7 +40,7 @@ def long_clip(tmp_path_factory):
 
 
 def test_thousand_frames_complete_with_flat_memory(long_clip, tiny_weights, tmp_path):
-    """Windows (16 frames), camera chunks (96 frames) and fixed-size RANSAC batches bound the working
+    """Windows (16 frames), camera chunks (128 frames) and fixed-size RANSAC batches bound the working
     set; what grows with the clip is ~24 bytes per landmark and frame. The frames-folder clip is the
     sensitive case: nothing else (video decoding) hides a growth."""
     peaks = {n: peak_rss_mb(n, tiny_weights, tmp_path, footage=long_clip) for n in (48, 200, 1000)}

@@ -63,10 +63,6 @@ def rigid(R: np.ndarray, t: np.ndarray) -> np.ndarray:
     return out
 
 
-def intrinsics(focal: float, cx: float, cy: float) -> np.ndarray:
-    return np.array([[focal, 0.0, cx], [0.0, focal, cy], [0.0, 0.0, 1.0]])
-
-
 def to_camera(world_to_camera: np.ndarray, points: np.ndarray) -> np.ndarray:
     """(T, 4, 4) x (T, N, 3) -> camera-space points (T, N, 3)."""
     return points @ np.swapaxes(world_to_camera[..., :3, :3], -1, -2) + world_to_camera[..., None, :3, 3]

@@ -57,60 +57,72 @@ def _affine_pose(xn: np.ndarray, X: np.ndarray, w: np.ndarray) -> tuple[np.ndarr
     return R, centre - (R @ mu[..., 0, :, None])[..., 0]
 
 
-def pose_errors(focal, c, R, t, X, uv):
-    """Reprojection error (px) for any batch shape; points behind the camera count as infinite."""
+def pose_errors(model, R, t, X, uv, sigma=None):
+    """Reprojection error for any batch shape, in px or, with ``sigma``, in match uncertainties;
+    points behind the camera count as infinite."""
     cam = X @ np.swapaxes(R, -1, -2) + t[..., None, :]
-    z = cam[..., 2:3]
-    proj = np.asarray(focal)[..., None, None] * cam[..., :2] / np.where(z > 1e-9, z, 1e-9) + c
-    return np.where(z[..., 0] > 1e-9, np.linalg.norm(proj - uv, axis=-1), np.inf)
+    front = cam[..., 2] > 1e-9
+    err = np.sqrt(((model.project(cam) - uv) ** 2).sum(-1))
+    if sigma is not None:
+        err = err / sigma
+    return np.where(front, err, np.inf)
 
 
 def _msac(err, w, threshold):
     return (np.minimum(err, threshold) ** 2 * w).sum(-1)
 
 
-def ransac(X, uv, w, good, foc, c, threshold, hypotheses, rng):
-    """Best (R, t, MSAC cost) per focal candidate and frame, for frames in ``good``.
+def ransac(model, X, uv, w, sigma, good, threshold, hypotheses, rng):
+    """Best (R, t, MSAC cost) per frame under one camera model, for frames in ``good``.
 
-    Hypotheses are calibrated DLTs and scaled-orthographic fits of 6 distinct valid matches, scored
-    on a random subset of ``SCORE_MATCHES`` matches; the best one per frame and candidate is then
-    refitted on its inliers among all matches (local optimisation, kept only where it helps).
+    All hypotheses of a chunk of frames are made and scored at once: calibrated DLTs and
+    scaled-orthographic fits of 6 distinct valid matches, scored on ``SCORE_MATCHES`` random matches;
+    the best one per frame is refitted on its inliers among all matches (kept only where it helps).
+    ``sigma`` (T, M) whitens the errors, so ``threshold`` is in match uncertainties.
     """
     T, M = w.shape
-    C, S = len(foc), min(M, SCORE_MATCHES)
-    Rs, ts, costs = np.tile(np.eye(3), (C, T, 1, 1)), np.zeros((C, T, 3)), np.full((C, T), np.inf)
+    S = min(M, SCORE_MATCHES)
+    Rs, ts, costs = np.tile(np.eye(3), (T, 1, 1)), np.zeros((T, 3)), np.full(T, np.inf)
     frames = np.flatnonzero(good)
-    # Fixed-size frame chunks bound the (C, frames, H, S) arrays (~180 bytes per element) the same
-    # way for every clip length.
-    per_chunk = max(1, RANSAC_ELEMENTS // (C * hypotheses * S))
+    xn_all = model.normalise(uv)
+    per_chunk = max(1, RANSAC_ELEMENTS // (hypotheses * S))  # bounds the (frames, H, S) arrays
     for chunk in (frames[a:a + per_chunk] for a in range(0, len(frames), per_chunk)):
-        Xc, uvc, wc = X[chunk], uv[chunk], w[chunk]
+        Xc, uvc, wc, sc, xc = X[chunk], uv[chunk], w[chunk], sigma[chunk], xn_all[chunk]
         invalid = 2.0 * (wc <= 0)
         sample = np.argpartition(rng.random((len(chunk), hypotheses, M)) + invalid[:, None], MIN_MATCHES, -1)
         sample = sample[..., :MIN_MATCHES, None]
         score = np.argsort(rng.random((len(chunk), M)) + invalid, -1)[:, :S, None]
-        xn = (np.take_along_axis(uvc[:, None], sample, 2)[None] - c) / foc[:, None, None, None, None]
-        Xs = np.broadcast_to(np.take_along_axis(Xc[:, None], sample, 2), xn.shape[:-1] + (3,))
+        xn = np.take_along_axis(xc[:, None], sample, 2)
+        Xs = np.take_along_axis(Xc[:, None], sample, 2)
         ones = np.ones(xn.shape[:-1])
         (R1, t1), (R2, t2) = _dlt_pose(xn, Xs, ones), _affine_pose(xn, Xs, ones)
-        Rh, th = np.concatenate([R1, R2], 2), np.concatenate([t1, t2], 2)
-        Xsub, uvsub = np.take_along_axis(Xc, score, 1), np.take_along_axis(uvc, score, 1)
-        err = pose_errors(foc[:, None, None], c, Rh, th, Xsub[None, :, None], uvsub[None, :, None])
-        best = np.argmin(_msac(err, np.take_along_axis(wc, score[..., 0], 1)[None, :, None], threshold), -1)
-        R = np.take_along_axis(Rh, best[..., None, None, None], 2)[:, :, 0]
-        t = np.take_along_axis(th, best[..., None, None], 2)[:, :, 0]
-        err = pose_errors(foc[:, None], c, R, t, Xc[None], uvc[None])
-        xn = (uvc[None] - c) / foc[:, None, None, None]
-        Xb = np.broadcast_to(Xc, xn.shape[:-1] + (3,))
+        Rh, th = np.concatenate([R1, R2], 1), np.concatenate([t1, t2], 1)
+        sub = [np.take_along_axis(a, score if a.ndim == 3 else score[..., 0], 1) for a in (Xc, uvc, wc, sc)]
+        err = pose_errors(model, Rh, th, sub[0][:, None], sub[1][:, None], sub[3][:, None])
+        best = np.argmin(_msac(err, sub[2][:, None], threshold), -1)
+        R = np.take_along_axis(Rh, best[:, None, None, None], 1)[:, 0]
+        t = np.take_along_axis(th, best[:, None, None], 1)[:, 0]
+        err = pose_errors(model, R, t, Xc, uvc, sc)
         for fit in (_dlt_pose, _affine_pose, _dlt_pose):
-            R2, t2 = fit(xn, Xb, wc[None] * (err < threshold))
-            err2 = pose_errors(foc[:, None], c, R2, t2, Xc[None], uvc[None])
-            better = _msac(err2, wc[None], threshold) < _msac(err, wc[None], threshold)
+            R2, t2 = fit(xc, Xc, wc * (err < threshold))
+            err2 = pose_errors(model, R2, t2, Xc, uvc, sc)
+            better = _msac(err2, wc, threshold) < _msac(err, wc, threshold)
             R = np.where(better[..., None, None], R2, R)
             t = np.where(better[..., None], t2, t)
             err = np.where(better[..., None], err2, err)
-        Rs[:, chunk], ts[:, chunk], costs[:, chunk] = R, t, _msac(err, wc[None], threshold)
+        Rs[chunk], ts[chunk], costs[chunk] = R, t, _msac(err, wc, threshold)
     return Rs, ts, costs
+
+
+def focal_frames(good, count: int) -> np.ndarray:
+    """Up to ``count`` solvable frames spread evenly over the clip: the focal candidates are tried on
+    these only, so the search costs the same for every clip length."""
+    frames = np.flatnonzero(good)
+    if len(frames) <= count:
+        return good
+    pick = np.zeros_like(good)
+    pick[frames[np.round(np.linspace(0, len(frames) - 1, count)).astype(int)]] = True
+    return pick
 
 
 def classify_frames(X, w, coplanar_ratio):
@@ -127,14 +139,14 @@ def classify_frames(X, w, coplanar_ratio):
     return kinds
 
 
-def propagate_pose(X, uv, w, good, focal, c, threshold, R, t, cost):
+def propagate_pose(model, X, uv, w, sigma, good, threshold, R, t, cost):
     """Sweep forward then back: a frame takes its neighbour's pose when that explains its matches
     better (MSAC). Fixes isolated frames whose minimal samples all fell into a wrong solution."""
     R, t, cost = R.copy(), t.copy(), cost.copy()
     frames = np.flatnonzero(good)
     for order in (frames, frames[::-1]):
         for prev, f in zip(order[:-1], order[1:]):
-            c_prev = _msac(pose_errors(focal, c, R[prev], t[prev], X[f], uv[f]), w[f], threshold)
+            c_prev = _msac(pose_errors(model, R[prev], t[prev], X[f], uv[f], sigma[f]), w[f], threshold)
             if c_prev < cost[f]:
                 R[f], t[f], cost[f] = R[prev], t[prev], c_prev
     return R, t

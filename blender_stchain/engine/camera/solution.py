@@ -10,31 +10,85 @@ MIN_MATCHES = 6  # a calibrated DLT needs 6 points in general position
 BEHIND_COST = 1e9  # cost of a matched point behind the camera
 RANSAC_ELEMENTS = 500_000  # working set of one RANSAC chunk: ~90 MB
 SCORE_MATCHES = 256  # RANSAC hypotheses are scored on this many random matches per frame
+FOCAL_FRAMES = 8  # focal candidates are compared on this many frames spread over the clip
+
+# Per-frame status (``CameraSolution.frame_status``)
+OK, FEW_INLIERS, NO_MATCHES, JUMP = "ok", "few inliers", "no matches", "jump"
 
 
 @dataclass
 class CameraSolution:
-    """Solved camera: ``K`` in footage pixels, OpenCV ``world_to_camera`` per frame."""
+    """Solved camera: ``K`` in footage pixels, OpenCV ``world_to_camera`` per frame, and the
+    evidence ``plausible`` judges it by (errors over *all* weighted matches, inlier shares, per-frame
+    status, the focal search range and the object's size)."""
 
     K: np.ndarray  # (3, 3)
     world_to_camera: np.ndarray  # (T, 4, 4)
     reprojection_error_px: np.ndarray  # (T,) median error of the frame's inliers (NaN: none)
-    inliers: np.ndarray  # (T,) valid matches within ``inlier_px`` of their projection
+    inliers: np.ndarray  # (T,) valid matches within ``inlier_px`` (match uncertainties) of their projection
     image_size: tuple[int, int]  # (W, H)
     warnings: list[str] = field(default_factory=list)
+    match_error_px: np.ndarray | None = None  # (T,) weighted median error over all weighted matches
+    inlier_share: np.ndarray | None = None  # (T,) weighted share of the frame's matches that are inliers
+    frame_status: list[str] | None = None  # (T,) OK, FEW_INLIERS, NO_MATCHES or JUMP
+    focal_range: tuple[float, float] | None = None  # searched focal range (px); None when it was given
+    object_radius: float | None = None  # robust radius of the matched 3D points (object units)
+    object_centre: np.ndarray | None = None  # (3,) their median, where the distance is measured from
+    match_sigma_px: float = 1.0  # typical match uncertainty the thresholds were scaled by
+    estimated: bool = True  # False: a default camera stands in (``reason`` says why)
+    reason: str | None = None
 
 
-def plausible(solution: CameraSolution, min_inlier_share: float = 0.2, fov_deg=(5.0, 140.0)) -> str | None:
-    """Why a solution cannot be trusted (None when it can): non-finite, few inliers, absurd focal."""
+def _distances(solution: CameraSolution) -> np.ndarray:
+    """Camera centre to the object's centre (its origin when unknown), per frame."""
+    R, t = solution.world_to_camera[:, :3, :3], solution.world_to_camera[:, :3, 3]
+    centre = np.zeros(3) if solution.object_centre is None else solution.object_centre
+    return np.linalg.norm(-np.einsum("tji,tj->ti", R, t) - centre, axis=-1)
+
+
+def plausible(solution: CameraSolution, min_inlier_share: float = 0.2, fov_deg=(5.0, 140.0),
+              max_bad_frames: float = 0.2, max_jump_frames: float = 0.05, min_object_px: float = 0.01,
+              focal_edge: float = 0.02, max_match_error: float = 3.0) -> str | None:
+    """Why a solution cannot be trusted (None when it can), as a careful person would judge it:
+    non-finite, absurd or range-edge focal, too few inliers in too many frames, pose jumps the
+    matches do not support, an object too small in the image for its size and the camera's
+    distance (a speck tens of thousands of units away), or matches that disagree with the camera."""
     W, H = solution.image_size
     if not (np.isfinite(solution.K).all() and np.isfinite(solution.world_to_camera).all()):
         return "the solve did not converge"
-    fov = np.degrees(2 * np.arctan(0.5 * max(W, H) / solution.K[0, 0]))
+    focal = float(solution.K[0, 0])
+    fov = np.degrees(2 * np.arctan(0.5 * max(W, H) / focal))
     if not fov_deg[0] <= fov <= fov_deg[1]:
         return f"the solved field of view ({fov:.1f} deg) is implausible"
     share = float(np.mean(np.nan_to_num(solution.reprojection_error_px, nan=np.inf) < np.inf))
     if share < min_inlier_share:
         return f"only {share:.0%} of the frames have consistent 2D-3D matches"
+    if solution.focal_range is not None:
+        lo, hi = solution.focal_range
+        if not lo * (1 + focal_edge) < focal < hi * (1 - focal_edge):
+            return (f"the focal length ({focal:.0f} px) is at the edge of the searched range "
+                    f"({lo:.0f}-{hi:.0f} px); give the focal length if it is known")
+    status = solution.frame_status
+    if status is not None:
+        bad = np.mean([s in (FEW_INLIERS, NO_MATCHES) for s in status])
+        if bad > max_bad_frames:
+            return f"{bad:.0%} of the frames have too few 2D-3D matches consistent with the camera"
+        jumps = np.mean([s == JUMP for s in status])
+        if jumps > max_jump_frames:
+            return f"the camera jumps between neighbouring frames in {jumps:.0%} of the frames without support"
+    if solution.object_radius is not None:
+        projected = focal * solution.object_radius / np.maximum(_distances(solution), 1e-12)
+        size = float(np.median(projected)) / max(W, H)
+        if size < min_object_px:
+            return (f"the object would span only {100 * size:.2f}% of the image (camera "
+                    f"{np.median(_distances(solution)):.3g} units away): the matches carry no depth")
+        if np.any(_distances(solution) < solution.object_radius):
+            return "the camera would sit inside the object"
+    if solution.match_error_px is not None and np.isfinite(solution.match_error_px).any():
+        error = float(np.nanmedian(solution.match_error_px)) / solution.match_sigma_px
+        if error > max_match_error:
+            return (f"the matches disagree with the camera (median error {error:.1f} match uncertainties "
+                    f"over all matches)")
     return None
 
 
@@ -50,16 +104,23 @@ def default_camera(num_frames: int, image_size, fov_deg: float = 40.0, margin: f
     return CameraSolution(K, np.repeat(w2c[None], num_frames, 0), np.full(num_frames, np.nan),
                           np.zeros(num_frames, np.int64), (int(W), int(H)))
 
+
 @dataclass(frozen=True)
 class SolveSettings:
+    """Thresholds are in match uncertainties: pixels when ``solve`` gets no ``uncertainty_px``."""
+
     focal_fov_deg: tuple[float, ...] = (20, 30, 40, 50, 60, 75, 90, 110)  # focal candidates (horizontal FOV)
     ransac_hypotheses: int = 96  # 6-point samples per frame and focal candidate
-    ransac_threshold_px: float = 0.01  # MSAC threshold, as a share of max(W, H)
+    ransac_threshold_px: float = 0.01  # MSAC threshold without uncertainties, as a share of max(W, H)
+    ransac_threshold_sigma: float = 3.0  # MSAC threshold with uncertainties (match uncertainties)
     robust_scale_px: float = 2.0  # final Cauchy scale of the reprojection loss
-    inlier_px: float = 4.0  # error under which a match counts as an inlier (reporting)
+    inlier_px: float = 4.0  # error under which a match counts as an inlier
     iterations: int = 40  # LM iterations per Cauchy scale
     smoothness: float = 0.1  # weight of the second-difference pose prior (0 = off)
     solve_principal_point: bool = False  # principal point free instead of the image centre
     coplanar_ratio: float = 1e-3  # smallest / largest spread of the 3D points below this = coplanar
     polish: bool = True  # finish with least squares on the inliers of the robust solve
+    min_frame_inliers: float = 0.3  # weighted inlier share under which a frame's status is FEW_INLIERS
+    jump_deg: float = 5.0  # a neighbour step over this (and 4x the clip's median step) is a jump ...
+    jump_distance: float = 0.05  # ... or a centre step over this share of the camera distance
     seed: int = 0

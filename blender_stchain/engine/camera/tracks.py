@@ -7,58 +7,75 @@ import numpy as np
 from .geometry import project, to_camera
 
 
-def _candidates(q: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(landmark, face) pairs whose image points / 2D face boxes share a cell of a uniform grid
-    laid over the landmarks: only these can occlude, so the depth test stays near-linear in size."""
-    grid = int(np.clip(np.sqrt(len(p)), 8, 256))
-    origin = q.min(0)
-    cell = max(float((q.max(0) - origin).max()), 1e-12) / grid * (1 + 1e-9)
-    lo = np.floor((p.min(1) - origin) / cell)
-    hi = np.floor((p.max(1) - origin) / cell)
-    keep = np.flatnonzero((hi >= 0).all(1) & (lo <= grid).all(1))
-    lo = np.clip(lo[keep], 0, grid).astype(np.int64)
-    hi = np.clip(hi[keep], 0, grid).astype(np.int64)
-    nx, ny = hi[:, 0] - lo[:, 0] + 1, hi[:, 1] - lo[:, 1] + 1
-    face = np.repeat(np.arange(len(keep)), nx * ny)
-    local = np.arange(len(face)) - np.repeat(np.cumsum(nx * ny) - nx * ny, nx * ny)
-    key = (lo[face, 1] + local // nx[face]) * (grid + 1) + lo[face, 0] + local % nx[face]
-    order = np.argsort(key, kind="stable")
-    key, face = key[order], face[order]
-    qcell = np.floor((q - origin) / cell).astype(np.int64)
-    qkey = qcell[:, 1] * (grid + 1) + qcell[:, 0]
-    start, end = np.searchsorted(key, qkey, "left"), np.searchsorted(key, qkey, "right")
-    counts = end - start
-    lm = np.repeat(np.arange(len(q)), counts)
-    pos = np.repeat(start, counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    return lm, keep[face[pos]]
+BLOCK = 8  # frames per vectorised occlusion test: ~25 MB of face arrays for a 40k-face mesh
 
 
-def _occluded(cam: np.ndarray, faces: np.ndarray, ids: np.ndarray, tolerance: float) -> np.ndarray:
-    """Per landmark: is any face in front of it along its camera ray? Cam-space vertices (Nv,3).
+def _spread(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For runs of ``counts``: the run index and the position inside the run of every element."""
+    run = np.repeat(np.arange(len(counts)), counts)
+    return run, np.arange(len(run)) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+def _pairs(q, seen, p, front):
+    """(frame, landmark) x (frame, face) pairs whose image point / 2D face box share a cell of a
+    uniform grid laid over each frame's landmarks: only these can occlude, so the depth test stays
+    near-linear in mesh size. Landmark cells are sorted (few), face boxes look them up."""
+    L = seen.shape[1]
+    G = int(np.clip(2 * np.sqrt(L), 8, 256))
+    any_seen = seen.any(1)[:, None]
+    origin = np.where(any_seen, np.where(seen[..., None], q, np.inf).min(1), 0.0)
+    top = np.where(any_seen, np.where(seen[..., None], q, -np.inf).max(1), 1.0)
+    cell = np.maximum((top - origin).max(-1), 1e-12) / G * (1 + 1e-9)
+    lo = np.floor((p.min(2) - origin[:, None]) / cell[:, None, None])
+    hi = np.floor((p.max(2) - origin[:, None]) / cell[:, None, None])
+    fb, ff = np.nonzero(front & (hi >= 0).all(-1) & (lo <= G).all(-1))
+    lo = np.clip(lo[fb, ff], 0, G).astype(np.int64)
+    hi = np.clip(hi[fb, ff], 0, G).astype(np.int64)
+    nx = hi[:, 0] - lo[:, 0] + 1
+    box, local = _spread(nx * (hi[:, 1] - lo[:, 1] + 1))
+    face_key = (fb[box] * (G + 1) + lo[box, 1] + local // nx[box]) * (G + 1) + lo[box, 0] + local % nx[box]
+    lb, ll = np.nonzero(seen)
+    qc = np.floor((q[lb, ll] - origin[lb]) / cell[lb, None]).astype(np.int64)
+    lm_key = (lb * (G + 1) + qc[:, 1]) * (G + 1) + qc[:, 0]
+    order = np.argsort(lm_key)
+    start = np.searchsorted(lm_key[order], face_key, "left")
+    counts = np.searchsorted(lm_key[order], face_key, "right") - start
+    which, offset = _spread(counts)
+    lm = order[np.repeat(start, counts) + offset]
+    return lb[lm], ll[lm], ff[box[which]]
+
+
+def _occluded(cam: np.ndarray, faces: np.ndarray, ids: np.ndarray, seen: np.ndarray, tolerance: float) -> np.ndarray:
+    """(B, L): is any face in front of each seen landmark along its camera ray? Cam-space vertices
+    (B, Nv, 3) of a block of frames, tested together.
 
     Exact ray casting in the image plane: barycentric test of each landmark's normalised image point
     against the projected faces, depth interpolated perspective-correctly (1/z is linear on screen).
     Faces touching the landmark's vertex are skipped; faces reaching behind the camera are ignored.
     """
-    faces = faces[(cam[faces, 2] > 1e-9).all(1)]
-    q = cam[ids, :2] / cam[ids, 2:3]
-    tri = cam[faces]  # (F, 3, 3)
-    p = tri[..., :2] / tri[..., 2:3]
-    lm, f = _candidates(q, p)
-    e1, e2 = p[f, 1] - p[f, 0], p[f, 2] - p[f, 0]
+    B, L = seen.shape
+    z = cam[..., 2]
+    q = cam[:, ids, :2] / np.where(z[:, ids] > 1e-9, z[:, ids], 1.0)[..., None]
+    front = (z[:, faces] > 1e-9).all(-1)
+    xy = cam[..., :2] / np.where(z > 1e-9, z, 1.0)[..., None]
+    p = xy[:, faces]  # (B, F, 3, 2)
+    b, lm, f = _pairs(q, seen, p, front)
+    pf = p[b, f]
+    e1, e2 = pf[:, 1] - pf[:, 0], pf[:, 2] - pf[:, 0]
     det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
     ok = np.abs(det) > 1e-18
     inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
-    d = q[lm] - p[f, 0]
+    d = q[b, lm] - pf[:, 0]
     b1 = (d[:, 0] * e2[:, 1] - d[:, 1] * e2[:, 0]) * inv
     b2 = (e1[:, 0] * d[:, 1] - e1[:, 1] * d[:, 0]) * inv
     b0 = 1 - b1 - b2
     inside = ok & (b0 >= -1e-9) & (b1 >= -1e-9) & (b2 >= -1e-9)
-    inv_z = b0 / tri[f, 0, 2] + b1 / tri[f, 1, 2] + b2 / tri[f, 2, 2]
-    z = 1.0 / np.where(inside, inv_z, 1.0)
+    zf = z[b[:, None], faces[f]]
+    inv_z = b0 / zf[:, 0] + b1 / zf[:, 1] + b2 / zf[:, 2]
+    depth = 1.0 / np.where(inside, inv_z, 1.0)
     touching = (faces[f] == ids[lm, None]).any(1)
-    hit = inside & ~touching & (z < cam[ids[lm], 2] * (1 - tolerance))
-    return np.bincount(lm, weights=hit, minlength=len(ids)) > 0
+    hit = inside & ~touching & (depth < z[b, ids[lm]] * (1 - tolerance))
+    return np.bincount(b * L + lm, weights=hit, minlength=B * L).reshape(B, L) > 0
 
 
 def tracks_2d(vertices, faces, landmark_ids, K, world_to_camera, image_size, depth_tolerance=1e-3, progress=None):
@@ -79,13 +96,11 @@ def tracks_2d(vertices, faces, landmark_ids, K, world_to_camera, image_size, dep
     for a in range(0, T, 32):  # 32 frames at a time: ``vertices`` may be the spool of a long clip
         block = np.asarray(vertices[a:a + 32], np.float64)
         tracks[a:a + 32] = project(K, w2c[a:a + 32], block[:, ids])
-        for t, Vt in enumerate(block, a):
-            cam = to_camera(w2c[t], Vt)
-            u, v = tracks[t, :, 0], tracks[t, :, 1]
-            seen = (cam[ids, 2] > 0) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
-            if seen.any():
-                seen[seen] = ~_occluded(cam, F, ids[seen], depth_tolerance)
-            visible[t] = seen
+        for s in range(0, len(block), BLOCK):
+            cam = to_camera(w2c[a + s:a + s + BLOCK], block[s:s + BLOCK])
+            uv = tracks[a + s:a + s + len(cam)]
+            seen = (cam[:, ids, 2] > 0) & (uv[..., 0] >= 0) & (uv[..., 0] < W) & (uv[..., 1] >= 0) & (uv[..., 1] < H)
+            visible[a + s:a + s + len(cam)] = seen & ~_occluded(cam, F, ids, seen, depth_tolerance)
         if progress is not None:
             progress(min(a + 32, T), T)
     return np.nan_to_num(tracks, nan=0.0).astype(np.float32), visible

@@ -15,7 +15,7 @@ import torch
 
 from ..geometry import surface
 from .blend import blend, token_to_surface
-from .correspond import patch_distribution, soft_argmax
+from .correspond import patch_distribution, peak_position
 
 
 @dataclass
@@ -26,19 +26,19 @@ class WindowTracks:
     image_confidence: torch.Tensor  # (T, L)
     latents: torch.Tensor  # (T, N, C) predicted clean latents (known frame: its clamped latent)
     vertices: torch.Tensor | None = None  # (T, Nv, 3) when the method predicts every vertex (baseline)
+    image_sigma: torch.Tensor | None = None  # (T, L) uncertainty of ``image_xy`` in model-image pixels
 
 
 def image_positions(backbone, A_VZ, run):
-    """Landmark token weights per frame -> image patches -> soft-argmax: (T, L, 2), (T, L)."""
-    xy, conf = [], []
+    """Landmark token weights per frame -> image patches -> peak: xy (T, L, 2), confidence (T, L) and
+    uncertainty (T, L) in model-image pixels."""
+    out = []
     for f in range(run.x0.shape[0]):
         w = A_VZ @ run.token_attention[f]
         w = w / w.sum(-1, keepdim=True).clamp_min(1e-12)
         patches = patch_distribution(w, run.image_attention[f], prefix=backbone.image_prefix_tokens)
-        p, c = soft_argmax(patches, backbone.patch_grid, backbone.image_px)
-        xy.append(p)
-        conf.append(c)
-    return torch.stack(xy), torch.stack(conf)
+        out.append(peak_position(patches, backbone.patch_grid, backbone.image_px))
+    return tuple(torch.stack(v) for v in zip(*out))
 
 
 def track_window(backbone, context, known_index: int, known_latent, known_points, settings, progress=None,
@@ -66,8 +66,8 @@ def track_window(backbone, context, known_index: int, known_latent, known_points
                                                        known_points, settings)
         if progress is not None:
             progress(K + f + 1, total)
-    xy, xy_conf = image_positions(backbone, A_VZ, run)
-    return WindowTracks(positions, confidence, xy, xy_conf, run.x0)
+    xy, xy_conf, xy_sigma = image_positions(backbone, A_VZ, run)
+    return WindowTracks(positions, confidence, xy, xy_conf, run.x0, image_sigma=xy_sigma)
 
 
 def _chain_frame(backbone, A_VZ, A_af, latent, fallback, settings):

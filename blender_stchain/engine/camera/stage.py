@@ -1,0 +1,147 @@
+"""The pipeline's camera stage: attention matches -> solve -> visibility -> refine -> trust verdict.
+
+A silently wrong camera is the worst outcome for a Blender user (the mesh stops lining up with the
+footage and nothing says why), so the stage either returns a camera that ``plausible`` accepts or
+a default front camera marked ``estimated=False`` with the reason, and says so in a warning event
+and in the result metadata.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .silhouette import Silhouette, mask_fields, outline_points
+from .solution import CameraSolution, default_camera, plausible
+from .solve import solve_long
+from .tracks import tracks_2d
+
+MIN_CONFIDENCE = 0.05  # attention peaks holding less of the map than this are no match at all
+HIDDEN_WEIGHT = 0.1  # weight of a landmark facing away or hidden under the first pose
+OUTLINE_WEIGHT = 0.5  # an outline point against one match of typical uncertainty
+NOT_ESTIMATED = "camera not estimated"
+
+
+class Matches:
+    """What the camera needs from all frames, (T, L, ...) float32 arrays filled window by window:
+    allocated once, so the only memory that grows with the clip is ~28 bytes per landmark and frame."""
+
+    def __init__(self, frames: int, landmarks: int):
+        self.points3d = np.zeros((frames, landmarks, 3), np.float32)
+        self.points2d = np.zeros((frames, landmarks, 2), np.float32)  # footage pixels
+        self.weights = np.zeros((frames, landmarks), np.float32)  # 0 = no match
+        self.sigma = np.ones((frames, landmarks), np.float32)  # uncertainty of points2d, footage pixels
+
+    def put(self, start: int, p3, p2, w, sigma=None) -> None:
+        stop = start + len(p3)
+        self.points3d[start:stop], self.points2d[start:stop], self.weights[start:stop] = p3, p2, w
+        if sigma is not None:
+            self.sigma[start:stop] = sigma
+
+
+def window_matches(out, clip, cmap, first: int, chain_confidence):
+    """A window's image positions in footage pixels, their weights and uncertainties (footage px).
+
+    Weight = attention peak mass x chain confidence; peaks under ``MIN_CONFIDENCE`` (flat maps, as
+    random weights give) are no match. The uncertainty goes through the crop and footage scales.
+    """
+    xy = out.image_xy.float().cpu().numpy()[first:]
+    conf = out.image_confidence.float().cpu().numpy()[first:]
+    footage = clip.to_footage_pixels(cmap.to_footage(xy))
+    px = 1.0 / (float(np.mean(cmap.scale)) * float(np.mean(clip.scale)))  # footage px per model px
+    sigma = None if out.image_sigma is None else out.image_sigma.float().cpu().numpy()[first:] * px
+    return footage, np.where(conf >= MIN_CONFIDENCE, conf * chain_confidence, 0.0), sigma
+
+
+def estimate(points3d, points2d, weights, sigma, image_size, vertices, faces, landmark_ids, focal_px=None,
+             smoothness=0.1, masks=None, progress=None) -> CameraSolution:
+    """Solve, lower the weight of landmarks the first camera sees from behind or hidden, refine
+    (with the outline term when ``masks(lo, hi)`` yields the masks of frames lo..hi), then judge
+    the result. ``progress(fraction, message)`` (it may raise to cancel)."""
+    progress = progress or (lambda fraction, message: None)
+
+    def span(lo, hi, what):
+        return lambda d, n: progress(lo + (hi - lo) * d / n, f"{what}: {d}/{n}")
+
+    T = len(points3d)
+    first = solve_long(points3d, points2d, weights, image_size, focal_px=focal_px, uncertainty_px=sigma,
+                       smoothness=smoothness, progress=span(0.0, 0.4, "solving the camera"))
+    _, seen = tracks_2d(vertices, faces, landmark_ids, first.K, first.world_to_camera, image_size,
+                        progress=span(0.4, 0.7, "checking which landmarks the camera sees"))
+    reweighted = np.asarray(weights) * np.where(seen > 0, 1.0, HIDDEN_WEIGHT)
+    sol = solve_long(points3d, points2d, reweighted, image_size, focal_px=focal_px, uncertainty_px=sigma,
+                     initial=first, silhouette=masks and _outline_term(masks, vertices, first, image_size),
+                     smoothness=smoothness,
+                     progress=span(0.7, 1.0, "refining the camera"))
+    sol.focal_range = first.focal_range
+    return trusted_or_default(sol, T, image_size)
+
+
+def run(matches: Matches, clip, vertices, faces, landmark_ids, settings, rep, use_masks=True) -> CameraSolution:
+    """The pipeline's one call: matches of every window -> a camera the result can carry, with
+    progress lines and every warning (a "camera not estimated" one included) as events. The clip's
+    masks feed the outline term unless ``use_masks`` is False."""
+    size = tuple(int(v) for v in clip.source_size)
+    rep.progress("camera", 0, message="solving the camera")
+    sol = estimate(matches.points3d, matches.points2d, matches.weights, matches.sigma, size, vertices, faces,
+                   landmark_ids, focal_px=settings.camera_focal_px, smoothness=settings.camera_smoothness,
+                   masks=_clip_masks(clip) if use_masks else None,
+                   progress=lambda fraction, message: rep.progress("camera", 0.5 * fraction, message=message))
+    for w in sol.warnings:
+        rep.warning(w)
+    median = _nanmedian(sol.reprojection_error_px)
+    rep.progress("camera", 0.5, message=f"camera: median error {median:.2f} px" if sol.estimated and median
+                 is not None else f"camera: {NOT_ESTIMATED}")
+    return sol
+
+
+def _outline_term(masks, vertices, first: CameraSolution, image_size):
+    """``silhouette(lo, hi)`` for ``solve_long``: outline vertices under the first camera and
+    low-resolution mask distance fields, built one chunk at a time (memory flat in clip length)."""
+    def term(lo, hi):
+        fields, scale = mask_fields(masks(lo, hi), image_size)
+        points = np.concatenate([outline_points(np.asarray(vertices[a:a + 16]), first.K, first.world_to_camera[a:a + 16])
+                                 for a in range(lo, hi, 16)])  # 16 frames of vertices at a time
+        return Silhouette(points, fields, OUTLINE_WEIGHT / first.match_sigma_px**2, scale)
+
+    return term
+
+
+def _clip_masks(clip):
+    """``masks(lo, hi)`` reading the clip's per-frame masks one at a time; None without them."""
+    if clip.mask_kind == "none" or clip.mask_area is None:  # no per-frame masks
+        return None
+    return lambda lo, hi: (clip.read(i)[1] for i in range(lo, hi))
+
+
+def trusted_or_default(sol: CameraSolution, T: int, image_size) -> CameraSolution:
+    why = plausible(sol)
+    if why is None:
+        return sol
+    out = default_camera(T, image_size)
+    out.estimated, out.reason = False, why
+    out.warnings = sol.warnings + [f"{NOT_ESTIMATED} ({why}); using a default front camera"]
+    return out
+
+
+def metadata(sol: CameraSolution) -> dict:
+    """The result's ``camera`` entry: status first, so a reader cannot miss a default camera."""
+    status = sol.frame_status or []
+    return {
+        "status": "estimated" if sol.estimated else "not estimated",
+        "reason": sol.reason,
+        "median_error_px": _nanmedian(sol.reprojection_error_px),
+        "median_error_all_matches_px": _nanmedian(sol.match_error_px),
+        "median_inlier_share": _nanmedian(sol.inlier_share),
+        "frames_ok": int(sum(s == "ok" for s in status)) if status else None,
+        "warnings": list(sol.warnings),
+    }
+
+
+def _nanmedian(x) -> float | None:
+    if x is None:
+        return None
+    x = np.asarray(x, np.float64)
+    return float(np.median(x[np.isfinite(x)])) if np.isfinite(x).any() else None
+
+
+__all__ = ["Matches", "Silhouette", "estimate", "metadata", "run", "trusted_or_default", "window_matches"]
