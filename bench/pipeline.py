@@ -53,10 +53,15 @@ def cuda_peak(reset: bool = False):
 def one(method, args, root, out_dir) -> dict:
     job = JobSpec(footage=args.footage, out=str(out_dir / f"{method}.safetensors"), weights=str(root),
                   masks=args.masks, frames=(1, args.frames), method=method, preset=args.preset,
-                  device=args.device, precision=args.precision, allow_random_weights=True)
+                  device=args.device, precision=args.precision, allow_random_weights=True,
+                  settings=dict(_setting(kv) for kv in args.set))
     cuda_peak(reset=True)
+    warned = []
     t = time.perf_counter()
-    r = load_result(run(job))
+    try:
+        r = load_result(run(job, on_event=lambda e: warned.append(e["message"]) if e["event"] == "warning" else None))
+    except Exception as e:  # an out-of-memory bench reports the error, it does not stop the others
+        return {"error": f"{type(e).__name__}: {e}", "warnings": warned, "peak_cuda_reserved_gb": cuda_peak()}
     wall = time.perf_counter() - t
     seconds, model = r.metadata["seconds"], r.metadata.get("model_seconds", {})
     stages = {k: {"s": v, "model_s": model.get(k), "host_s": None if k not in model else round(v - model[k], 3)}
@@ -64,7 +69,13 @@ def one(method, args, root, out_dir) -> dict:
     return {"stages": stages, "compute_s": round(sum(v for k, v in seconds.items() if k != "load"), 3),
             "load_s": seconds.get("load"), "wall_s": round(wall, 3), "peak_rss_mb": round(peak_rss_mb()),
             "peak_cuda_reserved_gb": cuda_peak(), "vertices": int(r.vertices.shape[1]),
-            "device": r.metadata["device"], "precision": r.metadata["precision"]}
+            "device": r.metadata["device"], "precision": r.metadata["precision"],
+            "warnings": [w for w in warned if not w.startswith("SMOKE TEST")]}
+
+
+def _setting(text: str):
+    name, _, value = text.partition("=")
+    return name, json.loads(value)
 
 
 def main(argv=None) -> int:
@@ -79,11 +90,18 @@ def main(argv=None) -> int:
     p.add_argument("--precision", default="auto")
     p.add_argument("--methods", default="chain,actionmesh")
     p.add_argument("--flops", action="store_true", help="add the exact full-size FLOPs of both methods")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a setting (JSON value)")
+    p.add_argument("--memory-cap-gb", type=float, help="cap this process's CUDA memory (a real out-of-memory test)")
     p.add_argument("--in-memory", action="store_true", help="random weights built on the device, nothing written")
     p.add_argument("--no-warmup", action="store_true")
     args = p.parse_args(argv)
     methods = args.methods.split(",")
     root = Path(args.weights or REPO / "out" / f"bench-weights-{args.size}")
+    if args.memory_cap_gb:
+        import torch
+
+        total = torch.cuda.get_device_properties(0).total_memory / 2**30
+        torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_cap_gb / total))
     if args.in_memory:
         from memory_weights import use_in_memory_weights
 
