@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from blender_stchain.engine import pipeline  # noqa: E402
 from blender_stchain.engine.backbone import Backbone  # noqa: E402
-from blender_stchain.engine.backbone.facade import CORE_PARTS  # noqa: E402
+from blender_stchain.engine.backbone.facade import CORE_PARTS, store_in_compute_precision  # noqa: E402
 from blender_stchain.engine.device import runtime  # noqa: E402
 from blender_stchain.engine.weights.loading import build  # noqa: E402
 from blender_stchain.engine.weights.random_checkpoints import component_config, random_tensor  # noqa: E402
@@ -38,6 +38,7 @@ def random_model(name: str, size: str, device: torch.device, seed: int = 0):
 def random_backbone(size: str, parts=CORE_PARTS, device="auto", precision="auto", seed: int = 0) -> Backbone:
     rt = runtime(device, precision)
     models = {name: random_model(name, size, rt.device, seed) for name in parts}
+    store_in_compute_precision(models, rt.dtype)  # as load_backbone does
     den = component_config("denoiser", size)
     identities = [{"part": name, "repo": "in-memory", "file": None, "sha256_header": None, "licence": None,
                    "random": True} for name in parts]

@@ -35,3 +35,24 @@ def test_loaded_models_hold_no_gradient_state_and_stage0_is_released(tiny_weight
     out = bb.stage2(latents, 1, verts, faces)  # the autoencoder through the facade
     assert out.shape == (3, 20, 3) and torch.equal(out[1], verts) and torch.isfinite(out).all()
     assert bb.clock.seconds > 0
+
+
+def test_bf16_run_stores_autocast_parts_in_bf16_and_gives_a_finite_result(tiny_weights, tmp_path):
+    """Weights in the compute precision (GPU memory): the whole pipeline still runs, here on CPU bf16."""
+    from blender_stchain.contracts.job import JobSpec
+    from blender_stchain.contracts.result import load_result
+    from blender_stchain.engine.pipeline import run
+    from tests.conftest import DATA
+
+    bb = load_backbone(tiny_weights, precision="bf16", allow_random=True)
+    den = bb.models["denoiser"]
+    assert {p.dtype for m in den.modules() if isinstance(m, torch.nn.Linear) for p in m.parameters()} == {
+        torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in bb.models["dinov2"].parameters())
+    job = JobSpec(footage=str(DATA / "videos/lifting1_fg.mp4"), out=str(tmp_path / "r.safetensors"),
+                  weights=str(tiny_weights), frames=(1, 6), precision="bf16", allow_random_weights=True,
+                  preset="fast", settings=dict(anchor_steps=3, grid_resolution=48, coarse_resolution=24,
+                                               landmarks=64, candidate_resolution=32, face_budget=2000))
+    r = load_result(run(job))
+    assert r.metadata["precision"] == "bfloat16" and r.vertices.shape[0] == 6
+    assert torch.isfinite(torch.as_tensor(r.vertices)).all()

@@ -29,6 +29,9 @@ from . import sampling
 # may add parts (ActionMesh mode: the stage-II autoencoder), see ``engine.methods``
 CORE_PARTS = ("image_encoder_dinov2", "dinov2", "transformer", "vae", "denoiser")
 STAGE0_PARTS = ("image_encoder_dinov2", "transformer")  # needed only until the anchor exists
+# parts whose every Linear runs under autocast: their weights can be stored in the compute precision
+# (DINOv2 runs in fp32 as in the reference; the stage-II query pass is an fp32 island)
+COMPUTE_PRECISION_PARTS = ("transformer", "denoiser", "vae")
 RANDOM_REFUSED = ("the weights at {root} are random checkpoints made by make-random; pass "
                   "--allow-random-weights to run a smoke test, or get the real weights with "
                   "`python -m blender_stchain weights download`")
@@ -263,6 +266,17 @@ class _Both:
         return False
 
 
+def store_in_compute_precision(models: dict, dtype: torch.dtype) -> None:
+    """Linear weights of the autocast-only parts held in ``dtype`` (bf16: half the memory, and no
+    per-call autocast copies); norms, embeddings and fp32 runs stay as loaded."""
+    if dtype == torch.float32:
+        return
+    for name in COMPUTE_PRECISION_PARTS:
+        for module in models[name].modules() if name in models else ():
+            if isinstance(module, torch.nn.Linear):
+                module.to(dtype)
+
+
 def load_backbone(root, device="auto", precision="auto", parts=CORE_PARTS, allow_random=False) -> Backbone:
     """Load ``parts`` (a method's, see ``engine.methods``) from the weights root, strictly, without
     gradient state; refuse random ones unless allowed."""
@@ -276,5 +290,6 @@ def load_backbone(root, device="auto", precision="auto", parts=CORE_PARTS, allow
     if any(i["random"] for i in identities) and not allow_random:
         raise WeightsError(RANDOM_REFUSED.format(root=root))
     models = {name: weights.load_component(root, name, device=rt.device).requires_grad_(False) for name in parts}
+    store_in_compute_precision(models, rt.dtype)
     cfg = weights.read_config(weights.component_folder(root, "denoiser"))
     return Backbone(rt, models, int(cfg.get("num_tokens_nominal", 2048)), int(cfg["in_channels"]), identities)
