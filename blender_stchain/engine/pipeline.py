@@ -11,6 +11,7 @@ from __future__ import annotations
 import platform
 import time
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,9 +60,13 @@ class Anchor:
     mesh: Mesh
     latent: torch.Tensor
     landmark_ids: np.ndarray
-    skinning: deform.Skinning  # geodesics and skin weights: dense motion per window is then cheap
+    skinning_job: Future  # -> deform.Skinning: geodesics and skin weights, so dense motion per window is cheap
     shape: AnchorShape
     confidence_map: np.ndarray  # each vertex's nearest landmark (vertex confidence = its landmark's)
+
+    @property
+    def skinning(self) -> deform.Skinning:
+        return self.skinning_job.result()
 
 
 @dataclass
@@ -76,6 +81,7 @@ class Run:
     backbone: object = None  # engine.backbone.Backbone
     cmap: CropMap | None = None
     writer: ResultWriter | None = None
+    host: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "stchain-host"))
     seconds: dict = field(default_factory=dict)
     model_seconds: dict = field(default_factory=dict)  # of ``seconds``: time inside model calls
 
@@ -97,9 +103,11 @@ def run(job: JobSpec, on_event=None, cancel=None) -> Path:
     with warnings.catch_warnings():  # footage warnings travel as events below
         warnings.simplefilter("ignore")
         clip = open_footage(job.footage, masks=job.masks, frames=job.frames)
+    r = Run(job, m, job.resolved_settings(), rep, clip)
     try:
-        return _run_clip(Run(job, m, job.resolved_settings(), rep, clip), t0)
+        return _run_clip(r, t0)
     finally:
+        r.host.shutdown(wait=False, cancel_futures=True)  # a cancel does not wait for the geodesics
         clip.close()
 
 
@@ -159,8 +167,9 @@ def _make_anchor(r: Run, anchor_index: int) -> Anchor:
     r.backbone.release()
     r.rep.progress("anchor", 1, message=f"anchor mesh: {len(mesh.vertices)} vertices")
     ids = deform.farthest_point_landmarks(mesh.vertices, r.settings.landmarks)
-    skinning = deform.Skinning.prepare(mesh.vertices, mesh.faces, ids, device=r.backbone.device,
-                                       **r.settings.to_dict())
+    # the geodesics (host work, seconds) run beside the first window's model work, which does not need them
+    skinning = r.host.submit(deform.Skinning.prepare, mesh.vertices, mesh.faces, ids, device=r.backbone.device,
+                             **r.settings.to_dict())
     shape = AnchorShape(torch.as_tensor(mesh.faces, dtype=torch.long), torch.as_tensor(ids, dtype=torch.long))
     return Anchor(anchor_index, mesh, latent, ids, skinning, shape, _nearest_landmark(mesh.vertices, ids))
 
