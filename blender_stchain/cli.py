@@ -4,6 +4,8 @@
 - ``weights check|download|make-random``: manage checkpoints.
 - ``demo``: the README's main job (random ``small`` weights when no real ones are found: a smoke test).
 - ``preview``: a picture of a result drawn over its footage.
+- ``batch``: many clips on long-lived Ray workers (``blender_stchain.batch``; the ``[batch]`` extra).
+- ``eval BENCH`` / ``eval make-bench OUT``: quality metrics on a benchmark / build the synthetic one.
 - options only (``--footage ... --out X.blend``): the Blender headless job through the PyPI bpy module.
 Exit code 0 on success; otherwise non-zero with one clear line on stderr.
 """
@@ -58,13 +60,26 @@ def cmd_preview(argv) -> int:
     return preview_main(argv)
 
 
+def cmd_eval(argv) -> int:
+    from .evaluation.cli import main as eval_main
+
+    return eval_main(argv)
+
+
 def cmd_blender(argv) -> int:
     from .bl.entry import main as headless_main
 
     return headless_main(argv)
 
 
-COMMANDS = {"run": cmd_run, "weights": cmd_weights, "demo": cmd_demo, "preview": cmd_preview}
+def cmd_batch(argv) -> int:
+    from .batch.cli import main as batch_main
+
+    return batch_main(argv)
+
+
+COMMANDS = {"run": cmd_run, "weights": cmd_weights, "demo": cmd_demo, "preview": cmd_preview, "batch": cmd_batch,
+            "eval": cmd_eval}
 
 
 def main(argv=None) -> int:

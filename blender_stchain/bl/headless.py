@@ -13,6 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from ..contracts.errors import StchainError
+from ..contracts.masks import MASK_SOURCE_NAMES, mask_source
 from ..contracts.options import parse_overrides
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".bmp", ".webp", ".tga")
@@ -29,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .blend")
     p.add_argument("--weights", default="", help="weights folder")
     p.add_argument("--masks", default="", help="folder of mask images, one per frame")
-    p.add_argument("--mask-source", default="alpha", choices=("none", "alpha", "luma", "chroma", "mask"))
+    p.add_argument("--mask-source", default="alpha", choices=MASK_SOURCE_NAMES)
     p.add_argument("--blender-mask", default="", help="name of a Mask datablock in the opened .blend (--mask-source mask)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--frames", default=None, help="A:B, 1-based and inclusive")
@@ -92,7 +93,7 @@ def _generate(bpy, args) -> int:
     props.use_frame_range = frames is not None
     if frames:
         props.frame_first, props.frame_last = frames
-    props.mask = args.mask_source.upper()
+    props.mask = mask_source(args.mask_source).blender_id
     if args.blender_mask:
         if args.blender_mask not in bpy.data.masks:
             raise StchainError(f"--blender-mask: no Mask named {args.blender_mask!r} in this .blend")

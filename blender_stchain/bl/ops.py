@@ -66,7 +66,7 @@ def prepare(context, op) -> tuple[ProcessRunner, scene_writer.WriteOptions]:
     frames = (props.frame_first, props.frame_last) if props.use_frame_range else None
     job_dir = _job_dir()
     frames_dir = footage.export(src, frames, job_dir / "footage", mask=props.mask.lower(),
-                                blender_mask=props.mask_datablock if props.mask == "MASK" else None)
+                                blender_mask=props.mask_datablock)
     try:
         settings = json.loads(op.settings_json or "{}")
     except json.JSONDecodeError as e:

@@ -13,6 +13,11 @@ def add_job_options(p: argparse.ArgumentParser) -> None:
     """The job options shared by ``run``, the bpy module path and ``blender -b -P`` (DESIGN 6)."""
     p.add_argument("--footage", required=True, help="video file, folder of images, or RGBA PNGs")
     p.add_argument("--out", required=True, help="output file")
+    add_job_settings(p)
+
+
+def add_job_settings(p) -> None:
+    """Everything of a job but its footage and output (``batch`` takes these as every job's defaults)."""
     p.add_argument("--weights", help="weights root (default: STCHAIN_WEIGHTS or the user folder)")
     p.add_argument("--masks", help="folder of per-frame masks")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps")

@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -81,6 +82,7 @@ class Run:
     backbone: object = None  # engine.backbone.Backbone
     cmap: CropMap | None = None
     writer: ResultWriter | None = None
+    load: Callable = load_backbone  # a batch worker passes its cache (same signature)
     host: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "stchain-host"))
     seconds: dict = field(default_factory=dict)
     model_seconds: dict = field(default_factory=dict)  # of ``seconds``: time inside model calls
@@ -94,7 +96,9 @@ class Run:
         return tuple(int(v) for v in self.clip.source_size)
 
 
-def run(job: JobSpec, on_event=None, cancel=None) -> Path:
+def run(job: JobSpec, on_event=None, cancel=None, backbones=None) -> Path:
+    """``backbones``: a loader with ``load_backbone``'s signature; a long-lived batch worker passes its
+    cache so the weights load once for many clips (same models, same result)."""
     pin_heap()
     m = method(job.method)
     rep = Reporter(on_event, cancel, m.plan)
@@ -103,7 +107,7 @@ def run(job: JobSpec, on_event=None, cancel=None) -> Path:
     with warnings.catch_warnings():  # footage warnings travel as events below
         warnings.simplefilter("ignore")
         clip = open_footage(job.footage, masks=job.masks, frames=job.frames)
-    r = Run(job, m, job.resolved_settings(), rep, clip)
+    r = Run(job, m, job.resolved_settings(), rep, clip, load=backbones or load_backbone)
     try:
         return _run_clip(r, t0)
     finally:
@@ -115,7 +119,7 @@ def _run_clip(r: Run, t0: float) -> Path:
     for w in r.clip.warnings:
         r.rep.warning(w)
     job = r.job
-    r.backbone = load_backbone(job.weights, job.device, job.precision, r.method.parts, job.allow_random_weights)
+    r.backbone = r.load(job.weights, job.device, job.precision, r.method.parts, job.allow_random_weights)
     if r.backbone.is_random:
         r.rep.warning(SMOKE)
     r.cmap = clip_crop_map(r.clip)
@@ -164,7 +168,8 @@ def _make_anchor(r: Run, anchor_index: int) -> Anchor:
     progress = lambda i, n: r.rep.progress("anchor", i, n + 1, f"anchor shape, step {i}/{n}")
     with r.backbone.autocast():
         mesh, latent = _retry_smaller(_anchor, r, anchor_index, progress=progress)
-    r.backbone.release()
+    if r.load is load_backbone:  # a shared (cached) backbone keeps stage 0 for the next clip
+        r.backbone.release()
     r.rep.progress("anchor", 1, message=f"anchor mesh: {len(mesh.vertices)} vertices")
     ids = deform.farthest_point_landmarks(mesh.vertices, r.settings.landmarks)
     # the geodesics (host work, seconds) run beside the first window's model work, which does not need them
