@@ -4,6 +4,7 @@
 - ``weights check|download|make-random``: manage checkpoints.
 - ``demo``: the README's main job (random ``small`` weights when no real ones are found: a smoke test).
 - ``preview``: a picture of a result drawn over its footage.
+- ``masks``: object masks for every frame from one prompt; ``masks eval``: their DAVIS J&F (issue 12).
 - ``batch``: many clips on long-lived Ray workers (``blender_stchain.batch``; the ``[batch]`` extra).
 - ``eval BENCH`` / ``eval make-bench OUT``: quality metrics on a benchmark / build the synthetic one.
 - options only (``--footage ... --out X.blend``): the Blender headless job through the PyPI bpy module.
@@ -33,11 +34,22 @@ def job_from_args(args, out: str | None = None):
 def cmd_run(argv) -> int:
     p = argparse.ArgumentParser(prog="python -m blender_stchain run", description="footage -> result.safetensors")
     add_job_options(p)
-    args = p.parse_args(argv)
-    from .engine.pipeline import run
+    # --- segmentation (issue 12): prompts become a mask folder first; no mask source at all stops here
+    from .cli_masks import add_segment_options, join_negative, prepare_masks
+
+    add_segment_options(p)
+    args = p.parse_args(join_negative(argv))
     from .engine.worker import emit
 
-    path = run(job_from_args(args), on_event=emit)
+    args.masks, tmp = prepare_masks(args, emit)
+    # --- end segmentation
+    from .engine.pipeline import run
+
+    try:
+        path = run(job_from_args(args), on_event=emit)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
     emit({"event": "done", "result": str(path)})
     return 0
 
@@ -66,6 +78,12 @@ def cmd_eval(argv) -> int:
     return eval_main(argv)
 
 
+def cmd_masks(argv) -> int:
+    from .cli_masks import main as masks_main
+
+    return masks_main(argv)
+
+
 def cmd_blender(argv) -> int:
     from .bl.entry import main as headless_main
 
@@ -79,7 +97,7 @@ def cmd_batch(argv) -> int:
 
 
 COMMANDS = {"run": cmd_run, "weights": cmd_weights, "demo": cmd_demo, "preview": cmd_preview, "batch": cmd_batch,
-            "eval": cmd_eval}
+            "eval": cmd_eval, "masks": cmd_masks}
 
 
 def main(argv=None) -> int:

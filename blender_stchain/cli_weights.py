@@ -30,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("dir", nargs="?", help="weights root (default: $STCHAIN_WEIGHTS or the user folder)")
     d = sub.add_parser("download", help="fetch the official repositories from huggingface.co (resumable)")
     d.add_argument("dir", nargs="?", help="weights root (default: $STCHAIN_WEIGHTS or the user folder)")
-    d.add_argument("--parts", nargs="+", metavar="PART", help="TripoSG ActionMesh dinov2-large (default: all)")
+    d.add_argument("--parts", nargs="+", metavar="PART", help="TripoSG ActionMesh dinov2-large sam2.1-hiera-{tiny,small,base-plus,large} "
+                        "(default: the first three and sam2.1-hiera-tiny)")
     d.add_argument("--base-url", default=None, help=argparse.SUPPRESS)
     r = sub.add_parser("make-random", help="write random-weight checkpoints in the official layouts (smoke tests)")
     r.add_argument("out", help="output weights root")
@@ -71,8 +72,21 @@ def run(args: argparse.Namespace) -> int:
     from .engine.weights.random_checkpoints import make_random
 
     root = make_random(args.out, args.size, args.seed)
+    _make_random_sam2(root, args.size, args.seed)
     print(f"random {args.size} checkpoints (seed {args.seed}) written to {root}: smoke tests only")
     return 0
+
+
+def _make_random_sam2(root, size: str, seed: int) -> None:
+    """Segmentation (issue 12): the default SAM 2.1 size too, when transformers is installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("transformers") is None:
+        print("transformers is not installed: no random SAM 2.1 checkpoint (object masks off)", file=sys.stderr)
+        return
+    from .engine.segment.model import write_random
+
+    write_random(root, size, seed)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -121,6 +121,12 @@ class _FootageAlpha(_NoMask):
         return rgba
 
 
+class _Segmented(_NoMask):
+    """RGB only: the masks come from SAM 2.1 segmentation (``bl/segment``), not from the frames."""
+
+    name = "segment"
+
+
 class _BlenderMask(_NoMask):
     """The Mask datablock rendered by the compositor at footage size, one PNG per frame, up front."""
 
@@ -160,7 +166,7 @@ def _keyed(rgba: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return out
 
 
-MASK_EXPORTS = {c.name: c for c in (_NoMask, _FootageAlpha, _BlenderMask, _LumaKey, _ChromaKey)}
+MASK_EXPORTS = {c.name: c for c in (_NoMask, _FootageAlpha, _Segmented, _BlenderMask, _LumaKey, _ChromaKey)}
 
 
 def _read_rgba(path) -> np.ndarray:

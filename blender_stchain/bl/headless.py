@@ -41,6 +41,9 @@ def parser() -> argparse.ArgumentParser:
                    help="override one setting (repeatable), e.g. --set top_k=4")
     p.add_argument("--allow-random-weights", action="store_true",
                    help="accept make-random checkpoints (the result is a smoke test)")
+    from ..contracts.prompts import add_segment_options  # issue 12: masks from a prompt, made by the worker's Python
+
+    add_segment_options(p)
     return p
 
 
@@ -58,8 +61,10 @@ def frame_range(text: str | None) -> tuple[int, int] | None:
 
 def main(argv: list[str]) -> int:
     """Run one job into the current (or a fresh) scene and save ``--out``; returns the exit code."""
+    from ..contracts.prompts import join_negative
+
     try:
-        return _run(parser().parse_args(argv))
+        return _run(parser().parse_args(join_negative(list(argv))))
     except StchainError as e:
         print(str(e), file=sys.stderr)
         return 2
@@ -99,8 +104,17 @@ def _generate(bpy, args) -> int:
             raise StchainError(f"--blender-mask: no Mask named {args.blender_mask!r} in this .blend")
         props.mask, props.mask_datablock = "MASK", bpy.data.masks[args.blender_mask]
     props.method, props.preset, props.write_mode = args.method, args.preset, args.write_mode
+    masks = args.masks
+    if args.segment or args.segment_box:  # issue 12
+        if masks:
+            raise StchainError("give either --masks or --segment/--segment-box, not both")
+        masks = _segment(bpy, args, footage)
+    elif args.mask_source == "none" and not masks:
+        from ..contracts.prompts import HOW
+
+        raise StchainError(f"--mask-source none would feed whole frames to the model; {HOW}")
     try:
-        outcome = bpy.ops.stchain.generate(weights=args.weights, device=args.device, masks=args.masks,
+        outcome = bpy.ops.stchain.generate(weights=args.weights, device=args.device, masks=masks,
                                            allow_random_weights=args.allow_random_weights,
                                            settings_json=json.dumps(parse_overrides(args.set)))
     except RuntimeError:  # bpy.ops raises on an ERROR report; the message is in the status
@@ -142,3 +156,33 @@ def _first_image(path) -> str | None:
         images = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS)
         return str(images[0]) if images else None
     return str(p)
+
+
+def _segment(bpy, args, footage: Path) -> str:
+    """Masks of the chosen frames by ``python -m blender_stchain masks`` in the worker's interpreter (torch
+    never enters Blender); returns the folder, which pairs with the exported frames one to one."""
+    import os
+    import subprocess
+    import tempfile
+
+    from . import prefs
+
+    out = args.save_masks or str(Path(tempfile.mkdtemp(prefix="stchain_masks_")) / "masks")
+    python = prefs.python(bpy.context)
+    cmd = [python, "-m", prefs.PACKAGE_DIR.name, "masks", "--footage", str(footage), "--out", out,
+           "--device", args.device]
+    cmd += [f"--segment={s}" for s in args.segment] + [f"--segment-box={b}" for b in args.segment_box]
+    cmd += ["--frames", args.frames] if args.frames else []
+    cmd += ["--weights", args.weights] if args.weights else []
+    cmd += ["--segment-model", args.segment_model] if args.segment_model else []
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(prefs.pythonpath(python)))
+    print(json.dumps({"stchain": "progress", "stage": "segment", "fraction": 0.0, "message": "segmenting the object"}),
+          flush=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("warning: "):
+            print(json.dumps({"stchain": "warning", "message": line[9:]}), flush=True)
+    if done.returncode != 0:
+        raise StchainError(lines[-1] if lines else f"segmentation failed (exit code {done.returncode})")
+    return out

@@ -64,6 +64,7 @@ def prepare(context, op) -> tuple[ProcessRunner, scene_writer.WriteOptions]:
     p = prefs.get(context)
     src = footage.probe(footage_path(props), fps_default=context.scene.render.fps / context.scene.render.fps_base)
     frames = (props.frame_first, props.frame_last) if props.use_frame_range else None
+    segmented = props.mask == "SEGMENT"  # issue 12: masks from the prompts (cached, else segmented first)
     job_dir = _job_dir()
     frames_dir = footage.export(src, frames, job_dir / "footage", mask=props.mask.lower(),
                                 blender_mask=props.mask_datablock)
@@ -83,11 +84,17 @@ def prepare(context, op) -> tuple[ProcessRunner, scene_writer.WriteOptions]:
         device=op.device or (p.device if p else "auto"), precision=p.precision if p else "auto",
         settings=settings, allow_random_weights=op.allow_random_weights,
     )
-    job = spec.save(job_dir / "job.json")
     runner = ProcessRunner(
-        worker_args(job, os.environ.get("STCHAIN_WORKER_MODULE", WORKER_MODULE)), cancel_file=cancel_path(job),
+        worker_args(job_dir / "job.json", os.environ.get("STCHAIN_WORKER_MODULE", WORKER_MODULE)),
+        cancel_file=cancel_path(job_dir / "job.json"),
         python=prefs.python(context), pythonpath=prefs.pythonpath(prefs.python(context)),
     )
+    if segmented and not op.masks:
+        from .segment.jobs import masks_for_generate
+
+        spec.masks, runner = masks_for_generate(context, src, frames, frames_dir, job_dir, runner, op.weights,
+                                                op.device)
+    spec.save(job_dir / "job.json")
     options = scene_writer.WriteOptions(
         mode=props.write_mode, fps=src.fps, frame_offset=0,
         clip=props.clip.name if props.source == "CLIP" else None,

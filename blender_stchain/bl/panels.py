@@ -21,6 +21,10 @@ def draw_job(layout, context):
     col.prop(props, "mask")
     if mask_source(props.mask).needs_mask_datablock:
         col.prop(props, "mask_datablock")
+    if props.mask == "SEGMENT":  # issue 12
+        col.prop(props, "segment_model")
+        col.prop(props, "mask_datablock", text="Box from Mask")
+        col.operator("stchain.preview_masks", icon="MOD_MASK")
     col.prop(props, "method")
     col.prop(props, "preset")
     col.prop(props, "write_mode")
@@ -63,6 +67,7 @@ class STCHAIN_MT_menu(bpy.types.Menu):
     def draw(self, context):
         for op in (ops.STCHAIN_OT_generate, ops.STCHAIN_OT_cancel, ops.STCHAIN_OT_apply_result, ops.STCHAIN_OT_free_gpu):
             self.layout.operator(op.bl_idname)
+        self.layout.operator("stchain.preview_masks")
 
 
 def menu_entry(self, context):

@@ -27,6 +27,18 @@ WRITE_MODES = [
 ]
 
 
+_SEGMENT_ITEMS = []
+
+
+def _segment_models():
+    """Enum items of the SAM 2.1 sizes (kept alive: Blender needs the strings to outlive the callback)."""
+    if not _SEGMENT_ITEMS:
+        from .segment.markers import MODEL_ITEMS
+
+        _SEGMENT_ITEMS.extend(MODEL_ITEMS)
+    return _SEGMENT_ITEMS
+
+
 class STCHAIN_PG_job(bpy.types.PropertyGroup):
     source: EnumProperty(name="Source", items=SOURCES, default="CLIP", description="Where the footage comes from")
     clip: PointerProperty(name="Movie Clip", type=bpy.types.MovieClip, description="Footage as a Movie Clip")
@@ -39,6 +51,8 @@ class STCHAIN_PG_job(bpy.types.PropertyGroup):
                               description="Footage frame whose shape becomes the mesh (0 = the frame with the largest mask)")
     mask: EnumProperty(name="Mask", items=MASKS, default="ALPHA", description="How the object is separated from the background")
     mask_datablock: PointerProperty(name="Mask Datablock", type=bpy.types.Mask, description="The Mask that outlines the object")
+    segment_model: EnumProperty(name="Segmentation Model", items=lambda self, context: _segment_models(),
+                                description="SAM 2.1 size for Segment Object (larger: better masks, slower)")
     method: EnumProperty(name="Method", items=METHODS, default="chain", description="Generation method")
     preset: EnumProperty(name="Preset", items=PRESETS, default="balanced", description="Speed / quality trade-off")
     write_mode: EnumProperty(name="Animation", items=WRITE_MODES, default="auto", description="How the animation is stored")

@@ -31,6 +31,9 @@ MASK_SOURCES = (
     MaskSourceInfo("none", "None", "No mask: the whole frame, background included, goes to the model; only for "
                    "footage of the object alone on a plain white background", 0),
     MaskSourceInfo("alpha", "Footage Alpha", "The footage's alpha channel is the object mask", 1),
+    MaskSourceInfo("segment", "Segment Object", "SAM 2.1 follows the object through the clip from tracking markers "
+                   "on it (tracks named 'bg...' mark background) or a Mask's box; Preview Masks makes and caches "
+                   "them", 5),
     MaskSourceInfo("mask", "Blender Mask", "A Mask datablock (drawn in the Movie Clip editor) rendered per frame", 2,
                    needs_mask_datablock=True),
     MaskSourceInfo("luma", "Luma Key", "Object = pixels brighter than a dark background", 3),

@@ -37,6 +37,8 @@ from .methods import AnchorShape, Known, Method, method
 
 SMOKE = "SMOKE TEST: random weights (make-random), not a reconstruction; get the real weights with " \
         "`python -m blender_stchain weights download`"
+NO_MASK = "no mask: the whole frame goes to the model, background included; mark the object (Segment object, " \
+          "--segment X,Y) or give masks for a real reconstruction"
 
 
 class Tracks:
@@ -118,6 +120,8 @@ def run(job: JobSpec, on_event=None, cancel=None, backbones=None) -> Path:
 def _run_clip(r: Run, t0: float) -> Path:
     for w in r.clip.warnings:
         r.rep.warning(w)
+    if r.clip.mask_kind == "none":  # issue 12: never the whole frame silently (the CLI and Blender stop before)
+        r.rep.warning(NO_MASK)
     job = r.job
     r.backbone = r.load(job.weights, job.device, job.precision, r.method.parts, job.allow_random_weights)
     if r.backbone.is_random:

@@ -135,13 +135,13 @@ def test_every_mask_source_exports_and_luma_keys_a_dark_background(scene, tmp_pa
     iou = (truth & found).sum() / (truth | found).sum()
     print(f"luma key on the camel over black: IoU {iou:.3f} with its alpha")
     assert iou > 0.9 and not (found & ~truth).any()  # a black pixel is never the object
-    with pytest.raises(FootageError, match="mask source 'bogus' is not one of none, alpha, mask, luma, chroma"):
+    with pytest.raises(FootageError, match="mask source 'bogus' is not one of none, alpha, segment, mask, luma, chroma"):
         footage.export(src, None, tmp_path / "x", mask="bogus")
 
 
 def test_mask_choice_keeps_the_number_saved_files_hold(registered):
     """.blend files store an enum choice as its number: the numbers of the first release stay."""
     props = registered.stchain
-    for number, choice in enumerate(["NONE", "ALPHA", "MASK", "LUMA", "CHROMA"]):
+    for number, choice in enumerate(["NONE", "ALPHA", "MASK", "LUMA", "CHROMA", "SEGMENT"]):
         props.mask = choice
         assert props["mask"] == number

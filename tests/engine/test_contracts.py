@@ -140,5 +140,5 @@ def test_mask_source_table_keeps_names_and_saved_numbers_unique():
     assert mask_source("CHROMA") is mask_source("chroma") and mask_source("mask").needs_mask_datablock
     assert [item[0] for item in blender_enum_items()] == [n.upper() for n in names]
     assert "the whole frame, background included" in mask_source("none").description
-    with pytest.raises(FootageError, match="mask source 'sam' is not one of none, alpha, mask, luma, chroma"):
+    with pytest.raises(FootageError, match="mask source 'sam' is not one of none, alpha, segment, mask, luma, chroma"):
         mask_source("sam")

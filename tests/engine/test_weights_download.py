@@ -18,6 +18,7 @@ from blender_stchain.contracts.errors import Cancelled, WeightsError
 from blender_stchain.engine import weights
 from blender_stchain.engine.weights.fetch import MANIFEST, download
 from blender_stchain.engine.weights.random_checkpoints import make_random
+from blender_stchain.engine.segment import catalogue as sam2
 
 
 class Repo(http.server.ThreadingHTTPServer):
@@ -74,7 +75,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
-    return make_random(tmp_path_factory.mktemp("src") / "root", "tiny", seed=2)
+    from blender_stchain.engine.segment.model import write_random
+
+    root = make_random(tmp_path_factory.mktemp("src") / "root", "tiny", seed=2)
+    write_random(root, "tiny", seed=2)  # the default download includes the default SAM 2.1 size
+    return root
 
 
 @pytest.fixture
@@ -83,6 +88,8 @@ def server(source):
     for repo_dir, repo_id in weights.REPOS.items():
         for rel in weights.repo_files(repo_dir):
             files[f"/{repo_id}/resolve/main/{rel}"] = (source / repo_dir / rel).read_bytes()
+    for rel in sam2.FILES:  # the default download also fetches the default SAM 2.1 size (issue 12)
+        files[f"/{sam2.REPOS[sam2.DEFAULT_MODEL]}/resolve/main/{rel}"] = (source / sam2.DEFAULT_MODEL / rel).read_bytes()
     srv = Repo(files)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
@@ -98,7 +105,7 @@ DIT_URL = "/VAST-AI/TripoSG/resolve/main/transformer/diffusion_pytorch_model.saf
 def test_download_all_parts_verified_and_loadable(server, source, tmp_path):
     events = []
     files = download(tmp_path, None, lambda f, d, t: events.append((f, d, t)), base_url=server.url)
-    n = sum(len(weights.repo_files(r)) for r in weights.REPOS)
+    n = sum(len(weights.repo_files(r)) for r in weights.REPOS) + len(sam2.FILES)
     assert len(files) == n and events and all(t is not None and d <= t for _, d, t in events)
     report = weights.check(tmp_path)
     assert report.ok and report.is_random

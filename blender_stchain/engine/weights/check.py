@@ -37,7 +37,7 @@ class WeightsReport:
 
     @property
     def ok(self) -> bool:
-        return all(p.state == "present" for p in self.parts)
+        return all(p.state in ("present", "absent") for p in self.parts)  # absent: optional (SAM 2.1 sizes)
 
     @property
     def is_random(self) -> bool:
@@ -107,4 +107,26 @@ def check(root: str | os.PathLike | None = None) -> WeightsReport:
     root = find_root(root)
     parts = [_component_status(root, c) for c in COMPONENTS.values()]
     parts += [_extra_status(root, repo, rel) for repo, rels in EXTRA_FILES.items() for rel in rels]
-    return WeightsReport(str(root), parts + [_consistency(root)])
+    return WeightsReport(str(root), parts + [_consistency(root)] + segment_statuses(root))
+
+
+def segment_statuses(root: Path) -> list[PartStatus]:
+    """The SAM 2.1 sizes (issue 12): absent (optional, does not fail the check), present or corrupt."""
+    from ..segment import catalogue as sam2
+
+    out = []
+    for name in sam2.MODELS:
+        folder = Path(root) / name
+        if not folder.exists():
+            out.append(PartStatus(name, str(folder), "absent", sam2.LICENCE,
+                                  f"optional, for object masks: weights download --parts {name}"))
+            continue
+        from ..segment.model import inspect
+
+        try:
+            _, _, header = inspect(folder)
+        except WeightsError as e:
+            out.append(PartStatus(name, str(folder), "corrupt", sam2.LICENCE, str(e)))
+            continue
+        out.append(PartStatus(name, str(folder), "present", sam2.LICENCE, is_random=RANDOM_KEY in header.metadata))
+    return out

@@ -36,16 +36,30 @@ Progress = Callable[[str, int, "int | None"], None]  # (file, bytes done, bytes 
 
 
 def resolve_parts(parts) -> list[str]:
-    """Repository folder names from user spellings (``triposg``, ``ActionMesh``, ...); all by default."""
+    """Repository folder names from user spellings (``triposg``, ``ActionMesh``, ``sam2.1-hiera-small``, ...);
+    by default the backbone's repositories and the default SAM 2.1 size."""
+    from ..segment import catalogue as sam2  # segmentation checkpoints (issue 12)
+
     if not parts:
-        return list(REPOS)
+        return list(REPOS) + [sam2.DEFAULT_MODEL]
     out = []
     for p in parts:
         key = ALIASES.get(str(p).lower())
+        if key is None and str(p).lower().startswith("sam2"):
+            key = sam2.model_name(p)
         if key is None:
-            raise WeightsError(f"unknown weights part {p!r}; choose from {', '.join(REPOS)}")
+            raise WeightsError(f"unknown weights part {p!r}; choose from {', '.join(REPOS)}, {', '.join(sam2.MODELS)}")
         out.append(key)
     return list(dict.fromkeys(out))
+
+
+def _repo(repo_dir: str) -> tuple[str, list[str]]:
+    """(Hugging Face repository, files to fetch) of a weights-root folder."""
+    from ..segment import catalogue as sam2
+
+    if repo_dir in sam2.REPOS:
+        return sam2.REPOS[repo_dir], list(sam2.FILES)
+    return REPOS[repo_dir], repo_files(repo_dir)
 
 
 class _RedirectRecorder(urllib.request.HTTPRedirectHandler):
@@ -168,12 +182,13 @@ def download(root: Path | None = None, parts=None, progress: Progress | None = N
         folder = Path(root) / repo_dir
         manifest_path = folder / MANIFEST
         entries = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-        for rel in repo_files(repo_dir):
+        repo, files = _repo(repo_dir)
+        for rel in files:
             dest = folder / rel
             known = entries.get(rel)
             if known and dest.is_file() and dest.stat().st_size == known["size"]:
                 continue
-            url = f"{base}/{REPOS[repo_dir]}/resolve/{revision}/{urllib.parse.quote(rel)}"
+            url = f"{base}/{repo}/resolve/{revision}/{urllib.parse.quote(rel)}"
             entries[rel] = fetch_file(url, dest, f"{repo_dir}/{rel}", progress, cancel, timeout)
             folder.mkdir(parents=True, exist_ok=True)
             _write_manifest(manifest_path, entries)

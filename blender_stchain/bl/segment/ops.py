@@ -1,0 +1,77 @@
+""""Preview Masks": only the segmentation, through the worker process (progress, Esc cancels); the footage
+under its masks is shown as a Movie Clip and the masks are cached next to the .blend (issue 12)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+from bpy.props import StringProperty
+
+from ...contracts.errors import StchainError
+from .. import footage
+from ..controller import State
+from ..ops import _active, _Driven, _job_dir, _status, footage_path
+from . import jobs, markers
+
+
+def plan(context):
+    """(footage source, frames, prompts, cache folder) of the scene's job settings."""
+    props = context.scene.stchain
+    src = footage.probe(footage_path(props), fps_default=context.scene.render.fps / context.scene.render.fps_base)
+    frames = (props.frame_first, props.frame_last) if props.use_frame_range else None
+    return jobs.plan_for(props, src, frames)
+
+
+class STCHAIN_OT_preview_masks(_Driven, bpy.types.Operator):
+    """Segment the object marked by tracking markers (or a Mask's box) through the clip and show the masks"""
+
+    bl_idname = "stchain.preview_masks"
+    bl_label = "Preview Masks"
+    _key = "masks"
+    _echo = True
+
+    weights: StringProperty(name="Weights", subtype="DIR_PATH", description="Weights folder (empty = preferences)")
+    device: StringProperty(name="Device", description="auto, cpu, cuda, cuda:N or mps (empty = preferences)")
+
+    @classmethod
+    def poll(cls, context):
+        job = _active.get("masks")
+        return job is None or job.finished
+
+    def execute(self, context):
+        return self._from_cache(context) or _Driven.execute(self, context)
+
+    def invoke(self, context, event):
+        return self._from_cache(context) or _Driven.invoke(self, context, event)
+
+    def _from_cache(self, context):
+        try:
+            self._plan = plan(context)
+        except StchainError as e:
+            return self._fail(context, str(e))
+        _, frames, _, folder = self._plan
+        if markers.cached(folder, frames):
+            markers.show(folder, frames)
+            _status(context, None, f"Masks of frames {frames[0]}-{frames[1]} (cached) in {folder}")
+            self.report({"INFO"}, context.window_manager.stchain_status.message)
+            return {"FINISHED"}
+        return None
+
+    def _prepare(self, context):
+        job_dir = _job_dir()
+        frames_dir = footage.export(self._plan[0], self._plan[1], job_dir / "footage", mask="none")
+        return jobs.segmentation_runner(context, self._plan, frames_dir, job_dir, self.weights, self.device)
+
+    def _done(self, context, ctl):
+        if ctl.state != State.DONE:
+            return self._fail(context, ctl.message)
+        _, frames, _, folder = self._plan
+        markers.show(Path(ctl.result_path), frames)
+        notes = [w for w in ctl.warnings if not w.startswith("SMOKE")]
+        _status(context, ctl, f"Masks of frames {frames[0]}-{frames[1]} in {folder}" + (f"; {notes[0]}" if notes else ""))
+        self.report({"WARNING" if notes else "INFO"}, context.window_manager.stchain_status.message)
+        return {"FINISHED"}
+
+
+CLASSES = (STCHAIN_OT_preview_masks,)
