@@ -3,8 +3,8 @@
     python bench/models.py [--device auto|cpu|cuda[:n]|mps] [--precision auto|fp32|bf16|fp16]
                            [--sizes tiny,small,full] [--repeats 3]
 
-Inputs follow the pipeline's shapes: CFG batch 2 for the DiT and the denoiser (16-frame window at
-small/full), one VAE decode of a query chunk, one stage-II target pass. Memory is the CUDA peak
+Inputs follow the pipeline's shapes: CFG batch 2 for the DiT and the ActionMesh-mode denoiser, batch 1
+for the chain's denoiser (no guidance; 16-frame window at small/full), one VAE decode of a query chunk, one stage-II target pass. Memory is the CUDA peak
 allocation on GPUs; on CPU it is the process's peak RSS so far (monotonic, sizes run small to large).
 ``full`` is skipped on CPU (minutes per forward and ~6 GB of weights): run it on a GPU machine.
 """
@@ -12,6 +12,7 @@ allocation on GPUs; on CPU it is the process's peak RSS so far (monotonic, sizes
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import resource
 import statistics
@@ -47,11 +48,8 @@ def cases(size: str, dev: torch.device):
     yield "transformer", TripoSGDiT, lambda m: m(rnd(2, n, dit["in_channels"]), torch.full((2,), 500.0, device=dev),
                                                  rnd(2, CONTEXT, dit["cross_attention_dim"]))
     den = config("denoiser", size)
-    mask = torch.zeros(2, t, device=dev)
-    mask[:, 0] = 1
-    yield "denoiser", ActionMeshDenoiser, lambda m: m(
-        rnd(2, t, n, den["in_channels"]), rnd(2, t, CONTEXT, den["cross_attention_dim"]),
-        torch.arange(t, device=dev, dtype=torch.float32).expand(2, t), torch.full((2,), 500.0, device=dev), mask)
+    for name, b in (("denoiser", 2), ("denoiser_chain", 1)):  # CFG batch (ActionMesh mode); the chain's batch 1
+        yield name, ActionMeshDenoiser, functools.partial(_denoiser_call, rnd=rnd, b=b, t=t, n=n, cfg=den, dev=dev)
     vae = config("vae", size)
     yield "vae_decode", TripoSGVAE, lambda m: m.decode(rnd(1, n, vae["latent_channels"]),
                                                        torch.rand(1, QUERIES[size], 3, device=dev) * 2 - 1)
@@ -59,6 +57,13 @@ def cases(size: str, dev: torch.device):
     yield "autoencoder", ActionMeshAutoencoder, lambda m: m(
         rnd(1, t, n, ae["latent_channels"]), torch.arange(t, device=dev, dtype=torch.float32)[None],
         torch.zeros(1, device=dev), torch.ones(1, 1, device=dev), rnd(1, VERTICES[size], 6))
+
+
+def _denoiser_call(m, rnd, b, t, n, cfg, dev):
+    mask = torch.zeros(b, t, device=dev)
+    mask[:, 0] = 1
+    return m(rnd(b, t, n, cfg["in_channels"]), rnd(b, t, CONTEXT, cfg["cross_attention_dim"]),
+             torch.arange(t, device=dev, dtype=torch.float32).expand(b, t), torch.full((b,), 500.0, device=dev), mask)
 
 
 def sync(dev):

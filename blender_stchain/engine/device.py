@@ -11,10 +11,12 @@ import contextlib
 from dataclasses import dataclass
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..contracts.errors import StchainError
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+SDPA_ORDER = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 @dataclass(frozen=True)
@@ -23,10 +25,14 @@ class Runtime:
     dtype: torch.dtype  # autocast compute dtype; float32 means plain fp32 (no autocast)
 
     def autocast(self):
-        """The context the models run under: autocast for bf16/fp16, nothing for fp32."""
-        if self.dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
+        """The context the models run under: autocast for bf16/fp16 (nothing for fp32), and on CUDA the
+        exact SDPA backends in speed order (cuDNN, flash, memory-efficient; math last)."""
+        stack = contextlib.ExitStack()
+        if self.device.type == "cuda":
+            stack.enter_context(sdpa_kernel(SDPA_ORDER, set_priority=True))
+        if self.dtype != torch.float32:
+            stack.enter_context(torch.autocast(self.device.type, dtype=self.dtype))
+        return stack
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -11,8 +11,11 @@ from __future__ import annotations
 import platform
 import time
 import warnings
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -21,114 +24,160 @@ from ..contracts.errors import NumericalError, OutOfMemory, out_of_memory
 from ..contracts.events import Reporter
 from ..contracts.job import JobSpec
 from ..contracts.result import ResultWriter
+from ..contracts.settings import Settings
 from . import camera, deform
 from .backbone import load_backbone
 from .camera import stage as camera_stage
-from .chain.baseline import baseline_window
-from .chain.window import track_window
 from .chain.windows import choose_anchor, plan_windows
 from .footage import open_footage
 from .footage.preprocess import CropMap, apply_crop, clip_crop_map
 from .geometry import surface
+from .geometry.mesh_ops import Mesh
 from .memory import pin_heap, release_heap
+from .methods import AnchorShape, Known, Method, method
 
 SMOKE = "SMOKE TEST: random weights (make-random), not a reconstruction; get the real weights with " \
         "`python -m blender_stchain weights download`"
 NO_MASK = "no mask: the whole frame goes to the model, background included; mark the object (Segment object, " \
           "--segment X,Y) or give masks for a real reconstruction"
-PLANS = {
-    "chain": {"load": 1.0, "anchor": 4.0, "windows": 10.0, "camera": 1.0, "write": 0.5},
-    "actionmesh": {"load": 1.0, "anchor": 4.0, "windows": 30.0, "camera": 1.0, "write": 0.5},
-}
+
+
+@dataclass
+class Anchor:
+    """The anchor frame's results every window reuses, each computed once per run."""
+
+    index: int  # clip index of the anchor frame
+    mesh: Mesh
+    latent: torch.Tensor
+    landmark_ids: np.ndarray
+    skinning_job: Future  # -> deform.Skinning: geodesics and skin weights, so dense motion per window is cheap
+    shape: AnchorShape
+    confidence_map: np.ndarray  # each vertex's nearest landmark (vertex confidence = its landmark's)
+
+    @property
+    def skinning(self) -> deform.Skinning:
+        return self.skinning_job.result()
+
+
+@dataclass
+class Run:
+    """One run's context: what every stage reads, so stage functions take it and little else."""
+
+    job: JobSpec
+    method: Method
+    settings: Settings
+    rep: Reporter
+    clip: object  # engine.footage.Footage
+    backbone: object = None  # engine.backbone.Backbone
+    cmap: CropMap | None = None
+    writer: ResultWriter | None = None
+    load: Callable = load_backbone  # a batch worker passes its cache (same signature)
+    host: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "stchain-host"))
+    seconds: dict = field(default_factory=dict)
+    model_seconds: dict = field(default_factory=dict)  # of ``seconds``: time inside model calls
+
+    def pixels(self, frames: range) -> torch.Tensor:
+        rgb, masks = self.clip.read_range(frames.start, frames.stop)
+        return apply_crop(rgb, masks, self.cmap).pixel_values
+
+    @property
+    def footage_size(self) -> tuple[int, int]:
+        return tuple(int(v) for v in self.clip.source_size)
 
 
 def run(job: JobSpec, on_event=None, cancel=None, backbones=None) -> Path:
     """``backbones``: a loader with ``load_backbone``'s signature; a long-lived batch worker passes its
     cache so the weights load once for many clips (same models, same result)."""
     pin_heap()
-    settings = job.resolved_settings()
-    rep = Reporter(on_event, cancel, PLANS[job.method])
-    seconds: dict[str, float] = {}
+    m = method(job.method)
+    rep = Reporter(on_event, cancel, m.plan)
     t0 = time.perf_counter()
     rep.progress("load", 0, message="reading footage")
     with warnings.catch_warnings():  # footage warnings travel as events below
         warnings.simplefilter("ignore")
         clip = open_footage(job.footage, masks=job.masks, frames=job.frames)
+    r = Run(job, m, job.resolved_settings(), rep, clip, load=backbones or load_backbone)
     try:
-        return _run_clip(job, clip, settings, rep, seconds, t0, backbones or load_backbone)
+        return _run_clip(r, t0)
     finally:
+        r.host.shutdown(wait=False, cancel_futures=True)  # a cancel does not wait for the geodesics
         clip.close()
 
 
-def _run_clip(job, clip, settings, rep, seconds, t0, load) -> Path:
-    for w in clip.warnings:
-        rep.warning(w)
-    if clip.mask_kind == "none":  # issue 12: never the whole frame silently (the CLI and Blender stop before)
-        rep.warning(NO_MASK)
-    backbone = load(job.weights, job.device, job.precision, job.method, job.allow_random_weights)
-    if backbone.is_random:
-        rep.warning(SMOKE)
-    cmap = clip_crop_map(clip)
-    windows = plan_windows(clip.count, settings.window_size)
-    anchor_index = choose_anchor(_mask_areas(clip), windows[0], settings.anchor_frame)
-    seconds["load"] = time.perf_counter() - t0
-    rep.progress("load", 1, message="weights loaded")
-    writer = ResultWriter(job.out)
+def _run_clip(r: Run, t0: float) -> Path:
+    for w in r.clip.warnings:
+        r.rep.warning(w)
+    if r.clip.mask_kind == "none":  # issue 12: never the whole frame silently (the CLI and Blender stop before)
+        r.rep.warning(NO_MASK)
+    job = r.job
+    r.backbone = r.load(job.weights, job.device, job.precision, r.method.parts, job.allow_random_weights)
+    if r.backbone.is_random:
+        r.rep.warning(SMOKE)
+    r.cmap = clip_crop_map(r.clip)
+    windows = plan_windows(r.clip.count, r.settings.window_size)
+    anchor_index = choose_anchor(_mask_areas(r.clip), windows[0], r.settings.anchor_frame)
+    r.seconds["load"] = time.perf_counter() - t0
+    r.rep.progress("load", 1, message="weights loaded")
+    r.writer = ResultWriter(job.out)
     try:
-        with backbone.autocast():
-            t = time.perf_counter()
-            anchor_mesh, anchor_latent = _retry_smaller(
-                _anchor, backbone, clip, cmap, anchor_index, job.method, settings=settings, rep=rep,
-                progress=lambda i, n: rep.progress("anchor", i, n + 1, f"anchor shape, step {i}/{n}"))
-            seconds["anchor"] = time.perf_counter() - t
-            rep.progress("anchor", 1, message=f"anchor mesh: {len(anchor_mesh.vertices)} vertices")
-            landmark_ids = deform.farthest_point_landmarks(anchor_mesh.vertices, settings.landmarks)
-            t = time.perf_counter()
-            tracks = _run_windows(backbone, clip, cmap, windows, anchor_index, anchor_latent, anchor_mesh,
-                                  landmark_ids, settings, rep, writer, job.method)
-            seconds["windows"] = time.perf_counter() - t
-        t = time.perf_counter()
-        cam = camera_stage.run(tracks, clip, writer.spooled("vertices"), anchor_mesh.faces, landmark_ids,
-                               settings, rep)
-        if settings.camera_mode == "camera_moves":
-            cam = _move_camera(cam, tracks, writer)
-        tracks2d, visible = camera.tracks_2d(writer.spooled("vertices"), anchor_mesh.faces, landmark_ids,
-                                             cam.K, cam.world_to_camera, _footage_size(clip),
-                                             progress=_span(rep, "camera", 0.5, 1.0, "projecting the tracks"))
-        seconds["camera"] = time.perf_counter() - t
-        rep.progress("write", 0, message="writing the result")
-        meta = _metadata(job, settings, backbone, clip, anchor_index, seconds, cam)
-        path = writer.finish(meta, faces=anchor_mesh.faces, K=cam.K, image_size=np.array(_footage_size(clip)),
-                             world_to_camera=cam.world_to_camera, tracks_2d=tracks2d, track_visible=visible,
-                             track_vertex_ids=np.asarray(landmark_ids))
+        with _timed(r, "anchor"):
+            anchor = _make_anchor(r, anchor_index)
+        with _timed(r, "windows"):
+            tracks = _run_windows(r, windows, anchor)
+        with _timed(r, "camera"):
+            cam, tracks2d, visible = _camera_stage(r, tracks, anchor)
+        r.rep.progress("write", 0, message="writing the result")
+        path = r.writer.finish(_metadata(r, anchor.index, cam), faces=anchor.mesh.faces, K=cam.K,
+                               image_size=np.array(r.footage_size), world_to_camera=cam.world_to_camera,
+                               tracks_2d=tracks2d, track_visible=visible,
+                               track_vertex_ids=np.asarray(anchor.landmark_ids))
     except BaseException:
-        writer.abort()
+        r.writer.abort()
         raise
-    rep.progress("write", 1, message=f"result written: {path}")
+    r.rep.progress("write", 1, message=f"result written: {path}")
     return path
+
+
+@contextmanager
+def _timed(r: Run, stage: str):
+    """Adds the block's wall seconds to ``seconds[stage]`` and its model-call seconds to
+    ``model_seconds[stage]`` (the rest is host work)."""
+    t, m = time.perf_counter(), r.backbone.clock.seconds
+    try:
+        yield
+    finally:
+        r.seconds[stage] = r.seconds.get(stage, 0.0) + time.perf_counter() - t
+        r.model_seconds[stage] = r.model_seconds.get(stage, 0.0) + r.backbone.clock.seconds - m
 
 
 def _mask_areas(clip) -> np.ndarray:
     return clip.mask_area if clip.mask_area is not None else np.ones(clip.count)
 
 
-def _footage_size(clip) -> tuple[int, int]:
-    return tuple(int(v) for v in clip.source_size)
+def _make_anchor(r: Run, anchor_index: int) -> Anchor:
+    """Stage 0 and its surface, then everything the windows reuse; the stage-0 models are dropped after."""
+    progress = lambda i, n: r.rep.progress("anchor", i, n + 1, f"anchor shape, step {i}/{n}")
+    with r.backbone.autocast():
+        mesh, latent = _retry_smaller(_anchor, r, anchor_index, progress=progress)
+    if r.load is load_backbone:  # a shared (cached) backbone keeps stage 0 for the next clip
+        r.backbone.release()
+    r.rep.progress("anchor", 1, message=f"anchor mesh: {len(mesh.vertices)} vertices")
+    ids = deform.farthest_point_landmarks(mesh.vertices, r.settings.landmarks)
+    # the geodesics (host work, seconds) run beside the first window's model work, which does not need them
+    skinning = r.host.submit(deform.Skinning.prepare, mesh.vertices, mesh.faces, ids, device=r.backbone.device,
+                             **r.settings.to_dict())
+    shape = AnchorShape(torch.as_tensor(mesh.faces, dtype=torch.long), torch.as_tensor(ids, dtype=torch.long))
+    return Anchor(anchor_index, mesh, latent, ids, skinning, shape, _nearest_landmark(mesh.vertices, ids))
 
 
-def _pixels(clip, cmap: CropMap, frames: range) -> torch.Tensor:
-    rgb, masks = clip.read_range(frames.start, frames.stop)
-    return apply_crop(rgb, masks, cmap).pixel_values
-
-
-def _anchor(backbone, clip, cmap, anchor_index, method, settings, progress):
+def _anchor(r: Run, anchor_index: int, settings, progress):
     """Stage 0 on the anchor frame, then its surface: the mesh whose topology every frame keeps."""
-    steps = settings.anchor_steps if method == "chain" else settings.baseline_anchor_steps
-    latent = backbone.sample_anchor(_pixels(clip, cmap, range(anchor_index, anchor_index + 1)), settings, steps,
-                                    progress)
+    bb = r.backbone
+    latent = bb.sample_anchor(r.pixels(range(anchor_index, anchor_index + 1)), settings,
+                              r.method.anchor_steps(settings), progress)
     _check_finite(latent, "anchor sampling (stage 0)")
-    mesh = surface.extract(backbone.sdf(latent), resolution=settings.grid_resolution,
-                           coarse_resolution=settings.coarse_resolution, device=backbone.device,
+    mesh = surface.extract(bb.sdf(latent), resolution=settings.grid_resolution,
+                           coarse_resolution=settings.coarse_resolution, device=bb.device,
                            chunk=settings.decode_chunk,
                            min_component_ratio=settings.min_component_ratio, face_budget=settings.face_budget)
     if len(mesh.faces) == 0:
@@ -137,70 +186,55 @@ def _anchor(backbone, clip, cmap, anchor_index, method, settings, progress):
     return mesh, latent
 
 
-def _run_windows(backbone, clip, cmap, windows, anchor_index, anchor_latent, mesh, landmark_ids, settings, rep,
-                 writer, method) -> camera_stage.Matches:
+def _run_windows(r: Run, windows, anchor: Anchor) -> camera_stage.Matches:
     """Each window starts from the known frame (anchor, then the shared boundary frame) and streams out."""
-    tracks = camera_stage.Matches(clip.count, len(landmark_ids))
-    known = _Known(anchor_latent, torch.as_tensor(mesh.vertices, dtype=torch.float32))
-    confidence_map = _nearest_landmark(mesh.vertices, landmark_ids)
+    clip = r.clip
+    tracks = camera_stage.Matches(clip.count, len(anchor.landmark_ids))
+    known = Known(anchor.latent, torch.as_tensor(anchor.mesh.vertices, dtype=torch.float32))
     for w in windows:
         def progress(done, total, w=w):
-            rep.progress("windows", w.index + done / total, len(windows), f"window {w.index + 1}/{len(windows)}")
+            r.rep.progress("windows", w.index + done / total, len(windows), f"window {w.index + 1}/{len(windows)}")
 
         try:
-            out, verts = _retry_smaller(_window, backbone, clip, cmap, w, anchor_index, known, mesh, landmark_ids,
-                                        method, settings=settings, rep=rep, progress=progress)
+            with r.backbone.autocast():  # one scope per window: no autocast state outlives it
+                out, verts = _retry_smaller(_window, r, w, known, anchor, progress=progress)
         except NumericalError as e:
             raise NumericalError(f"window {w.index + 1} (frames {clip.frame_numbers[w.start]}-"
                                  f"{clip.frame_numbers[w.stop - 1]}): {e}") from None
         first = 0 if w.index == 0 else 1  # the boundary frame was written by the previous window
         conf = out.confidence.float().cpu().numpy()[first:]
-        tracks.put(w.start + first, verts[first:, landmark_ids],
-                   *camera_stage.window_matches(out, clip, cmap, first, conf))
-        writer.add_frames(vertices=verts[first:], confidence=conf[:, confidence_map],
-                          frame_numbers=np.asarray(clip.frame_numbers[w.start + first:w.stop]))
-        known = _Known(out.latents[-1], torch.as_tensor(verts[-1]))
+        tracks.put(w.start + first, verts[first:, anchor.landmark_ids],
+                   *camera_stage.window_matches(out, clip, r.cmap, first, conf))
+        r.writer.add_frames(vertices=verts[first:], confidence=conf[:, anchor.confidence_map],
+                            frame_numbers=np.asarray(clip.frame_numbers[w.start + first:w.stop]))
+        known = Known(out.latents[-1], torch.as_tensor(verts[-1]))
         del out
         release_heap()
     return tracks
 
 
-@dataclass
-class _Known:
-    """The known frame a window starts from: its latent and every vertex (the landmarks among them)."""
-
-    latent: torch.Tensor
-    vertices: torch.Tensor
-
-
-def _window(backbone, clip, cmap, w, anchor_index, known, mesh, landmark_ids, method, settings, progress):
+def _window(r: Run, w, known: Known, anchor: Anchor, settings, progress):
     """One window, all of it (images, chain or baseline, dense motion): the unit an OOM retry repeats."""
-    context = backbone.encode_images(_pixels(clip, cmap, w.frames))
-    known_index = anchor_index - w.start if w.index == 0 else 0
-    seed = settings.stage1_seed + w.index
-    if method == "chain":
-        out = track_window(backbone, context, known_index, known.latent, known.vertices[landmark_ids],
-                           settings=settings, progress=progress, seed=seed)
-    else:
-        out = baseline_window(backbone, context, known_index, known.latent, known.vertices,
-                              torch.as_tensor(mesh.faces, dtype=torch.long), landmark_ids, settings=settings,
-                              progress=progress, seed=seed)
+    bb = r.backbone
+    context = bb.encode_images(r.pixels(w.frames))
+    known_index = anchor.index - w.start if w.index == 0 else 0
+    out = r.method.window(bb, context, known_index, known, anchor.shape, settings, progress,
+                          settings.stage1_seed + w.index)
     _check_finite(out.positions, "the chain")
     if out.vertices is not None:
         return out, out.vertices.float().cpu().numpy()
-    pos, conf = out.positions.float().cpu().numpy(), out.confidence.float().cpu().numpy()
-    return out, deform.propagate(mesh.vertices, mesh.faces, landmark_ids, pos, conf, **settings.to_dict())
+    return out, anchor.skinning.move(out.positions.float(), out.confidence.float())
 
 
-def _retry_smaller(fn, *args, settings, rep, **kw):
-    """Run ``fn(*args, settings=...)``; out of memory once, free what it held and retry with quartered
+def _retry_smaller(fn, r: Run, *args, **kw):
+    """Run ``fn(r, *args, settings=...)``; out of memory once, free what it held and retry with quartered
     chunks; out of memory again, say what to lower. Each retry starts outside the ``except`` block,
     so the failed attempt's frames (and their tensors) are gone before it runs."""
-    device = args[0].device
+    device, settings, rep = r.backbone.device, r.settings, r.rep
     smaller = smaller_chunks(settings)
     for attempt in (settings, smaller):
         try:
-            return fn(*args, settings=attempt, **kw)
+            return fn(r, *args, settings=attempt, **kw)
         except Exception as e:  # anything but running out of memory is raised again at once
             if not out_of_memory(e):
                 raise
@@ -233,6 +267,18 @@ def _nearest_landmark(vertices, landmark_ids) -> np.ndarray:
     return torch.cat([torch.cdist(c, L).argmin(1) for c in X.split(8192)]).numpy()
 
 
+def _camera_stage(r: Run, tracks: camera_stage.Matches, anchor: Anchor):
+    """The camera, moved into the object's motion when asked, and the landmarks' 2D tracks."""
+    cam = camera_stage.run(tracks, r.clip, r.writer.spooled("vertices"), anchor.mesh.faces, anchor.landmark_ids,
+                           r.settings, r.rep)
+    if r.settings.camera_mode == "camera_moves":
+        cam = _move_camera(cam, tracks, r.writer)
+    tracks2d, visible = camera.tracks_2d(r.writer.spooled("vertices"), anchor.mesh.faces, anchor.landmark_ids,
+                                         cam.K, cam.world_to_camera, r.footage_size,
+                                         progress=_span(r.rep, "camera", 0.5, 1.0, "projecting the tracks"))
+    return cam, tracks2d, visible
+
+
 def _span(rep, stage: str, lo: float, hi: float, message: str):
     """A ``progress(done, total)`` callback filling ``lo..hi`` of ``stage`` (it checks for a cancel)."""
     return lambda done, total: rep.progress(stage, lo + (hi - lo) * done / total, message=f"{message}: {done}/{total}")
@@ -252,21 +298,23 @@ def _check_finite(x, stage: str) -> None:
         raise NumericalError(f"NaN or Inf in the output of {stage}; try --precision fp32 or another device")
 
 
-def _metadata(job, settings, backbone, clip, anchor_index, seconds, cam) -> dict:
+def _metadata(r: Run, anchor_index: int, cam) -> dict:
     import blender_stchain
 
+    clip, bb = r.clip, r.backbone
     return {
-        "method": job.method,
-        "preset": job.preset,
-        "settings": settings.to_dict(),
-        "smoke_test": backbone.is_random,
-        "weights": backbone.identities,
-        "device": str(backbone.device),
-        "precision": backbone.precision,
+        "method": r.job.method,
+        "preset": r.job.preset,
+        "settings": r.settings.to_dict(),
+        "smoke_test": bb.is_random,
+        "weights": bb.identities,
+        "device": str(bb.device),
+        "precision": bb.precision,
         "footage": {"path": str(clip.path), "kind": clip.kind, "fps": None if clip.fps is None else str(clip.fps),
-                    "size": list(_footage_size(clip)), "frames": [clip.frame_numbers[0], clip.frame_numbers[-1]]},
+                    "size": list(r.footage_size), "frames": [clip.frame_numbers[0], clip.frame_numbers[-1]]},
         "anchor_frame": int(clip.frame_numbers[anchor_index]),
-        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "seconds": {k: round(v, 3) for k, v in r.seconds.items()},
+        "model_seconds": {k: round(v, 3) for k, v in r.model_seconds.items()},
         "camera": camera_stage.metadata(cam),
         "versions": {"blender_stchain": blender_stchain.__version__, "torch": torch.__version__,
                      "numpy": np.__version__, "python": platform.python_version()},

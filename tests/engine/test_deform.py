@@ -125,3 +125,32 @@ def test_settings_and_shapes_are_checked():
         propagate(V, F, ids, P[:, :5], C)
     with pytest.raises(ValueError, match="distinct"):
         propagate(V, F, np.r_[ids[:9], ids[0]], P, C)
+
+
+def test_skinning_prepared_once_moves_each_window_as_propagate_does(monkeypatch):
+    """The pipeline's split (geodesics once per anchor, a cheap move per window) changes no number,
+    whatever frame block the batched skinning uses."""
+    from blender_stchain.engine.deform import Skinning, motion
+
+    V, F = _mesh()
+    ids = farthest_point_landmarks(V, 40)
+    rng = np.random.default_rng(3)
+    skinning = Skinning.prepare(V, F, ids, smooth_sigma=0.5)
+    for start in (0, 5):  # two windows of one clip
+        clip = _rigid_clip(V, T=6 + start)[start:]
+        P = clip[:, ids] + rng.normal(0, 0.01, (6, 40, 3))
+        C = rng.uniform(0.2, 1.0, (6, 40))
+        expected = propagate(V, F, ids, P, C, smooth_sigma=0.5)
+        np.testing.assert_array_equal(skinning.move(P, C), expected)
+        monkeypatch.setattr(motion, "_SKIN_BLOCK", 1)  # one frame per batched step
+        np.testing.assert_array_equal(skinning.move(P, C), expected)
+        monkeypatch.undo()
+
+
+def test_skinning_checks_track_shapes():
+    from blender_stchain.engine.deform import Skinning
+
+    V, F = _mesh()
+    ids = farthest_point_landmarks(V, 40)
+    with pytest.raises(ValueError, match="shapes disagree"):
+        Skinning.prepare(V, F, ids).move(np.zeros((4, 39, 3)), np.ones((4, 39)))

@@ -96,6 +96,7 @@ def test_mask_folder_pairs_by_name():
         truth = np.asarray(Image.open(DATA / "horsejump_gt" / "masks" / "00021.png"))
         assert np.array_equal(masks[1] > MASK_THRESHOLD, truth > 127)
         assert np.array_equal(rgb[1], np.asarray(Image.open(DATA / "horsejump_gt" / "video" / "00021.jpg")))
+        assert np.array_equal(f.read_masks(20, 22), masks)  # the crop's masks, without decoding frames
 
 
 def test_a_new_mask_source_is_one_class_and_one_registry_line(monkeypatch, tmp_path):

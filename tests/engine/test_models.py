@@ -140,3 +140,22 @@ def test_bf16_autocast_keeps_fp32_islands_and_stays_close():
     print(f"bf16 autocast vs fp32: max rel {rel:.3g}")
     assert low.dtype == torch.bfloat16 and rel < 0.05
     assert seen == [(torch.float32, torch.float32)]  # RMS-normed q/k stay fp32 under autocast (reference)
+
+
+def test_attention_probs_fp32_order_kept_and_bf16_fused_close():
+    """fp32 inputs keep the parity order (scale after the product); bf16 inputs take the fused path
+    (scale folded into q, bf16 product, fp32 softmax) and stay within bf16 rounding of fp32."""
+    from blender_stchain.engine.models.capture import attention_probs, head_mean_probs
+
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(4, 50, 32, generator=g), torch.randn(4, 70, 32, generator=g)
+    ref = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * 32**-0.5, dim=-1)
+    assert torch.equal(attention_probs(q, k), ref)
+    fused = attention_probs(q.bfloat16(), k.bfloat16())
+    assert fused.dtype == torch.float32
+    assert torch.allclose(fused.sum(-1), torch.ones(4, 50), atol=1e-5)
+    err = (fused - ref).abs().max().item()
+    print(f"bf16 fused attention probabilities vs fp32: max|d|={err:.3g}")
+    assert err < 0.02
+    mean = head_mean_probs(q.bfloat16(), k.bfloat16())
+    assert mean.dtype == torch.float32 and (mean - ref.mean(0)).abs().max() < 0.01

@@ -7,6 +7,9 @@ under the runtime's autocast with the models' fp32 islands.
 
 from __future__ import annotations
 
+import functools
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -14,6 +17,7 @@ import torch
 from ...contracts.errors import NumericalError, WeightsError
 from .. import weights
 from ..device import Runtime, runtime
+from ..geometry.mesh_ops import vertex_normals
 from ..models.capture import (
     AnchorSelfAttention,
     DecoderCrossAttention,
@@ -21,10 +25,13 @@ from ..models.capture import (
 )
 from . import sampling
 
-PARTS = {
-    "chain": ("image_encoder_dinov2", "dinov2", "transformer", "vae", "denoiser"),
-    "actionmesh": ("image_encoder_dinov2", "dinov2", "transformer", "vae", "denoiser", "autoencoder"),
-}
+# stage 0 (its DINOv2 copy, the DiT), the surface decoder, stage I (DINOv2-L, the denoiser); a method
+# may add parts (ActionMesh mode: the stage-II autoencoder), see ``engine.methods``
+CORE_PARTS = ("image_encoder_dinov2", "dinov2", "transformer", "vae", "denoiser")
+STAGE0_PARTS = ("image_encoder_dinov2", "transformer")  # needed only until the anchor exists
+# parts whose every Linear runs under autocast: their weights can be stored in the compute precision
+# (DINOv2 runs in fp32 as in the reference; the stage-II query pass is an fp32 island)
+COMPUTE_PRECISION_PARTS = ("transformer", "denoiser", "vae")
 RANDOM_REFUSED = ("the weights at {root} are random checkpoints made by make-random; pass "
                   "--allow-random-weights to run a smoke test, or get the real weights with "
                   "`python -m blender_stchain weights download`")
@@ -36,6 +43,35 @@ def query_bucket(n: int, minimum: int = 256) -> int:
         return minimum
     step = 1 << (n.bit_length() - 4)
     return -(-n // step) * step
+
+
+class ModelClock:
+    """Seconds spent inside model calls (device work waited for), so each pipeline stage splits into
+    model time and host time. Nested calls count once."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.seconds, self._depth = device, 0.0, 0
+
+    @contextmanager
+    def __call__(self):
+        self._depth += 1
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                self.seconds += time.perf_counter() - t
+
+
+def _clocked(fn):
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kw):
+        with self.clock():
+            return fn(self, *args, **kw)
+    return wrapper
 
 
 @dataclass
@@ -51,15 +87,21 @@ class Stage1Run:
 class LatentDecoder:
     """One latent's decoder kv cache, shared by the SDF queries and the captured attention of a frame."""
 
-    backbone: "Backbone"
+    backbone: Backbone
     kv: torch.Tensor
 
+    @property
+    def clock(self) -> ModelClock:
+        return self.backbone.clock
+
+    @_clocked
     @torch.no_grad()
     def sdf(self, points: torch.Tensor) -> torch.Tensor:
         """points (M, 3) -> SDF proxy (M,), positive inside (the VAE's logits)."""
         vae = self.backbone.models["vae"]
         return vae.query(self.kv, _queries(points, self.backbone.device))[0, : len(points), 0].float()
 
+    @_clocked
     @torch.no_grad()
     def attention(self, points: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
         """The final cross-attention of ``points`` against the tokens: (M, N), head-averaged, ``chunk``
@@ -90,6 +132,9 @@ class Backbone:
     image_px: int = 224
     image_prefix_tokens: int = 1  # CLS
 
+    def __post_init__(self):
+        self.clock = ModelClock(self.rt.device)
+
     @property
     def device(self) -> torch.device:
         return self.rt.device
@@ -105,6 +150,7 @@ class Backbone:
     def autocast(self):
         return self.rt.autocast()
 
+    @_clocked
     @torch.no_grad()
     def encode_images(self, pixel_values: torch.Tensor, encoder: str = "dinov2", chunk: int = 16) -> torch.Tensor:
         """(T, 3, 224, 224) -> last_hidden_state (T, 1 + patches, D), fp32."""
@@ -113,6 +159,7 @@ class Backbone:
             out = [model(p.to(self.device, torch.float32)) for p in pixel_values.split(chunk)]
         return torch.cat(out).float()
 
+    @_clocked
     def sample_anchor(self, pixel_values: torch.Tensor, settings, steps: int, progress=None) -> torch.Tensor:
         """Stage 0 on one frame -> the anchor latent (N, C)."""
         context = self.encode_images(pixel_values, "image_encoder_dinov2")
@@ -121,9 +168,34 @@ class Backbone:
                                      settings.anchor_guidance, on_step=progress)
         return out.latents[0].float()
 
-    def decoder(self, latent: torch.Tensor) -> "LatentDecoder":
+    def release(self, parts=STAGE0_PARTS) -> None:
+        """Drop models no later stage needs (the DiT after the anchor: ~6 GB at full size in fp32)."""
+        for name in parts:
+            self.models.pop(name, None)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    @_clocked
+    @torch.no_grad()
+    def stage2(self, latents: torch.Tensor, known_index: int, vertices: torch.Tensor, faces: torch.Tensor):
+        """Stage-II autoencoder: (T, N, C) latents + the known frame's mesh -> (T, V, 3) positions."""
+        ae = self.models["autoencoder"]
+        T, dev = latents.shape[0], self.device
+        framestep = torch.arange(T, dtype=torch.float32, device=dev)[None]
+        alphas = framestep / max(T - 1, 1)
+        targets = [f for f in range(T) if f != known_index]
+        v = vertices.to(dev, torch.float32)
+        query = torch.cat([v, vertex_normals(v, faces.to(dev).long())], dim=-1)[None]
+        out = v.expand(T, -1, -1).clone()
+        if targets:
+            pred = ae(latent=latents[None].to(dev), framestep=framestep, source_alpha=alphas[:, known_index],
+                      target_alphas=alphas[:, targets], query=query)
+            out[targets] = pred[0].float().clamp(-1.0, 1.0)
+        return out
+
+    def decoder(self, latent: torch.Tensor) -> LatentDecoder:
         """The VAE decoder of one latent (its kv cache computed once): SDF values and attention maps."""
-        with torch.no_grad():
+        with torch.no_grad(), self.clock():
             return LatentDecoder(self, self.models["vae"].decode_kv(latent[None].to(self.device)))
 
     def sdf(self, latent: torch.Tensor):
@@ -134,6 +206,7 @@ class Backbone:
         """The VAE decoder's final cross-attention of ``points`` against ``latent``: (M, N), head-averaged."""
         return self.decoder(latent).attention(points, chunk)
 
+    @_clocked
     def stage1(self, context, known_index: int, known_latent, steps: int, guidance, seed: int,
                capture_layers=(0,), capture_from: int = 0, progress=None) -> Stage1Run:
         """Stage I on one window with the known frame clamped; captures ``capture_layers`` (those the
@@ -193,17 +266,30 @@ class _Both:
         return False
 
 
-def load_backbone(root, device="auto", precision="auto", method="chain", allow_random=False) -> Backbone:
-    """Load the parts ``method`` needs from the weights root, strictly; refuse random ones unless allowed."""
+def store_in_compute_precision(models: dict, dtype: torch.dtype) -> None:
+    """Linear weights of the autocast-only parts held in ``dtype`` (bf16: half the memory, and no
+    per-call autocast copies); norms, embeddings and fp32 runs stay as loaded."""
+    if dtype == torch.float32:
+        return
+    for name in COMPUTE_PRECISION_PARTS:
+        for module in models[name].modules() if name in models else ():
+            if isinstance(module, torch.nn.Linear):
+                module.to(dtype)
+
+
+def load_backbone(root, device="auto", precision="auto", parts=CORE_PARTS, allow_random=False) -> Backbone:
+    """Load ``parts`` (a method's, see ``engine.methods``) from the weights root, strictly, without
+    gradient state; refuse random ones unless allowed."""
     root = weights.find_root(root)
-    missing = [p.name for p in weights.check(root).parts if p.state != "present" and p.name in PARTS[method]]
+    missing = [p.name for p in weights.check(root).parts if p.state != "present" and p.name in parts]
     if missing:
         raise WeightsError(f"weights missing or incomplete at {root} ({', '.join(missing)}); run `python -m "
                            "blender_stchain weights download` or point --weights / STCHAIN_WEIGHTS at them")
     rt = runtime(device, precision)
-    identities = [weights.weight_identity(root, name) for name in PARTS[method]]
+    identities = [weights.weight_identity(root, name) for name in parts]
     if any(i["random"] for i in identities) and not allow_random:
         raise WeightsError(RANDOM_REFUSED.format(root=root))
-    models = {name: weights.load_component(root, name, device=rt.device) for name in PARTS[method]}
+    models = {name: weights.load_component(root, name, device=rt.device).requires_grad_(False) for name in parts}
+    store_in_compute_precision(models, rt.dtype)
     cfg = weights.read_config(weights.component_folder(root, "denoiser"))
     return Backbone(rt, models, int(cfg.get("num_tokens_nominal", 2048)), int(cfg["in_channels"]), identities)

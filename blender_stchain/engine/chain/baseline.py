@@ -10,27 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ..geometry.mesh_ops import vertex_normals
 from .window import WindowTracks, image_positions
-
-
-@torch.no_grad()
-def stage2(backbone, latents: torch.Tensor, known_index: int, vertices: torch.Tensor, faces: torch.Tensor):
-    """Stage-II autoencoder: (T, N, C) latents + the known frame's mesh -> (T, V, 3) positions."""
-    ae = backbone.models["autoencoder"]
-    T = latents.shape[0]
-    dev = backbone.device
-    framestep = torch.arange(T, dtype=torch.float32, device=dev)[None]
-    alphas = framestep / max(T - 1, 1)
-    targets = [f for f in range(T) if f != known_index]
-    v = vertices.to(dev, torch.float32)
-    query = torch.cat([v, vertex_normals(v, faces.to(dev).long())], dim=-1)[None]
-    out = v.expand(T, -1, -1).clone()
-    if targets:
-        pred = ae(latent=latents[None].to(dev), framestep=framestep, source_alpha=alphas[:, known_index],
-                  target_alphas=alphas[:, targets], query=query)
-        out[targets] = pred[0].float().clamp(-1.0, 1.0)
-    return out
 
 
 def baseline_window(backbone, context, known_index: int, known_latent, known_vertices, faces, landmark_ids,
@@ -40,7 +20,7 @@ def baseline_window(backbone, context, known_index: int, known_latent, known_ver
     run = backbone.stage1(context, known_index, known_latent, steps, settings.baseline_guidance, seed,
                           capture_layers=settings.capture_layers, capture_from=steps - 1,
                           progress=lambda i, n: progress and progress(i, total))
-    vertices = stage2(backbone, run.x0, known_index, known_vertices, faces)
+    vertices = backbone.stage2(run.x0, known_index, known_vertices, faces)
     if progress is not None:
         progress(total, total)
     ids = torch.as_tensor(landmark_ids, device=vertices.device)

@@ -2,9 +2,10 @@
 
 from .motion import (
     DeformSettings,
+    Skinning,
     farthest_point_landmarks,
     nearest_landmarks,
     propagate,
 )
 
-__all__ = ["DeformSettings", "farthest_point_landmarks", "nearest_landmarks", "propagate"]
+__all__ = ["DeformSettings", "Skinning", "farthest_point_landmarks", "nearest_landmarks", "propagate"]

@@ -55,35 +55,78 @@ def farthest_point_landmarks(vertices, count: int = Settings.landmarks) -> np.nd
 
 
 def propagate(anchor_vertices, faces, landmark_ids, landmark_positions, confidence, **settings) -> np.ndarray:
-    """Vertices per frame (T, Nv, 3) float32 from landmark tracks (T, L, 3) with confidence (T, L)."""
-    cfg = DeformSettings.from_kwargs(**settings)
-    X = torch.as_tensor(np.asarray(anchor_vertices), dtype=torch.float64)
-    ids = torch.as_tensor(np.asarray(landmark_ids), dtype=torch.long)
-    P = torch.as_tensor(np.asarray(landmark_positions), dtype=torch.float64)
-    C = torch.as_tensor(np.asarray(confidence), dtype=torch.float64)
-    _check_inputs(X, ids, P, C)
-    diag = float((X.max(0).values - X.min(0).values).norm())
-    k_table = max(cfg.procrustes_neighbours, cfg.skin_neighbours + 1)
-    dist, src = (torch.from_numpy(a) for a in nearest_landmarks(X.numpy(), np.asarray(faces), ids.numpy(), k_table))
-    C = torch.where(C >= cfg.min_confidence, C, torch.zeros_like(C))
-    P, C = smooth_tracks(P, C, cfg.smooth_sigma)
-    R, t, valid = local_rigid_fits(X[ids], P, C, src[ids, : cfg.procrustes_neighbours])
-    R, t = fill_invalid(R, t, valid, src[ids])
-    sigma = max(cfg.skin_sigma * diag, _EPS)
-    return skin(X, dist[:, : cfg.skin_neighbours + 1], src[:, : cfg.skin_neighbours + 1], R, t, valid, sigma)
+    """Vertices per frame (T, Nv, 3) float32 from landmark tracks (T, L, 3) with confidence (T, L).
+
+    The DESIGN 6 contract; a run with many windows calls ``Skinning.prepare`` once per anchor and
+    ``Skinning.move`` per window instead (same numbers: this is exactly those two calls)."""
+    return Skinning.prepare(anchor_vertices, faces, landmark_ids, **settings).move(landmark_positions, confidence)
 
 
-def _check_inputs(X, ids, P, C) -> None:
-    T, L = C.shape
-    if P.shape != (T, L, 3) or ids.shape != (L,) or X.ndim != 2 or X.shape[1] != 3:
-        raise ValueError(
-            f"propagate shapes disagree: anchor {tuple(X.shape)}, landmark_ids {tuple(ids.shape)}, "
-            f"positions {tuple(P.shape)}, confidence {tuple(C.shape)}"
-        )
-    if L < 3:
-        raise ValueError(f"propagate needs at least 3 landmarks, got {L}")
-    if ids.unique().numel() != L or ids.min() < 0 or ids.max() >= X.shape[0]:
+@dataclass(frozen=True)
+class Skinning:
+    """What dense motion needs that depends only on the anchor: geodesic neighbourhoods, skin weights.
+
+    Computing it is the costly part (geodesics: seconds on a 20k-vertex mesh); moving a window of
+    frames is then a few batched tensor ops on ``device``."""
+
+    cfg: DeformSettings
+    vertices: torch.Tensor  # (Nv, 3) anchor positions
+    landmark_ids: torch.Tensor  # (L,)
+    fit_neighbours: torch.Tensor  # (L, procrustes_neighbours) landmark indices, column 0 = itself
+    fill_neighbours: torch.Tensor  # (L, k) nearest landmarks of each landmark, for borrowed transforms
+    skin_weights: torch.Tensor  # (Nv, skin_neighbours) unnormalised geodesic-Gaussian weights
+    skin_sources: torch.Tensor  # (Nv, skin_neighbours) landmark index of each weight (clamped >= 0)
+
+    @classmethod
+    def prepare(cls, anchor_vertices, faces, landmark_ids, device="cpu", **settings) -> Skinning:
+        cfg = DeformSettings.from_kwargs(**settings)
+        X = torch.as_tensor(np.asarray(anchor_vertices), dtype=torch.float64)
+        ids = torch.as_tensor(np.asarray(landmark_ids), dtype=torch.long)
+        _check_anchor(X, ids)
+        diag = float((X.max(0).values - X.min(0).values).norm())
+        k_table = max(cfg.procrustes_neighbours, cfg.skin_neighbours + 1)
+        dist, src = (torch.from_numpy(a) for a in nearest_landmarks(X.numpy(), np.asarray(faces), ids.numpy(), k_table))
+        k = cfg.skin_neighbours
+        weights, sources = skin_weights(dist[:, : k + 1], src[:, : k + 1], max(cfg.skin_sigma * diag, _EPS))
+        dtype = _dtype(device)
+        return cls(cfg, X.to(device, dtype), ids.to(device), src[ids, : cfg.procrustes_neighbours].to(device),
+                   src[ids].to(device), weights.to(device, dtype), sources.to(device))
+
+    @property
+    def device(self) -> torch.device:
+        return self.vertices.device
+
+    def move(self, landmark_positions, confidence) -> np.ndarray:
+        """Vertices per frame (T, Nv, 3) float32 from landmark tracks (T, L, 3) with confidence (T, L)."""
+        dtype, dev = self.vertices.dtype, self.device
+        P = torch.as_tensor(np.asarray(landmark_positions), dtype=dtype).to(dev)
+        C = torch.as_tensor(np.asarray(confidence), dtype=dtype).to(dev)
+        _check_tracks(P, C, self.landmark_ids.shape[0])
+        C = torch.where(C >= self.cfg.min_confidence, C, torch.zeros_like(C))
+        P, C = smooth_tracks(P, C, self.cfg.smooth_sigma)
+        R, t, valid = local_rigid_fits(self.vertices[self.landmark_ids], P, C, self.fit_neighbours)
+        R, t = fill_invalid(R, t, valid, self.fill_neighbours)
+        return skin(self.vertices, self.skin_weights, self.skin_sources, R, t, valid)
+
+
+def _dtype(device) -> torch.dtype:
+    """float64 where the device has it (the Procrustes fits of nearly flat neighbourhoods need it)."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
+
+
+def _check_anchor(X, ids) -> None:
+    if ids.ndim != 1 or X.ndim != 2 or X.shape[1] != 3:
+        raise ValueError(f"propagate shapes disagree: anchor {tuple(X.shape)}, landmark_ids {tuple(ids.shape)}")
+    if ids.shape[0] < 3:
+        raise ValueError(f"propagate needs at least 3 landmarks, got {ids.shape[0]}")
+    if ids.unique().numel() != ids.shape[0] or ids.min() < 0 or ids.max() >= X.shape[0]:
         raise ValueError("landmark_ids must be distinct anchor vertex indices")
+
+
+def _check_tracks(P, C, L: int) -> None:
+    if C.ndim != 2 or C.shape[1] != L or P.shape != (C.shape[0], L, 3):
+        raise ValueError(f"propagate shapes disagree: {L} landmark_ids, positions {tuple(P.shape)}, "
+                         f"confidence {tuple(C.shape)}")
 
 
 # ------------------------------------------------------------------------ geodesics
@@ -175,7 +218,7 @@ def smooth_tracks(P, C, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
     if sigma <= 0:
         return P, C
     T = C.shape[0]
-    tt = torch.arange(T, dtype=P.dtype)
+    tt = torch.arange(T, dtype=P.dtype, device=P.device)
     dt = tt[None] - tt[:, None]  # (t, s): s - t
     g = torch.exp(-0.5 * (dt / sigma) ** 2)
     g = g * (g > 1e-4)
@@ -227,26 +270,26 @@ def fill_invalid(R, t, valid, neighbours) -> tuple[torch.Tensor, torch.Tensor]:
     identity as the last resort. Stand-ins get a tiny skin weight (see ``skin``).
     """
     T = valid.shape[0]
-    tt = torch.arange(T, dtype=torch.float64)
+    tt = torch.arange(T, dtype=t.dtype, device=t.device)
     gap = (tt[:, None] - tt[None]).abs() + (tt[None] > tt[:, None]) * 0.5  # prefer earlier frames
     cost = gap[:, :, None] + torch.where(valid, 0.0, float("inf"))[None]  # (T, T_src, L)
     best = cost.argmin(dim=1)  # (T, L)
     found = torch.isfinite(cost.min(dim=1).values)
-    lidx = torch.arange(valid.shape[1])
+    lidx = torch.arange(valid.shape[1], device=valid.device)
     R, t = R[best, lidx], t[best, lidx]
     for col in range(1, neighbours.shape[1]):  # borrow from the nearest fitted neighbour landmark
         nb = neighbours[:, col].clamp_min(0)
         take = ~found & found[:, nb] & (neighbours[:, col] >= 0)
         R, t = torch.where(take[..., None, None], R[:, nb], R), torch.where(take[..., None], t[:, nb], t)
         found = found | take
-    eye = torch.eye(3, dtype=R.dtype).expand_as(R)
+    eye = torch.eye(3, dtype=R.dtype, device=R.device).expand_as(R)
     R = torch.where(found[..., None, None], R, eye)
     t = torch.where(found[..., None], t, torch.zeros_like(t))
     return R, t
 
 
-def skin(X, dist, src, R, t, valid, sigma: float) -> np.ndarray:
-    """Geodesic-Gaussian blend of the nearest landmarks' transforms applied to anchor positions.
+def skin_weights(dist, src, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Geodesic-Gaussian skin weights (Nv, k) of each vertex's k nearest landmarks, and their indices.
 
     dist/src (Nv, k+1): the last column only sets the cutoff, ``w = g(d) - g(d_{k+1})``, so a
     landmark's weight reaches zero exactly when it leaves a vertex's k nearest (no seams).
@@ -256,14 +299,25 @@ def skin(X, dist, src, R, t, valid, sigma: float) -> np.ndarray:
     d2 = dist**2
     g = torch.exp(-0.5 * (d2 - d2.min(dim=1, keepdim=True).values) / sigma**2)
     base = torch.clamp(g[:, :-1] - g[:, -1:], min=0.0) + _EPS * g[:, :-1]
-    nearest_src = src[:, :-1].clamp_min(0)
-    base = base * (src[:, :-1] >= 0)
+    return base * (src[:, :-1] >= 0), src[:, :-1].clamp_min(0)
+
+
+_SKIN_BLOCK = 1 << 24  # elements of the (frames, Nv, k, 12) gather per batched step (128 MiB in float64)
+
+
+def skin(X, base, nearest_src, R, t, valid) -> np.ndarray:
+    """The skin weights' blend of the landmarks' transforms applied to anchor positions, frames batched.
+
+    A transform borrowed from another frame or landmark (``valid`` false) keeps a tiny weight."""
     affine = torch.cat([R, t[..., None]], dim=-1).flatten(-2)  # (T, L, 12): [R | t] rows
     X_h = torch.cat([X, torch.ones_like(X[:, :1])], dim=1)
-    out = np.empty((R.shape[0], X.shape[0], 3), dtype=np.float32)
-    for f in range(R.shape[0]):
-        w = base * torch.where(valid[f, nearest_src], 1.0, _FILLED_WEIGHT)
-        w = w / w.sum(dim=1, keepdim=True).clamp_min(_EPS)
-        blended = torch.einsum("vk,vkm->vm", w, affine[f, nearest_src]).view(-1, 3, 4)
-        out[f] = torch.einsum("vab,vb->va", blended, X_h).numpy()
+    T = R.shape[0]
+    out = np.empty((T, X.shape[0], 3), dtype=np.float32)
+    step = max(1, _SKIN_BLOCK // max(1, base.numel() * 12))
+    for a in range(0, T, step):
+        b = min(a + step, T)
+        w = base * torch.where(valid[a:b, nearest_src], 1.0, _FILLED_WEIGHT)  # (n, Nv, k)
+        w = w / w.sum(dim=2, keepdim=True).clamp_min(_EPS)
+        blended = torch.einsum("fvk,fvkm->fvm", w, affine[a:b, nearest_src]).unflatten(-1, (3, 4))
+        out[a:b] = torch.einsum("fvab,vb->fva", blended, X_h).float().cpu().numpy()
     return out

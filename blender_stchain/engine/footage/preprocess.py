@@ -383,11 +383,13 @@ def clip_crop_map(
     clip, padding_ratio: float = PADDING_RATIO, cfg: ProcessorConfig = ProcessorConfig(), chunk: int = 16
 ) -> CropMap:
     """The shared crop of a whole clip, streamed ``chunk`` frames at a time so long clips never sit in
-    memory. ``clip`` needs ``count``, ``size`` (W, H) and ``read_range(a, b) -> (rgb, masks | None)``
-    (``engine.footage.Footage``); a clip without masks is cropped to the whole frame."""
+    memory. ``clip`` needs ``count``, ``size`` (W, H) and ``read_masks(a, b) -> masks | None`` or
+    ``read_range(a, b) -> (rgb, masks | None)`` (``engine.footage.Footage`` has both; with
+    ``read_masks`` no frame is decoded for the crop); a clip without masks is cropped to the whole frame."""
     boxes = []
     for a in range(0, clip.count, chunk):
-        _, masks = clip.read_range(a, min(a + chunk, clip.count))
+        b = min(a + chunk, clip.count)
+        masks = clip.read_masks(a, b) if hasattr(clip, "read_masks") else clip.read_range(a, b)[1]
         if masks is None:
             return crop_map(clip.size, (0, 0, *clip.size), padding_ratio, cfg)
         boxes.append(frame_bboxes(alpha_from_mask(masks)))

@@ -88,6 +88,12 @@ class Footage:
         masks = np.stack([f[1] for f in frames]) if frames and frames[0][1] is not None else None
         return rgb, masks
 
+    def read_masks(self, a: int, b: int) -> np.ndarray | None:
+        """Masks of frames ``a <= i < b`` (n, H, W) float32 or None; a mask folder decodes no frame."""
+        if not self._masks.per_frame or a >= b:
+            return None
+        return np.stack([fit_mask(self._masks.read(self._index[i]), self.size) for i in range(a, b)])
+
     def close(self) -> None:
         self._frames.close()
 

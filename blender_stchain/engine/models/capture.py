@@ -28,20 +28,27 @@ MAX_CHUNK_ELEMENTS = 1 << 26  # logits per probe block (256 MB in fp32)
 
 
 def attention_probs(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """softmax(q kᵀ / √d) in fp32 for q (..., R, d), k (..., S, d) -> (..., R, S)."""
-    logits = torch.matmul(q.float(), k.float().transpose(-1, -2)) * q.shape[-1] ** -0.5
+    """softmax(q kᵀ / √d) for q (..., R, d), k (..., S, d) -> (..., R, S) fp32.
+
+    fp32 inputs: the logits in fp32 and scaled after the product (the parity fixtures' order). bf16/fp16
+    inputs (a GPU run's compute precision): the scale folded into q and the product in that precision,
+    the softmax accumulated in fp32 (half the traffic of fp32 logits, no fp32 copies of q and k)."""
+    scale = q.shape[-1] ** -0.5
+    if q.dtype in (torch.bfloat16, torch.float16) and q.dtype == k.dtype:
+        return torch.softmax(torch.matmul(q * scale, k.transpose(-1, -2)), dim=-1, dtype=torch.float32)
+    logits = torch.matmul(q.float(), k.float().transpose(-1, -2)) * scale
     return torch.softmax(logits, dim=-1)
 
 
 def head_mean_probs(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Head-averaged probabilities for q (H, R, d), k (H, S, d) -> (R, S), one head chunk at a time."""
+    """Head-averaged probabilities for q (H, R, d), k (H, S, d) -> (R, S) fp32, one head chunk at a time."""
     h, r, _ = q.shape
     chunk = max(1, MAX_CHUNK_ELEMENTS // max(1, r * k.shape[1]))
     total = None
     for i in range(0, h, chunk):
         part = attention_probs(q[i:i + chunk], k[i:i + chunk]).sum(0)
-        total = part if total is None else total + part
-    return total / h
+        total = part if total is None else total.add_(part)
+    return total.div_(h)
 
 
 class _Capture:

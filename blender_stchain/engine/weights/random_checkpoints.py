@@ -11,6 +11,7 @@ anything made from these weights is labelled a smoke test.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -55,31 +56,34 @@ def component_config(name: str, size: str) -> dict:
     return cfg
 
 
-def _generator(seed: int, part: str, key: str) -> torch.Generator:
+def _generator(seed: int, part: str, key: str, device="cpu") -> torch.Generator:
     digest = hashlib.sha256(f"{seed}:{part}:{key}".encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+    return torch.Generator(device).manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
 
 
-def random_tensor(part: str, key: str, shape: tuple[int, ...], shapes: dict, seed: int) -> torch.Tensor:
-    """One tensor, reproducible from (seed, part, key); the distribution follows the key's role."""
-    g = _generator(seed, part, key)
+def random_tensor(part: str, key: str, shape: tuple[int, ...], shapes: dict, seed: int, device="cpu") -> torch.Tensor:
+    """One tensor, reproducible from (seed, part, key, device type); the distribution follows the key's
+    role. ``device`` makes it there (the GPU bench builds full-size weights in memory this way)."""
+    g = _generator(seed, part, key, device)
+    rand = functools.partial(torch.rand, shape, generator=g, device=device)
+    randn = functools.partial(torch.randn, shape, generator=g, device=device)
     leaf = key.rsplit(".", 2)[-2] if "." in key else key
     if "norm" in leaf and len(shape) == 1:
         if key.endswith("weight"):
-            return torch.rand(shape, generator=g) + 0.5
-        return torch.randn(shape, generator=g) * 0.1
+            return rand() + 0.5
+        return randn() * 0.1
     if key.endswith("lambda1"):  # DINOv2 layer scale
-        return torch.rand(shape, generator=g) + 0.5
+        return rand() + 0.5
     if key.endswith(("cls_token", "mask_token")):
-        return torch.randn(shape, generator=g)
+        return randn()
     if key.endswith("position_embeddings"):
-        return torch.randn(shape, generator=g) * 0.5
+        return randn() * 0.5
     weight_shape = shape if len(shape) > 1 else shapes.get(key[: -len("bias")] + "weight", ())
     fan_in = math.prod(weight_shape[1:]) if len(weight_shape) > 1 else 100
     bound = 1.0 / math.sqrt(max(fan_in, 1))  # PyTorch's default Linear/Conv bound
-    out = (torch.rand(shape, generator=g) * 2 - 1) * bound
+    out = (rand() * 2 - 1) * bound
     if key.endswith("proj_query.weight"):
-        out *= _low_frequency_columns(shape[1])
+        out *= _low_frequency_columns(shape[1]).to(device)
     return out
 
 
