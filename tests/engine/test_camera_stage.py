@@ -15,7 +15,8 @@ from blender_stchain.engine.camera import stage
 from blender_stchain.engine.chain.window import WindowTracks
 from blender_stchain.engine.footage import open_footage
 from blender_stchain.engine.footage.preprocess import clip_crop_map
-from blender_stchain.engine.pipeline import PLANS, run
+from blender_stchain.engine.methods import method
+from blender_stchain.engine.pipeline import run
 from tests.conftest import DATA
 from tests.engine.attention_matches import accuracy, generate
 from tests.engine.test_pipeline import quick_job
@@ -50,7 +51,7 @@ def test_stage_recovers_the_camera_through_the_crop_and_reports_it(camel):
     assert np.allclose(matches.sigma, m.sigma, rtol=0.02)
     events = []
     sol = stage.run(matches, clip, m.vertices, m.faces, m.landmark_ids, Settings(), Reporter(events.append, None,
-                                                                                          PLANS["chain"]),
+                                                                                          method("chain").plan),
                     use_masks=False)  # the camel's masks are not this mesh's outline
     a = accuracy(sol, m)
     print(f"\nstage on {clip.source_size} footage: focal {100 * a['focal']:.2f}%, rotation max "
@@ -79,7 +80,7 @@ def test_unusable_matches_say_camera_not_estimated_in_events_and_metadata(camel)
     matches.put(0, m.points3d, m.points2d, m.weights, m.sigma)
     events = []
     sol = stage.run(matches, clip, m.vertices, m.faces, m.landmark_ids, Settings(), Reporter(events.append, None,
-                                                                                          PLANS["chain"]),
+                                                                                          method("chain").plan),
                     use_masks=False)  # the camel's masks are not this mesh's outline
     meta = stage.metadata(sol)
     assert meta["status"] == "not estimated" and meta["reason"]
