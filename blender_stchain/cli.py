@@ -1,42 +1,33 @@
 """Command line: ``python -m blender_stchain <command>``.
 
-- ``run``: footage -> ``result.safetensors`` without Blender (JSON progress lines on stdout).
+- ``run``: footage -> ``result.safetensors`` without Blender (a progress bar; JSON lines with ``--json``
+  or when stdout is not a terminal).
 - ``weights check|download|make-random``: manage checkpoints.
 - ``demo``: the README's main job (random ``small`` weights when no real ones are found: a smoke test).
 - ``preview``: a picture of a result drawn over its footage.
 - options only (``--footage ... --out X.blend``): the Blender headless job through the PyPI bpy module.
-Exit code 0 on success; otherwise non-zero with one clear line on stderr.
+Every command shares one option vocabulary (``contracts.options``) and one way to fail: one line
+``error: ...`` on stderr and the exit codes of ``contracts.errors`` (0 done, 1 error, 2 cancelled,
+3 internal error).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from .contracts.errors import StchainError
-from .contracts.options import add_job_options, parse_frames, parse_overrides
-
-
-def job_from_args(args, out: str | None = None):
-    from .contracts.job import JobSpec
-
-    return JobSpec(
-        footage=args.footage, out=out or args.out, weights=args.weights, masks=args.masks,
-        frames=parse_frames(args.frames), method=args.method, preset=args.preset, device=args.device,
-        precision=args.precision, settings=parse_overrides(args.set),
-        allow_random_weights=args.allow_random_weights,
-    )
+from .contracts.errors import EXIT_INTERNAL, StchainError, exit_code
+from .contracts.options import one_line, parse_job
 
 
 def cmd_run(argv) -> int:
-    p = argparse.ArgumentParser(prog="python -m blender_stchain run", description="footage -> result.safetensors")
-    add_job_options(p)
-    args = p.parse_args(argv)
+    a = parse_job(argv, "python -m blender_stchain run", blender=False)
+    from .contracts.events import Done
     from .engine.pipeline import run
-    from .engine.worker import emit
+    from .terminal import Printer
 
-    path = run(job_from_args(args), on_event=emit)
-    emit({"event": "done", "result": str(path)})
+    printer = Printer(a.json or None)
+    path = run(a.job, on_event=printer)
+    printer(Done(str(path)))
     return 0
 
 
@@ -73,16 +64,21 @@ def main(argv=None) -> int:
         print(__doc__.strip())
         return 0 if argv else 1
     command = COMMANDS.get(argv[0])
+    if command is None and not argv[0].startswith("--"):
+        sys.stderr.write(f"error: unknown command {argv[0]!r}; try: {', '.join(COMMANDS)} or job options\n")
+        return 1
+    return guarded(command, argv[1:]) if command is not None else guarded(cmd_blender, argv)
+
+
+def guarded(fn, argv) -> int:
+    """Run one command; any error is one ``error: ...`` line on stderr and its exit code (a bug: traceback, 3)."""
     try:
-        if command is not None:
-            return command(argv[1:])
-        if argv[0].startswith("--"):
-            return cmd_blender(argv)
-        sys.stderr.write(f"unknown command {argv[0]!r}; try: {', '.join(COMMANDS)} or job options\n")
-        return 1
-    except StchainError as e:
-        sys.stderr.write(f"error: {e}\n")
-        return 1
-    except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted\n")
-        return 130
+        return fn(argv)
+    except (StchainError, KeyboardInterrupt) as e:
+        sys.stderr.write(one_line(e if str(e) else "interrupted") + "\n")
+        return exit_code(e)
+    except Exception:  # noqa: BLE001 - a bug: show it whole
+        import traceback
+
+        traceback.print_exc()
+        return EXIT_INTERNAL

@@ -30,6 +30,7 @@ from .footage import open_footage
 from .footage.preprocess import CropMap, apply_crop, clip_crop_map
 from .geometry import surface
 from .memory import pin_heap, release_heap
+from .weights.preflight import require
 
 SMOKE = "SMOKE TEST: random weights (make-random), not a reconstruction; get the real weights with " \
         "`python -m blender_stchain weights download`"
@@ -59,6 +60,7 @@ def run(job: JobSpec, on_event=None, cancel=None) -> Path:
     rep = Reporter(on_event, cancel, PLANS[job.method])
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
+    require(job.weights, job.method, job.allow_random_weights)  # weights before a frame is decoded
     rep.progress("load", 0, message="reading footage")
     with warnings.catch_warnings():  # footage warnings travel as events below
         warnings.simplefilter("ignore")
@@ -77,6 +79,7 @@ def _run_clip(job, clip, settings, rep, seconds, t0) -> Path:
         rep.warning(SMOKE)
     cmap = clip_crop_map(clip)
     windows = plan_windows(clip.count, settings.window_size)
+    rep.resize("windows", PLANS[job.method]["windows"] * len(windows) / 4)  # the plan's cost is for 4 windows
     anchor_index = choose_anchor(_mask_areas(clip), windows[0], settings.anchor_frame)
     seconds["load"] = time.perf_counter() - t0
     rep.progress("load", 1, message="weights loaded")

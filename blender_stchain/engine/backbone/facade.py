@@ -13,6 +13,7 @@ import torch
 
 from ...contracts.errors import NumericalError, WeightsError
 from .. import weights
+from ..weights.preflight import PARTS, RANDOM_REFUSED, require  # noqa: F401 (re-exported)
 from ..device import Runtime, runtime
 from ..models.capture import (
     AnchorSelfAttention,
@@ -20,14 +21,6 @@ from ..models.capture import (
     ImageCrossAttention,
 )
 from . import sampling
-
-PARTS = {
-    "chain": ("image_encoder_dinov2", "dinov2", "transformer", "vae", "denoiser"),
-    "actionmesh": ("image_encoder_dinov2", "dinov2", "transformer", "vae", "denoiser", "autoencoder"),
-}
-RANDOM_REFUSED = ("the weights at {root} are random checkpoints made by make-random; pass "
-                  "--allow-random-weights to run a smoke test, or get the real weights with "
-                  "`python -m blender_stchain weights download`")
 
 
 def query_bucket(n: int, minimum: int = 256) -> int:
@@ -195,15 +188,9 @@ class _Both:
 
 def load_backbone(root, device="auto", precision="auto", method="chain", allow_random=False) -> Backbone:
     """Load the parts ``method`` needs from the weights root, strictly; refuse random ones unless allowed."""
-    root = weights.find_root(root)
-    missing = [p.name for p in weights.check(root).parts if p.state != "present" and p.name in PARTS[method]]
-    if missing:
-        raise WeightsError(f"weights missing or incomplete at {root} ({', '.join(missing)}); run `python -m "
-                           "blender_stchain weights download` or point --weights / STCHAIN_WEIGHTS at them")
+    root = require(root, method, allow_random)
     rt = runtime(device, precision)
     identities = [weights.weight_identity(root, name) for name in PARTS[method]]
-    if any(i["random"] for i in identities) and not allow_random:
-        raise WeightsError(RANDOM_REFUSED.format(root=root))
     models = {name: weights.load_component(root, name, device=rt.device) for name in PARTS[method]}
     cfg = weights.read_config(weights.component_folder(root, "denoiser"))
     return Backbone(rt, models, int(cfg.get("num_tokens_nominal", 2048)), int(cfg["in_channels"]), identities)
