@@ -23,7 +23,7 @@ def cmd_run(argv) -> int:
     a = parse_job(argv, "python -m blender_stchain run", blender=False)
     from .contracts.events import Done
     from .engine.pipeline import run
-    from .terminal import Printer
+    from .contracts.terminal import Printer
 
     printer = Printer(a.json or None)
     path = run(a.job, on_event=printer)

@@ -31,7 +31,16 @@ def draw_job(layout, context):
         col.operator(ops.STCHAIN_OT_generate.bl_idname, icon="MESH_MONKEY")
         if status.message:
             col.label(text=status.message)
+        draw_last_job(col, status)
         col.operator(ops.STCHAIN_OT_apply_result.bl_idname, icon="FILE_REFRESH")
+
+
+def draw_last_job(layout, status):
+    """The last job's mask source and every warning it left (job, camera, ...)."""
+    if status.mask_source:
+        layout.label(text=f"Mask source: {status.mask_source}", icon="MOD_MASK")
+    for w in status.warnings:
+        layout.label(text=w.text, icon="ERROR")
 
 
 class _JobPanel:

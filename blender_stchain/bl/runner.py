@@ -10,7 +10,6 @@ blocks (headless).
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import signal
@@ -19,6 +18,8 @@ import sys
 import threading
 from collections import deque
 from pathlib import Path
+
+from ..contracts.events import from_json
 
 FINAL = ("done", "error", "cancelled")
 WORKER_MODULE = "blender_stchain.engine.worker"
@@ -71,8 +72,18 @@ class _Base:
         self._queue.put(final)
 
 
-def worker_args(job_path, module: str = WORKER_MODULE) -> list[str]:
-    return ["-m", module, str(job_path)]
+def worker_args(job_path, module: str = WORKER_MODULE, check: bool = False) -> list[str]:
+    return ["-m", module, *(["--check"] if check else []), str(job_path)]
+
+
+def check_job(job_path, module: str = WORKER_MODULE, *, python=None, pythonpath=()) -> None:
+    """Ask the worker whether the job can run (settings, weights; no torch, no footage): raises
+    StchainError with its one line when not. Blender runs this before it decodes a frame."""
+    from ..contracts.errors import StchainError
+
+    final = ProcessRunner(worker_args(job_path, module, check=True), python=python, pythonpath=pythonpath).start().wait()
+    if final.get("event") != "done":
+        raise StchainError(final.get("message") or "the job cannot run")
 
 
 class ProcessRunner(_Base):
@@ -157,6 +168,8 @@ class ProcessRunner(_Base):
             why = "killed (out of memory?)" if name == "SIGKILL" else f"stopped by {name}"
             return f"the worker was {why}; nothing was written"
         last = self._stderr[-1] if self._stderr else "no message"
+        if last.startswith("error: "):  # a user-facing line (contracts.options.one_line): it says it all
+            return last[len("error: "):]
         return f"the worker failed (exit code {code}): {last}"
 
 
@@ -195,12 +208,6 @@ class ThreadRunner(_Base):
         self._finish(final)
 
 
-def _parse(line: str) -> dict | None:
-    line = line.strip()
-    if not line:
-        return None
-    try:
-        event = json.loads(line)
-    except json.JSONDecodeError:
-        return {"event": "log", "message": line}
-    return event if isinstance(event, dict) and "event" in event else {"event": "log", "message": line}
+def _parse(line: str):
+    """One stdout line -> a typed event (``contracts.events``); plain text becomes a ``log`` event."""
+    return from_json(line)

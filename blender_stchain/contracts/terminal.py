@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from .contracts.events import Event, Progress, from_dict
+from .events import Event, Progress, from_dict
 
 
 def format_eta(seconds: float) -> str:
@@ -45,7 +45,7 @@ class Printer:
 
     def say(self, text: str) -> None:
         """A plain line for a person (JSON mode: a ``log`` event)."""
-        from .contracts.events import Log
+        from .events import Log
 
         self(Log(text))
 
