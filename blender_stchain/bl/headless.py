@@ -45,9 +45,7 @@ def _run(a: JobArgs) -> int:
 
 def _generate(bpy, a: JobArgs) -> int:
     job = a.job
-    footage = Path(job.footage).expanduser().resolve()
-    if not footage.exists():
-        raise StchainError(f"--footage {footage} does not exist")
+    footage = Path(job.footage).expanduser().resolve()  # parse_job checked that it exists
     if a.blender_mask and a.blender_mask not in bpy.data.masks:
         raise StchainError(f"--blender-mask: no Mask named {a.blender_mask!r} in this .blend")
     if not bpy.data.filepath:
@@ -105,8 +103,11 @@ def write_blend_file(result_path, blend_path) -> Path:
     result = load_result(result_path)
     footage = result.metadata.get("footage", {})
     fps = footage.get("fps")
+    from .ops import camera_status
+
     options = scene_writer.WriteOptions(fps=float(Fraction(fps)) if fps else None, footage=_first_image(footage.get("path")),
-                                        metadata={"result": str(result_path), "result_metadata": result.metadata})
+                                        metadata={"result": str(result_path), "result_metadata": result.metadata,
+                                                  "mask_source": "alpha", "camera_status": camera_status(result.metadata)})
     scene_writer.apply(result, bpy.context.scene, options)
     blend_path = Path(blend_path).resolve()
     bpy.ops.wm.save_as_mainfile(filepath=str(blend_path))

@@ -151,7 +151,7 @@ class Reporter:
         self.start = clock()
         self.fraction = 0.0
         self._stage: str | None = None
-        self._stage_start = self.start
+        self._stage_start = self._last = self.start
         self._spent: dict[str, float] = {}  # seconds of finished stages
 
     def resize(self, stage: str, cost: float) -> None:
@@ -165,10 +165,11 @@ class Reporter:
     def progress(self, stage: str, done: float, total: float = 1.0, message: str = "") -> None:
         """Report ``done/total`` of ``stage`` and raise Cancelled if the user asked to stop."""
         now = self.clock()
-        if stage != self._stage:
+        if stage != self._stage:  # a stage starts where the previous report left off
             if self._stage is not None:
-                self._spent[self._stage] = self._spent.get(self._stage, 0.0) + now - self._stage_start
-            self._stage, self._stage_start = stage, now
+                self._spent[self._stage] = self._spent.get(self._stage, 0.0) + self._last - self._stage_start
+            self._stage, self._stage_start = stage, self._last
+        self._last = now
         part = min(1.0, max(0.0, done / total if total else 1.0))
         base, span = self._offset(stage)
         self.fraction = min(1.0, max(self.fraction, base + span * part))

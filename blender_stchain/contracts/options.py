@@ -14,8 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from .errors import StchainError, UsageError
+from .errors import FootageError, StchainError, UsageError
 from .job import DEVICES, METHODS, PRECISIONS, JobSpec
 from .settings import PRESETS, RANGES, check
 
@@ -120,6 +121,8 @@ def parse_job(argv, prog: str, *, blender: bool) -> JobArgs:
     if args.blender_mask and args.mask_source != "mask":
         raise UsageError("--blender-mask needs --mask-source mask")
     job = job_from_args(args)
+    if not Path(job.footage).expanduser().exists():  # a stat, before the weights check and any decoding
+        raise FootageError(f"footage not found: {job.footage}")
     known = {"footage", "out", "weights", "masks", "mask_source", "blender_mask", "device", "precision", "frames",
              "method", "preset", "write_mode", "set", "allow_random_weights", "json"}
     extra = {k: v for k, v in vars(args).items() if k not in known}

@@ -100,7 +100,9 @@ _KINDS = {"int": "a whole number", "float": "a number", "str": "a word"}
 def _kind(name: str) -> tuple[str, bool, bool]:
     """(element type name, None allowed, is a tuple) from the field's annotation."""
     text = str(next(f.type for f in fields(Settings) if f.name == name))
-    return text.split("[")[-1].split("|")[0].strip(" ]"), "None" in text, text.startswith("tuple")
+    many = text.startswith("tuple[")
+    element = text[len("tuple["):].split(",")[0] if many else text.split("|")[0]
+    return element.strip(" ]"), "None" in text, many
 
 
 def check(name: str, value) -> None:
@@ -114,7 +116,7 @@ def check(name: str, value) -> None:
         raise ValueError(f"setting {name} cannot be empty")
     items = value if many and isinstance(value, (list, tuple)) else [value]
     if many and not isinstance(value, (list, tuple)):
-        raise ValueError(f"setting {name} must be a list of {_KINDS[kind]}s, e.g. [0,1,2], got {value!r}")
+        raise ValueError(f"setting {name} must be a list of {_KINDS[kind].split(' ', 1)[1]}s, e.g. [0,1,2], got {value!r}")
     for v in items:
         _check_one(name, kind, v)
 

@@ -254,7 +254,8 @@ def _solve_camera(tracks: Tracks, clip, settings, rep):
         sol.warnings.append(f"camera not estimated ({why}); using a default front camera")
     for w in sol.warnings:
         rep.warning(w)
-    rep.progress("camera", 0.5, message=f"camera: median error {_median(sol.reprojection_error_px)} px")
+    err = _median(sol.reprojection_error_px)
+    rep.progress("camera", 0.5, message="camera: no valid matches" if err is None else f"camera: median error {err:.2f} px")
     return sol
 
 

@@ -28,6 +28,7 @@ BAD = [  # (extra options, the one line every entry point prints, exit code)
     (["--frames", "7:2"], "error: --frames 7:2: frames are 1-based and A <= B, e.g. 1:16", 1),
     (["--preset", "turbo"], "error: argument --preset: invalid choice: 'turbo' (choose from ", 1),  # argparse's words
     (["--device", "gpu"], "error: --device 'gpu' is not one of auto, cpu, cuda, cuda:N, mps", 1),
+    (["--footage", "/no/such/clip.mp4"], "error: footage not found: /no/such/clip.mp4", 1),  # before the weights
 ]
 
 
@@ -151,15 +152,17 @@ def test_stale_job_folders_are_cleaned(registered, temp_dir, tmp_path, monkeypat
 
 def test_fresh_session_blend_holds_only_our_objects(tmp_path):
     """`python -m blender_stchain OPTIONS` starts from Blender's factory scene (cube, light, camera); the saved
-    .blend holds only the job's mesh and camera."""
+    .blend holds only the job's mesh and camera. A video is decoded by Blender without its per-frame lines."""
     env = stub_env("ok")
     env["STCHAIN_WORKER_MODULE"] = "stub_worker"
     out = tmp_path / "fresh.blend"
-    p = subprocess.run([sys.executable, "-m", "blender_stchain", "--footage", CAMEL, "--frames", "1:3", "--out", str(out),
-                        "--json"], env=env, capture_output=True, text=True, timeout=180, cwd=REPO)
+    p = subprocess.run([sys.executable, "-m", "blender_stchain", "--footage", str(DATA / "videos" / "bear.mp4"),
+                        "--frames", "1:3", "--out", str(out), "--json"],
+                       env=env, capture_output=True, text=True, timeout=180, cwd=REPO)
     assert p.returncode == 0, p.stderr[-2000:]
     events = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
     assert events and all("event" in e for e in events)
+    assert "Saved: " not in p.stdout + p.stderr
     check = ("import bpy, json; bpy.ops.wm.open_mainfile(filepath=%r); "
              "print(json.dumps(sorted(o.name for o in bpy.data.objects)))" % str(out))
     q = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
