@@ -32,6 +32,7 @@ PLATFORM_TAGS = {  # extension platform -> pip --platform tags (newest first)
 }
 PYTHONS = {"3.11": "cp311", "3.13": "cp313"}
 BLENDER_LINE = {"3.11": ("4.2.0", "5.1.0"), "3.13": ("5.1.0", None)}  # min, max (exclusive)
+NOT_SHIPPED = ("batch",)  # cluster-side code (Ray): it never runs inside Blender, so the zip does not carry it
 NEVER_BUNDLE = {"numpy", "requests", "urllib3", "idna", "certifi", "charset-normalizer", "zstandard",
                 "cython", "setuptools"}
 VENV_PYTHONS = [p for p in (ROOT / ".venv" / "bin" / "python", ROOT / ".venv" / "Scripts" / "python.exe") if p.exists()]
@@ -132,7 +133,7 @@ def manifest_text(template: str, wheels: list[str], pythons, platforms) -> str:
 def stage(stage_dir: Path, wheels: list[Path], pythons, platforms) -> Path:
     src = stage_dir / "blender_stchain"
     shutil.rmtree(stage_dir, ignore_errors=True)
-    shutil.copytree(PACKAGE, src, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(PACKAGE, src, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", *NOT_SHIPPED))
     (src / "wheels").mkdir()
     for w in wheels:
         shutil.copy2(w, src / "wheels" / w.name)

@@ -5,6 +5,7 @@
 - ``weights check|download|make-random``: manage checkpoints.
 - ``demo``: the README's main job (random ``small`` weights when no real ones are found: a smoke test).
 - ``preview``: a picture of a result drawn over its footage.
+- ``batch``: many clips on long-lived Ray workers (``blender_stchain.batch``; the ``[batch]`` extra).
 - options only (``--footage ... --out X.blend``): the Blender headless job through the PyPI bpy module.
 Every command shares one option vocabulary (``contracts.options``) and one way to fail: one line
 ``error: ...`` on stderr and the exit codes of ``contracts.errors`` (0 done, 1 error, 2 cancelled,
@@ -55,7 +56,13 @@ def cmd_blender(argv) -> int:
     return headless_main(argv)
 
 
-COMMANDS = {"run": cmd_run, "weights": cmd_weights, "demo": cmd_demo, "preview": cmd_preview}
+def cmd_batch(argv) -> int:
+    from .batch.cli import main as batch_main
+
+    return batch_main(argv)
+
+
+COMMANDS = {"run": cmd_run, "weights": cmd_weights, "demo": cmd_demo, "preview": cmd_preview, "batch": cmd_batch}
 
 
 def main(argv=None) -> int:

@@ -18,6 +18,7 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
 from typing import Callable, ClassVar
 
 from .errors import Cancelled as CancelledError
@@ -25,8 +26,9 @@ from .errors import Cancelled as CancelledError
 PROTOCOL_KEY = "event"
 
 
-class Event:
-    """Base of the records: wire form and dict-style reading."""
+class Event(Mapping):
+    """Base of the records: wire form, and read-only mapping access to it (``event["stage"]``,
+    ``event.get(...)``, ``{**event}``) so code written for the wire dicts keeps working."""
 
     kind: ClassVar[str] = ""
 
@@ -39,8 +41,11 @@ class Event:
     def __getitem__(self, key):
         return self.to_dict()[key]
 
-    def get(self, key, default=None):
-        return self.to_dict().get(key, default)
+    def __iter__(self):
+        return iter(self.to_dict())
+
+    def __len__(self):
+        return len(self.to_dict())
 
 
 @dataclass

@@ -88,6 +88,15 @@ def add_job_options(p: argparse.ArgumentParser, options=JOB_OPTIONS) -> None:
         p.add_argument(o.flag, **kw)
 
 
+JOB_SETTINGS = tuple(o for o in JOB_OPTIONS if o.flag not in ("--footage", "--out", "--json", "--mask-source")
+                     and not o.blender)  # a job's values but its footage and output (defaults of many jobs)
+
+
+def add_job_settings(p) -> None:
+    """Everything of a job but its footage and output (``batch`` takes these as every job's defaults)."""
+    add_job_options(p, JOB_SETTINGS)
+
+
 def job_parser(prog: str, description: str = "") -> OneLineParser:
     p = OneLineParser(prog=prog, description=description)
     add_job_options(p)
@@ -183,6 +192,6 @@ def one_line(e: BaseException) -> str:
     return f"error: {text}"
 
 
-__all__ = ["JOB_OPTIONS", "JobArgs", "MASK_SOURCES", "OneLineParser", "Option", "StchainError", "UsageError",
-           "add_job_options", "job_from_args", "job_parser", "one_line", "parse_frames", "parse_overrides",
+__all__ = ["JOB_OPTIONS", "JOB_SETTINGS", "JobArgs", "MASK_SOURCES", "OneLineParser", "Option", "StchainError", "UsageError",
+           "add_job_options", "add_job_settings", "job_from_args", "job_parser", "one_line", "parse_frames", "parse_overrides",
            "parse_job"]

@@ -54,7 +54,9 @@ class Tracks:
         self.points3d[start:stop], self.points2d[start:stop], self.weights[start:stop] = p3, p2, w
 
 
-def run(job: JobSpec, on_event=None, cancel=None) -> Path:
+def run(job: JobSpec, on_event=None, cancel=None, backbones=None) -> Path:
+    """``backbones``: a loader with ``load_backbone``'s signature; a long-lived batch worker passes its
+    cache so the weights load once for many clips (same models, same result)."""
     pin_heap()
     settings = job.resolved_settings()
     rep = Reporter(on_event, cancel, PLANS[job.method])
@@ -66,15 +68,15 @@ def run(job: JobSpec, on_event=None, cancel=None) -> Path:
         warnings.simplefilter("ignore")
         clip = open_footage(job.footage, masks=job.masks, frames=job.frames)
     try:
-        return _run_clip(job, clip, settings, rep, seconds, t0)
+        return _run_clip(job, clip, settings, rep, seconds, t0, backbones or load_backbone)
     finally:
         clip.close()
 
 
-def _run_clip(job, clip, settings, rep, seconds, t0) -> Path:
+def _run_clip(job, clip, settings, rep, seconds, t0, load) -> Path:
     for w in clip.warnings:
         rep.warning(w)
-    backbone = load_backbone(job.weights, job.device, job.precision, job.method, job.allow_random_weights)
+    backbone = load(job.weights, job.device, job.precision, job.method, job.allow_random_weights)
     if backbone.is_random:
         rep.warning(SMOKE)
     cmap = clip_crop_map(clip)

@@ -22,6 +22,7 @@ def test_lock_files_and_wheel_plan():
     assert len(torch) == 6  # one torch per Python x platform
     assert torch[("3.11", "linux-x64")].spec.endswith("+cpu") and torch[("3.11", "linux-x64")].index
     assert not {req.name for _, _, req in plan} & build_addon.NEVER_BUNDLE
+    assert "ray" not in {req.name for _, _, req in plan}  # batch runs are cluster-side, never bundled
     cmd = build_addon.pip_download_cmd("3.13", "windows-x64", torch[("3.13", "windows-x64")], REPO / "x")
     assert cmd[cmd.index("--python-version") + 1] == "3.13" and "win_amd64" in cmd and "--only-binary=:all:" in cmd
     with pytest.raises(SystemExit, match="ships with Blender"):
@@ -49,6 +50,7 @@ def test_zips_per_platform(zips):
         manifest = z.read("blender_manifest.toml").decode()
     assert "__init__.py" in names and "bl/scene_writer.py" in names and "contracts/result.py" in names
     assert not any("__pycache__" in n for n in names)
+    assert not any(n.startswith("batch/") or "ray" in n.split("/")[-1].split("-")[0] for n in names)
     assert 'platforms = ["linux-x64"]' in manifest and "files =" in manifest and "network =" in manifest
 
 

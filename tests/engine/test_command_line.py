@@ -24,6 +24,7 @@ def test_events_round_trip(record):
     back = events.from_json(line)
     assert back == record and type(back) is type(record)
     assert back["event"] == record.kind and back.get("nope", 7) == 7  # reads like the wire dict
+    assert {**back} == json.loads(line) and dict(back) == back.to_dict()
 
 
 def test_unknown_lines_become_log_events():

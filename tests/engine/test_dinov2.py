@@ -48,8 +48,21 @@ def test_tiny_config_is_the_fixture_config():
 
 
 def test_unsupported_config_is_a_clear_error():
-    with pytest.raises(WeightsError, match="swiglu"):
-        Dinov2Config.from_dict({**DINOV2_CONFIGS["full"], "use_swiglu_ffn": True})
+    with pytest.raises(WeightsError, match="hidden_act 'gelu_fast' is not supported"):
+        Dinov2Config.from_dict({**DINOV2_CONFIGS["full"], "hidden_act": "gelu_fast"})
+
+
+def test_swiglu_mlp_computes_silu_gate_times_value():
+    """dinov2-giant's MLP: weights_out(silu(x1) * x2) with [x1 | x2] = weights_in(x), 8-rounded 2/3 width."""
+    torch.manual_seed(0)
+    model = Dinov2Model.from_config({**DINOV2_CONFIGS["tiny"], "use_swiglu_ffn": True})
+    mlp = model.encoder.layer[0].mlp
+    assert mlp.weights_in.weight.shape == (2 * 88, 32)  # int(128 * 2 / 3) = 85 -> 88
+    x = torch.randn(3, 32)
+    w, b = mlp.weights_in.weight, mlp.weights_in.bias
+    gate, value = x @ w[:88].T + b[:88], x @ w[88:].T + b[88:]
+    expect = (gate * torch.sigmoid(gate) * value) @ mlp.weights_out.weight.T + mlp.weights_out.bias
+    assert torch.allclose(mlp(x), expect, atol=1e-6)
 
 
 def test_small_model_on_real_frames():

@@ -13,7 +13,7 @@ import torch
 
 from blender_stchain.contracts.errors import Cancelled
 from blender_stchain.engine.backbone import sampling
-from tests.engine.parity import assert_exact, assert_rel, load_case, manifest
+from tests.engine.parity import assert_exact, assert_rel, fixture_sets, load_case, manifest
 
 NAMES = {c["name"] for c in manifest()["cases"]}
 
@@ -114,8 +114,9 @@ def test_schedules_exact_against_fixture_tables():
     assert_exact(s, torch.tensor(s0.info["sigmas"]), "stage0 sigmas")
 
 
-def test_ar_windows_match_reference_table():
-    case = load_case("actionmesh_stage1")
+@pytest.mark.parametrize("root", fixture_sets(), ids=lambda p: p.name)
+def test_ar_windows_match_reference_table(root):
+    case = load_case("actionmesh_stage1", root)
     table = json.loads((case.dir / "ar_windows.json").read_text())
     count = 0
     for group, cases in table.items():

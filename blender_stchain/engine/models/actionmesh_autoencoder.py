@@ -10,39 +10,49 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...contracts.errors import WeightsError
 from .configs import architecture
 from .layers import ACTIONMESH_NAMES, Block, alpha_sinusoid, fourier_features, rope_tables
+from .shapes import AutoencoderDims, autoencoder_dims
 
 
 class ActionMeshAutoencoder(nn.Module):
     ARCH = {"in_channels", "in_extra_channels", "out_dim", "latent_channels", "width", "num_layers",
             "num_attention_heads", "embed_frequency", "embed_include_pi", "prediction_mode"}
 
-    def __init__(self, in_channels: int = 3, in_extra_channels: int = 3, out_dim: int = 3,
-                 latent_channels: int = 64, width: int = 1024, num_layers: int = 16, num_attention_heads: int = 8,
-                 embed_frequency: int = 8, embed_include_pi: bool = False, prediction_mode: str = "direct"):
+    def __init__(self, dims: AutoencoderDims):
         super().__init__()
-        if prediction_mode != "direct":
-            raise NotImplementedError(f"ActionMesh autoencoder: prediction_mode {prediction_mode!r} is not supported")
-        self.width, self.head_dim = width, width // num_attention_heads
-        self.in_channels, self.freqs, self.include_pi = in_channels, embed_frequency, embed_include_pi
+        w, heads = dims.width, dims.heads
+        self.dims, self.width, self.head_dim = dims, w, dims.head_dim
+        self.in_channels, self.freqs, self.include_pi = dims.in_channels, dims.freqs, dims.include_pi
         self.blocks = nn.ModuleList(
-            [Block(width, num_attention_heads, ACTIONMESH_NAMES) for _ in range(num_layers)]
-            + [Block(width, num_attention_heads, ACTIONMESH_NAMES, self_attn=False, cross_dim=width,
-                     norm_cross=True)])
-        self.proj_query = nn.Linear(in_channels * (1 + 2 * embed_frequency) + in_extra_channels, width)
-        self.norm_out = nn.LayerNorm(width)
-        self.proj_out = nn.Linear(width, out_dim)
-        self.post_quant = nn.Linear(latent_channels, width)
+            [Block(w, heads, ACTIONMESH_NAMES) for _ in range(dims.layers)]
+            + [Block(w, heads, ACTIONMESH_NAMES, self_attn=False, cross_dim=w, norm_cross=True)])
+        self.proj_query = nn.Linear(dims.query_dim, w)
+        self.norm_out = nn.LayerNorm(w)
+        self.proj_out = nn.Linear(w, dims.out_dim)
+        self.post_quant = nn.Linear(dims.latent, w)
 
     @classmethod
     def from_config(cls, cfg: dict) -> "ActionMeshAutoencoder":
-        return cls(**architecture(cfg, cls.ARCH, "ActionMesh autoencoder"))
+        """Valid where the reference runs: 3D positions, α tokens as wide as the stream (width % 4 == 0),
+        an even head dim for RoPE."""
+        kw = architecture(cfg, cls.ARCH, "ActionMesh autoencoder")
+        if kw.get("prediction_mode", "direct") != "direct":
+            raise NotImplementedError(f"ActionMesh autoencoder: prediction_mode {kw['prediction_mode']!r} "
+                                      "is not supported")
+        dims = autoencoder_dims(kw)
+        if dims.in_channels != 3 or dims.width % 4 or dims.head_dim % 2:
+            raise WeightsError("ActionMesh autoencoder config: needs in_channels 3, width divisible by 4 and "
+                               "an even width / num_attention_heads")
+        return cls(dims)
 
     def embed_query(self, query: torch.Tensor) -> torch.Tensor:
-        """(B, V, 6) xyz + normal -> (B, V, 54) Fourier(xyz) ++ normal."""
-        xyz, extra = query[..., :self.in_channels], query[..., self.in_channels:]
-        return torch.cat([fourier_features(xyz, self.freqs, self.include_pi), extra], dim=-1)
+        """(B, V, 6) xyz + normal -> (B, V, 54) Fourier(xyz) ++ normal (no normal when in_extra_channels is 0)."""
+        embed = fourier_features(query[..., :self.in_channels], self.freqs, self.include_pi)
+        if not self.dims.extra_channels:  # the reference then ignores whatever follows xyz
+            return embed
+        return torch.cat([embed, query[..., self.in_channels:]], dim=-1)
 
     def alpha_tokens(self, source_alpha: torch.Tensor, target_alphas: torch.Tensor) -> torch.Tensor:
         """(B, K, W): [cos|sin](α_s) ++ [cos|sin](α_k), each W/2 wide; fp32."""

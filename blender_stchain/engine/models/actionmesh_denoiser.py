@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import torch
 
+from ...contracts.errors import WeightsError
 from .configs import architecture
 from .layers import ACTIONMESH_NAMES, Attention, rope_tables, run_unet_blocks
+from .shapes import FlowDims, denoiser_dims
 from .triposg_dit import FlowTransformer
 
 
@@ -18,14 +20,18 @@ class ActionMeshDenoiser(FlowTransformer):
     ARCH = {"width", "num_attention_heads", "num_layers", "in_channels", "cross_attention_dim", "mlp_ratio",
             "inflated_layers"}
 
-    def __init__(self, *, inflated_layers=None, **kw):
-        super().__init__(**kw)
-        self.heads = kw["num_attention_heads"]
+    def __init__(self, dims: FlowDims, inflated_layers=None):
+        super().__init__(dims)
+        self.heads = dims.heads
         self.inflated = set(range(len(self.blocks)) if inflated_layers is None else inflated_layers)
 
     @classmethod
     def from_config(cls, cfg: dict) -> "ActionMeshDenoiser":
-        return cls(**architecture(cfg, cls.ARCH, "ActionMesh denoiser"))
+        """``inflated_layers`` defaults to all layers only when absent (the reference's default is 0..20)."""
+        kw = architecture(cfg, cls.ARCH, "ActionMesh denoiser")
+        if kw["width"] // kw["num_attention_heads"] % 2:
+            raise WeightsError("ActionMesh denoiser config: width / num_attention_heads must be even (RoPE)")
+        return cls(denoiser_dims(kw), kw.get("inflated_layers", range(21)))
 
     def frame_times(self, diffusion_time: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B*T,) per-frame times, frame-major; known frames (mask 1) get t = 0.
@@ -39,7 +45,7 @@ class ActionMeshDenoiser(FlowTransformer):
     def rope(self, framestep: torch.Tensor, tokens_per_frame: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token RoPE tables (B*T, N+1, head_dim): window-relative frame index, same for all tokens."""
         pos = framestep - framestep.min(dim=1, keepdim=True).values
-        cos, sin = rope_tables(pos.reshape(-1), self.width // self.heads)
+        cos, sin = rope_tables(pos.reshape(-1), self.dims.head_dim)
         return tuple(x[:, None].expand(-1, tokens_per_frame, -1) for x in (cos, sin))
 
     def forward(self, hidden_states: torch.Tensor, context: torch.Tensor, framestep: torch.Tensor,

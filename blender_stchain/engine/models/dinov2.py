@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ...contracts.errors import WeightsError
+from .shapes import DINOV2_DEFAULTS, dinov2_mlp_hidden
 
 _FULL = {  # facebook/dinov2-large config.json (architectural keys)
     "architectures": ["Dinov2Model"],
@@ -54,40 +56,43 @@ DINOV2_CONFIGS: dict[str, dict] = {
 }
 
 
+# transformers ``ACT2FN`` entries a DINOv2 config may name (shape-neutral)
+ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "silu": F.silu, "swish": F.silu,
+               "gelu_pytorch_tanh": partial(F.gelu, approximate="tanh")}
+
+
 @dataclass(frozen=True)
 class Dinov2Config:
-    """The architectural subset of a ``Dinov2Config``; other config.json keys are ignored."""
+    """The architectural subset of a ``Dinov2Config`` (transformers defaults); other keys are ignored."""
 
-    hidden_size: int = 1024
-    num_hidden_layers: int = 24
-    num_attention_heads: int = 16
-    mlp_ratio: float = 4
-    image_size: int = 518
-    patch_size: int = 14
-    num_channels: int = 3
-    layer_norm_eps: float = 1e-6
-    layerscale_value: float = 1.0
-    qkv_bias: bool = True
-    use_mask_token: bool = True
-    use_swiglu_ffn: bool = False
-    hidden_act: str = "gelu"
+    hidden_size: int = DINOV2_DEFAULTS["hidden_size"]
+    num_hidden_layers: int = DINOV2_DEFAULTS["num_hidden_layers"]
+    num_attention_heads: int = DINOV2_DEFAULTS["num_attention_heads"]
+    mlp_ratio: float = DINOV2_DEFAULTS["mlp_ratio"]
+    image_size: int = DINOV2_DEFAULTS["image_size"]
+    patch_size: int = DINOV2_DEFAULTS["patch_size"]
+    num_channels: int = DINOV2_DEFAULTS["num_channels"]
+    layer_norm_eps: float = DINOV2_DEFAULTS["layer_norm_eps"]
+    layerscale_value: float = DINOV2_DEFAULTS["layerscale_value"]
+    qkv_bias: bool = DINOV2_DEFAULTS["qkv_bias"]
+    use_mask_token: bool = DINOV2_DEFAULTS["use_mask_token"]
+    use_swiglu_ffn: bool = DINOV2_DEFAULTS["use_swiglu_ffn"]
+    hidden_act: str = DINOV2_DEFAULTS["hidden_act"]
 
     @classmethod
     def from_dict(cls, cfg: dict) -> "Dinov2Config":
         known = {f.name for f in fields(cls)}
         config = cls(**{k: v for k, v in cfg.items() if k in known})
-        if config.use_swiglu_ffn or config.hidden_act != "gelu":
-            raise WeightsError(
-                "DINOv2 config: only the GELU MLP variant (dinov2-small/base/large) is supported, "
-                f"got use_swiglu_ffn={config.use_swiglu_ffn}, hidden_act={config.hidden_act!r}"
-            )
+        if config.hidden_act not in ACTIVATIONS:
+            raise WeightsError(f"DINOv2 config: hidden_act {config.hidden_act!r} is not supported; "
+                               f"supported: {', '.join(ACTIVATIONS)}")
         if config.hidden_size % config.num_attention_heads:
             raise WeightsError("DINOv2 config: hidden_size must be a multiple of num_attention_heads")
         return config
 
     @property
     def mlp_hidden(self) -> int:
-        return int(self.hidden_size * self.mlp_ratio)
+        return dinov2_mlp_hidden(self.hidden_size, self.mlp_ratio, self.use_swiglu_ffn)
 
 
 class _PatchEmbeddings(nn.Module):
@@ -177,11 +182,25 @@ class _LayerScale(nn.Module):
 class _Mlp(nn.Module):
     def __init__(self, c: Dinov2Config):
         super().__init__()
+        self.act = ACTIVATIONS[c.hidden_act]
         self.fc1 = nn.Linear(c.hidden_size, c.mlp_hidden)
         self.fc2 = nn.Linear(c.mlp_hidden, c.hidden_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class _SwiGLU(nn.Module):
+    """``use_swiglu_ffn`` (dinov2-giant): silu(x1)·x2 with [x1 | x2] = weights_in(x)."""
+
+    def __init__(self, c: Dinov2Config):
+        super().__init__()
+        self.weights_in = nn.Linear(c.hidden_size, 2 * c.mlp_hidden)
+        self.weights_out = nn.Linear(c.mlp_hidden, c.hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = self.weights_in(x).chunk(2, dim=-1)
+        return self.weights_out(F.silu(x1) * x2)
 
 
 class Dinov2Layer(nn.Module):
@@ -193,7 +212,7 @@ class Dinov2Layer(nn.Module):
         self.attention = _Attention(c)
         self.layer_scale1 = _LayerScale(c)
         self.norm2 = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
-        self.mlp = _Mlp(c)
+        self.mlp = _SwiGLU(c) if c.use_swiglu_ffn else _Mlp(c)
         self.layer_scale2 = _LayerScale(c)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:

@@ -59,9 +59,8 @@ class GELUProj(nn.Module):
 class FeedForward(nn.Module):
     """``ff.net = [GELUProj, dropout (no params), Linear]`` so keys read ``net.0.proj`` / ``net.2``."""
 
-    def __init__(self, dim: int, mult: float = 4.0):
+    def __init__(self, dim: int, inner: int):
         super().__init__()
-        inner = int(dim * mult)
         self.net = nn.ModuleList([GELUProj(dim, inner), nn.Identity(), nn.Linear(inner, dim)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -78,9 +77,9 @@ def _freqs(half: int, device=None) -> torch.Tensor:
 
 
 def time_sinusoid(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """diffusers ``Timesteps(dim, flip_sin_to_cos=False, shift=0)``: [sin | cos], computed in fp32."""
+    """diffusers ``Timesteps(dim, flip_sin_to_cos=False, shift=0)``: [sin | cos] in fp32 (odd ``dim``: zero-padded)."""
     a = t.float()[:, None] * _freqs(dim // 2, t.device)[None]
-    return torch.cat([torch.sin(a), torch.cos(a)], dim=-1)
+    return F.pad(torch.cat([torch.sin(a), torch.cos(a)], dim=-1), (0, dim % 2))
 
 
 def alpha_sinusoid(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -90,7 +89,7 @@ def alpha_sinusoid(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 class TimestepEmbedding(nn.Module):
-    """``time_proj``: sinusoid -> linear_1 -> exact GELU -> linear_2 (width -> 4 width -> width)."""
+    """``time_proj``: sinusoid -> linear_1 -> exact GELU -> linear_2 (width -> hidden -> width)."""
 
     def __init__(self, dim: int, hidden: int):
         super().__init__()
@@ -128,8 +127,9 @@ class Attention(nn.Module):
     """Multi-head attention with the checkpoints' heads-first fused packing.
 
     Self-attention packs ``[q | k | v]`` as (H, 3d); cross-attention packs ``[k | v]`` as (H, 2d) and
-    splits q normally. ``probes`` (installed by ``capture``) observe the q/k actually used; the output is
-    always SDPA's, so probing never changes it.
+    splits q normally; d = dim // H, so the projections are H·d wide (less than dim when H does not
+    divide it, as diffusers). ``probes`` (installed by ``capture``) see the q/k actually used, after
+    the output has been computed by the same SDPA call as without them, so probing cannot change it.
     """
 
     def __init__(self, dim: int, heads: int, kv_dim: Optional[int] = None, *, cross: bool = False,
@@ -137,15 +137,16 @@ class Attention(nn.Module):
         super().__init__()
         kv_dim = kv_dim or dim
         self.heads, self.head_dim, self.cross = heads, dim // heads, cross
+        inner = heads * self.head_dim
         if norm_cross:
             self.norm_cross = nn.LayerNorm(kv_dim)
-        self.to_q = nn.Linear(dim, dim, bias=False)
-        self.to_k = nn.Linear(kv_dim, dim, bias=False)
-        self.to_v = nn.Linear(kv_dim, dim, bias=False)
+        self.to_q = nn.Linear(dim, inner, bias=False)
+        self.to_k = nn.Linear(kv_dim, inner, bias=False)
+        self.to_v = nn.Linear(kv_dim, inner, bias=False)
         if qk_norm:
             self.norm_q = RMSNorm(self.head_dim)
             self.norm_k = RMSNorm(self.head_dim)
-        self.to_out = nn.ModuleList([nn.Linear(dim, dim)])
+        self.to_out = nn.ModuleList([nn.Linear(inner, dim)])
         self.probes: list[Probe] = []
 
     def qkv(self, x: torch.Tensor, context: Optional[torch.Tensor] = None,
@@ -173,9 +174,9 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None,
                 rope: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
         q, k, v = self.qkv(x, context, rope)
-        for probe in self.probes:
-            probe(q, k)
         out = F.scaled_dot_product_attention(q, k, v)
+        for probe in self.probes:  # after the output exists: a probe only reads q and k
+            probe(q, k)
         out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)
         return self.to_out[0](out)
 
@@ -191,6 +192,8 @@ class BlockNames:
     norm_ff: str
     skip_linear: str
     skip_norm: str
+    norm_xa2: str = "norm2_2"  # TripoSG's optional second cross-attention
+    xa2: str = "attn2_2"
 
 
 TRIPOSG_NAMES = BlockNames("norm1", "attn1", "norm2", "attn2", "norm3", "skip_linear", "skip_norm")
@@ -201,15 +204,17 @@ ACTIONMESH_NAMES = BlockNames("norm_s_attn", "s_attn", "norm_x_attn", "x_attn", 
 class Block(nn.Module):
     """Pre-norm residual block shared by all four models: [skip fuse] -> self -> cross -> FF.
 
-    Parts are optional (VAE cross-only / self-only blocks); names come from ``BlockNames``.
+    Parts are optional (VAE cross-only / self-only blocks); names come from ``BlockNames``. A second
+    cross-attention (TripoSG ``use_cross_attention_2``) reads its own context, from the same input.
     """
 
     def __init__(self, dim: int, heads: int, names: BlockNames, *, self_attn: bool = True,
                  cross_dim: Optional[int] = None, qk_norm: bool = False, norm_cross: bool = False,
-                 skip: bool = False, mlp_ratio: float = 4.0):
+                 skip: bool = False, ff_inner: Optional[int] = None, cross2_dim: Optional[int] = None):
         super().__init__()
         self.names = names
         self.has_sa, self.has_xa, self.has_skip = self_attn, cross_dim is not None, skip
+        self.has_xa2 = cross2_dim is not None
         if skip:
             self.add_module(names.skip_linear, nn.Linear(2 * dim, dim))
             self.add_module(names.skip_norm, FP32LayerNorm(dim))
@@ -220,8 +225,11 @@ class Block(nn.Module):
             self.add_module(names.norm_xa, FP32LayerNorm(dim))
             self.add_module(names.xa, Attention(dim, heads, cross_dim, cross=True, qk_norm=qk_norm,
                                                 norm_cross=norm_cross))
+        if cross2_dim is not None:
+            self.add_module(names.norm_xa2, FP32LayerNorm(dim))
+            self.add_module(names.xa2, Attention(dim, heads, cross2_dim, cross=True, qk_norm=qk_norm))
         self.add_module(names.norm_ff, FP32LayerNorm(dim))
-        self.ff = FeedForward(dim, mlp_ratio)
+        self.ff = FeedForward(dim, 4 * dim if ff_inner is None else ff_inner)
 
     def part(self, role: str) -> nn.Module:
         return getattr(self, getattr(self.names, role))
@@ -236,14 +244,17 @@ class Block(nn.Module):
 
     def forward(self, h: torch.Tensor, context: Optional[torch.Tensor] = None,
                 skip: Optional[torch.Tensor] = None, rope=None,
-                attend: Optional[Callable] = None) -> torch.Tensor:
+                attend: Optional[Callable] = None, context2: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``attend(attn, x, rope)`` overrides how the self-attention is applied (frame inflation)."""
         if self.has_skip:
             h = self.part("skip_norm")(self.part("skip_linear")(torch.cat([skip, h], dim=-1)))
         if self.has_sa:
             x = self.part("norm_sa")(h)
             h = h + (attend(self.part("sa"), x, rope) if attend else self.part("sa")(x, rope=rope))
-        if self.has_xa:
+        if self.has_xa2:  # both cross-attentions read the same h (the reference sums them)
+            h = h + self.part("xa")(self.part("norm_xa")(h), context) + self.part("xa2")(self.part("norm_xa2")(h),
+                                                                                        context2)
+        elif self.has_xa:
             h = h + self.part("xa")(self.part("norm_xa")(h), context)
         return h + self.ff(self.part("norm_ff")(h))
 

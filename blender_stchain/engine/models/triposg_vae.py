@@ -10,6 +10,7 @@ from torch import nn
 
 from .configs import architecture
 from .layers import TRIPOSG_NAMES, Block, fourier_features
+from .shapes import VAEDims, vae_dims
 
 DECODE_CHUNK = 50_000  # query points per decoder pass, as the reference
 
@@ -71,31 +72,31 @@ class TripoSGVAE(nn.Module):
     ARCH = {"in_channels", "latent_channels", "num_attention_heads", "width_encoder", "width_decoder",
             "num_layers_encoder", "num_layers_decoder", "embedding_type", "embed_frequency", "embed_include_pi"}
 
-    def __init__(self, in_channels: int = 3, latent_channels: int = 64, num_attention_heads: int = 8,
-                 width_encoder: int = 512, width_decoder: int = 1024, num_layers_encoder: int = 8,
-                 num_layers_decoder: int = 16, embedding_type: str = "frequency", embed_frequency: int = 8,
-                 embed_include_pi: bool = False):
+    def __init__(self, dims: VAEDims):
         super().__init__()
-        if embedding_type != "frequency":
-            raise NotImplementedError(f"TripoSG VAE: embedding_type {embedding_type!r} is not supported")
-        self.freqs, self.include_pi = embed_frequency, embed_include_pi
-        point_dim = in_channels * (1 + 2 * embed_frequency)
-        self.encoder = TripoSGEncoder(width_encoder, num_attention_heads, num_layers_encoder, point_dim + 3)
-        self.decoder = TripoSGDecoder(width_decoder, num_attention_heads, num_layers_decoder, point_dim)
-        self.quant = nn.Linear(width_encoder, 2 * latent_channels)
-        self.post_quant = nn.Linear(latent_channels, width_decoder)
+        self.dims = dims
+        self.freqs, self.include_pi = dims.freqs, dims.include_pi
+        # the encoder reads [Fourier(position), the in_channels feature channels (normals)]
+        self.encoder = TripoSGEncoder(dims.width_enc, dims.heads, dims.layers_enc, dims.point_dim + dims.in_channels)
+        self.decoder = TripoSGDecoder(dims.width_dec, dims.heads, dims.layers_dec, dims.point_dim)
+        self.quant = nn.Linear(dims.width_enc, 2 * dims.latent)
+        self.post_quant = nn.Linear(dims.latent, dims.width_dec)
 
     @classmethod
     def from_config(cls, cfg: dict) -> "TripoSGVAE":
-        return cls(**architecture(cfg, cls.ARCH, "TripoSG VAE"))
+        kw = architecture(cfg, cls.ARCH, "TripoSG VAE")
+        if kw.get("embedding_type", "frequency") != "frequency":
+            raise NotImplementedError(f"TripoSG VAE: embedding_type {kw['embedding_type']!r} is not supported")
+        return cls(vae_dims(kw))
 
     def embed(self, xyz: torch.Tensor) -> torch.Tensor:
         return fourier_features(xyz, self.freqs, self.include_pi)
 
     def encode(self, surface: torch.Tensor, sample_indices: torch.Tensor,
                eps: Optional[torch.Tensor] = None) -> Posterior:
-        """surface (B, P, 6) xyz + normals; sample_indices (N,) the token seeds (e.g. FPS); eps (B, N, C)."""
-        feat = torch.cat([self.embed(surface[..., :3]), surface[..., 3:6]], dim=-1)
+        """surface (B, P, 2·in) position + normal; sample_indices (N,) the token seeds (FPS); eps (B, N, C)."""
+        c = self.dims.in_channels
+        feat = torch.cat([self.embed(surface[..., :c]), surface[..., c:]], dim=-1)
         params = self.quant(self.encoder(feat[:, sample_indices], feat))
         mean, logvar = params.chunk(2, dim=-1)
         logvar = logvar.clamp(-30.0, 20.0)

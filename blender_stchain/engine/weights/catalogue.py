@@ -19,13 +19,12 @@ RANDOM_KEY = "stchain_random"  # safetensors metadata key set by make-random: ou
 
 @dataclass(frozen=True)
 class Component:
-    """One loadable model folder of an official repository."""
+    """One loadable model folder of an official repository (its model class: ``models/registry.py``)."""
 
     name: str
     repo_dir: str  # folder under the weights root (a key of REPOS)
     subdir: str  # folder inside the repository ("" = repository root)
     weights_file: str
-    builder: str  # "module:Class" under blender_stchain.engine.models, built with Class.from_config(cfg)
     title: str
     licence_note: str = ""  # overrides the repository licence where the part's own licence differs
 
@@ -40,17 +39,17 @@ class Component:
 
 COMPONENTS = {c.name: c for c in (
     Component("transformer", "TripoSG", "transformer", "diffusion_pytorch_model.safetensors",
-              "triposg_dit:TripoSGDiT", "TripoSG DiT"),
+              "TripoSG DiT"),
     Component("vae", "TripoSG", "vae", "diffusion_pytorch_model.safetensors",
-              "triposg_vae:TripoSGVAE", "TripoSG VAE"),
+              "TripoSG VAE"),
     Component("image_encoder_dinov2", "TripoSG", "image_encoder_dinov2", "model.safetensors",
-              "dinov2:Dinov2Model", "DINOv2 image encoder (TripoSG copy)",
+              "DINOv2 image encoder (TripoSG copy)",
               "Apache-2.0 (DINOv2 weights, shipped in VAST-AI/TripoSG)"),
     Component("denoiser", "ActionMesh", "denoiser", "model.safetensors",
-              "actionmesh_denoiser:ActionMeshDenoiser", "ActionMesh denoiser"),
+              "ActionMesh denoiser"),
     Component("autoencoder", "ActionMesh", "autoencoder", "model.safetensors",
-              "actionmesh_autoencoder:ActionMeshAutoencoder", "ActionMesh autoencoder"),
-    Component("dinov2", "dinov2-large", "", "model.safetensors", "dinov2:Dinov2Model", "DINOv2-L image encoder"),
+              "ActionMesh autoencoder"),
+    Component("dinov2", "dinov2-large", "", "model.safetensors", "DINOv2-L image encoder"),
 )}
 # Plain files of each repository that are not model folders (configs the pipeline reads).
 EXTRA_FILES = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from pathlib import Path
@@ -100,10 +99,11 @@ def build(name: str, cfg: dict, device="cpu"):
     """Construct ``name``'s model from an official config dict (on ``device``; "meta" allocates nothing)."""
     import torch
 
-    module, cls = component(name).builder.split(":")
-    model_cls = getattr(importlib.import_module(f"blender_stchain.engine.models.{module}"), cls)
+    from ..models.registry import build_model
+
+    component(name)
     with torch.device(device):
-        return model_cls.from_config(cfg)
+        return build_model(name, cfg)
 
 
 def _list(keys, limit: int = 5) -> str:

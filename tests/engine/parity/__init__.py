@@ -1,9 +1,10 @@
 """Manifest-driven parity harness.
 
-The fixture folder comes from ``STCHAIN_FIXTURES_DIR`` (default ``../shared/fixtures/reference``
-next to the checkout). Each manifest case ``NAME`` is checked by ``check_NAME.check(case)`` in this
-package; shapes, configs and scalars are always read from the case, never hard-coded, so other
-fixture sets in the same format (sizes, seeds) pass too.
+Fixture sets: the shared reference set (``STCHAIN_FIXTURES_DIR``, default ``../shared/fixtures/reference``
+next to the checkout) and every set under ``tests/fixtures/parity/`` (other configurations, made by the
+same reference code; see their README). Each manifest case ``NAME`` is checked by
+``check_NAME.check(case)`` in this package; shapes, configs and scalars are always read from the case,
+never hard-coded.
 """
 
 from __future__ import annotations
@@ -24,8 +25,16 @@ def fixtures_dir() -> Path:
     return Path(env) if env else (REPO.parent / "shared" / "fixtures" / "reference")
 
 
-def manifest() -> dict:
-    return json.loads((fixtures_dir() / "manifest.json").read_text())
+PARITY_SETS = REPO / "tests" / "fixtures" / "parity"
+
+
+def fixture_sets() -> list[Path]:
+    """The shared set first, then the repository's own sets (one folder with a manifest.json each)."""
+    return [fixtures_dir()] + sorted(p.parent for p in PARITY_SETS.glob("*/manifest.json"))
+
+
+def manifest(root: Path | None = None) -> dict:
+    return json.loads(((root or fixtures_dir()) / "manifest.json").read_text())
 
 
 @dataclass
@@ -33,6 +42,7 @@ class Case:
     name: str
     dir: Path
     info: dict  # case.json
+    root: Path  # the fixture set this case belongs to
 
     @cached_property
     def tensors(self) -> dict[str, np.ndarray]:
@@ -50,10 +60,11 @@ class Case:
         return json.loads((self.dir / relpath).read_text())
 
 
-def load_case(name: str) -> Case:
-    entry = next(c for c in manifest()["cases"] if c["name"] == name)
-    case_json = fixtures_dir() / entry["case_json"]
-    return Case(name, case_json.parent, json.loads(case_json.read_text()))
+def load_case(name: str, root: Path | None = None) -> Case:
+    root = root or fixtures_dir()
+    entry = next(c for c in manifest(root)["cases"] if c["name"] == name)
+    case_json = root / entry["case_json"]
+    return Case(name, case_json.parent, json.loads(case_json.read_text()), root)
 
 
 def max_err(got, ref) -> float:

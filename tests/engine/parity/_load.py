@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from blender_stchain.engine.weights import COMPONENTS, load_component
+from blender_stchain.engine.models.registry import component_of
+from blender_stchain.engine.weights import load_component
 
 
 def load_model(cls, folder: Path):
     """Strictly load the checkpoint folder holding ``cls`` (the component is found from the class)."""
-    name = next(c.name for c in COMPONENTS.values() if c.builder.endswith(f":{cls.__name__}"))
-    model = load_component(folder, name)
+    model = load_component(folder, component_of(cls))
     assert type(model) is cls, f"{folder} built {type(model).__name__}, expected {cls.__name__}"
     return model

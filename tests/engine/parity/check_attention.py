@@ -19,11 +19,11 @@ DENOISER_INPUTS = ("hidden_states", "context", "framestep", "diffusion_time", "m
 
 
 def check_vae(case):
-    vae_case = load_case("triposg_vae")
+    vae_case = load_case("triposg_vae", case.root)
     vae = load_model(TripoSGVAE, vae_case.dir / vae_case.info["checkpoint_dir"])
     lat, pts = case.t("in_vae_dec_latents"), case.t("in_vae_dec_query_points")
     with torch.no_grad():
-        plain = vae.decode(lat, pts)
+        plain = vae.decode(lat, pts, chunk=200)  # the same chunking: capture must not change a single bit
         with RawProbs(vae.decoder.blocks[-1].cross_attention) as raw, DecoderCrossAttention(vae, query_chunk=64) as dec:
             captured = vae.decode(lat, pts, chunk=200)
         surface, idx = case.t("in_vae_enc_surface"), case.t("in_vae_enc_sample_indices")
@@ -38,7 +38,7 @@ def check_vae(case):
 
 
 def check_denoiser(case):
-    den_case = load_case("actionmesh_denoiser")
+    den_case = load_case("actionmesh_denoiser", case.root)
     model = load_model(ActionMeshDenoiser, den_case.dir / den_case.info["checkpoint_dir"])
     args = {k: case.t("in_denoiser_" + k) for k in DENOISER_INPUTS}
     layers, anchor = case.info["denoiser_layers"], case.info["anchor_frame"]

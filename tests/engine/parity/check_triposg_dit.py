@@ -1,4 +1,5 @@
-"""TripoSG DiT: one forward, plus time embedding and every block output."""
+"""TripoSG DiT: one forward, plus time embedding and every block output (and the second context when the
+config has ``use_cross_attention_2``)."""
 
 import torch
 
@@ -26,8 +27,9 @@ def check(case):
     with torch.no_grad():
         assert_abs(time_sinusoid(t, model.width), case.tensors["time_sinusoid"], 1e-4, "time_sinusoid")
         assert_rel(model.time_token(t, torch.float32)[:, 0], case.tensors["time_token"], 1e-5, "time_token")
+        ctx2 = case.t("encoder_hidden_states_2") if "encoder_hidden_states_2" in case.tensors else None
         sample, outs = block_outputs(model, lambda: model(case.t("hidden_states"), t,
-                                                          case.t("encoder_hidden_states")))
+                                                          case.t("encoder_hidden_states"), ctx2))
     for i, o in enumerate(outs):
         assert_rel(o, case.tensors[f"block_out_{i}"], 1e-5, f"block_out_{i}")
     assert_rel(sample, case.tensors["sample"], 1e-5, "sample")
