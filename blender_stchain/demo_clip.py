@@ -32,7 +32,7 @@ def ensure_clip(folder: Path, log=print) -> Path:
     _creature(bpy, scene)
     _camera_and_light(bpy, scene)
     _render_settings(scene, folder)
-    from .bl.quiet import quiet_stdout
+    from .contracts.terminal import quiet_stdout
 
     with quiet_stdout():  # Blender prints a line per rendered frame
         bpy.ops.render.render(animation=True)

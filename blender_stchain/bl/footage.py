@@ -29,7 +29,7 @@ import numpy as np
 
 from ..contracts.errors import FootageError
 from ..contracts.frames import write_frames
-from .quiet import quiet_stdout
+from ..contracts.terminal import quiet_stdout
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".bmp", ".webp", ".tga"}
 MASK_MODES = ("none", "alpha", "luma", "chroma", "mask")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..contracts.errors import Cancelled, StchainError, exit_code
 from ..contracts.options import JobArgs, one_line, parse_job
-from .jobfiles import RESULT_SUFFIX
+from .runner import RESULT_SUFFIX
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".bmp", ".webp", ".tga")
 

@@ -18,10 +18,20 @@ from ..contracts.errors import StchainError
 from ..contracts.job import JobSpec
 from ..contracts.result import load_result
 from ..contracts.terminal import Printer
-from . import footage, jobfiles, prefs, scene_writer
+from . import footage, prefs, scene_writer
 from .controller import Controller, State
 from .props import WRITE_MODES, add_warning, clear_warnings
-from .runner import WORKER_MODULE, ProcessRunner, cancel_path, check_job, worker_args
+from .runner import (
+    WORKER_MODULE,
+    ProcessRunner,
+    cancel_path,
+    check_job,
+    keep_result,
+    new_job_dir,
+    remove_job_dir,
+    result_destination,
+    worker_args,
+)
 
 _active: dict = {}  # "job" -> Controller of the running job (one at a time), "weights" likewise
 
@@ -58,7 +68,7 @@ def prepare(context, op) -> tuple[ProcessRunner, scene_writer.WriteOptions, Path
     src = footage.probe(footage_path(props), fps_default=context.scene.render.fps / context.scene.render.fps_base)
     frames = (props.frame_first, props.frame_last) if props.use_frame_range else None
     settings = _settings(op, props, frames, src)
-    job_dir = jobfiles.new_job_dir(prefs.user_dir("jobs"))
+    job_dir = new_job_dir(prefs.user_dir("jobs"))
     try:
         spec = JobSpec(  # validates every setting before a frame is decoded
             footage=str(job_dir / "footage"), out=str(job_dir / "result.safetensors"),
@@ -75,14 +85,15 @@ def prepare(context, op) -> tuple[ProcessRunner, scene_writer.WriteOptions, Path
                                           blender_mask=props.mask_datablock if props.mask == "MASK" else None))
         spec.save(job)
     except BaseException:
-        jobfiles.remove(job_dir)
+        remove_job_dir(job_dir)
         raise
     runner = ProcessRunner(worker_args(job, module), cancel_file=cancel_path(job), python=python, pythonpath=path)
     options = scene_writer.WriteOptions(
         mode=props.write_mode, fps=src.fps, frame_offset=0,
         clip=props.clip.name if props.source == "CLIP" else None,
         footage=None if props.source == "CLIP" else (src.files[0] if src.files else src.path),
-        metadata={"job": json.loads(spec.to_json()), "footage": src.path, "mask_source": props.mask.lower()},
+        metadata={"job": {**json.loads(spec.to_json()), "footage": src.path, "out": None},  # the temporary
+                  "footage": src.path, "mask_source": props.mask.lower()},  # frames and job folder are gone
     )
     return runner, options, job_dir
 
@@ -243,7 +254,7 @@ class STCHAIN_OT_generate(_JobOptions, _Driven, bpy.types.Operator):
         return runner
 
     def _cleanup(self):
-        jobfiles.remove(self._job_dir)
+        remove_job_dir(self._job_dir)
         self._job_dir = None
 
     def _done(self, context, ctl):
@@ -254,8 +265,8 @@ class STCHAIN_OT_generate(_JobOptions, _Driven, bpy.types.Operator):
             return self._fail(context, ctl.message)
         try:
             dest = Path(bpy.path.abspath(self.result_file)) if self.result_file else \
-                jobfiles.result_destination(bpy.data.filepath, prefs.user_dir("results"))
-            kept = jobfiles.keep_result(ctl.result_path, dest)
+                result_destination(bpy.data.filepath, prefs.user_dir("results"))
+            kept = keep_result(ctl.result_path, dest)
             written = apply_result(context, str(kept), self._options)
         except (StchainError, ValueError, OSError) as e:
             return self._fail(context, f"The result could not be applied: {e}")

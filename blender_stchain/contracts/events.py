@@ -185,17 +185,20 @@ class Reporter:
 
     def eta(self, stage: str, part: float, now: float) -> float | None:
         """Seconds left: this stage at its measured pace, later stages at the measured pace per plan unit."""
-        in_stage = now - self._stage_start
-        if part <= 0.0 or in_stage <= 0.0 or stage in self.warmup:
+        if stage in self.warmup:
             return None
-        stage_rate = in_stage / part  # seconds for the whole stage
+        in_stage = now - self._stage_start
         stages = list(self.plan)
-        later = stages[stages.index(stage) + 1:] if stage in stages else []
+        later = sum(self.plan[s] for s in stages[stages.index(stage) + 1:]) if stage in stages else 0.0
         done_stages = [s for s in self._spent if s in self.plan and s not in self.warmup]
-        spent = sum(self._spent[s] for s in done_stages) + in_stage
         units = sum(self.plan[s] for s in done_stages) + self.plan.get(stage, 0.0) * part
-        per_unit = spent / units if units > 0 else stage_rate / max(self.plan.get(stage, 1.0), 1e-9)
-        return stage_rate * (1.0 - part) + per_unit * sum(self.plan[s] for s in later)
+        if units <= 0.0 or (part <= 0.0 and not done_stages):
+            return None  # nothing measured yet
+        spent = sum(self._spent[s] for s in done_stages) + (in_stage if part > 0.0 else 0.0)
+        per_unit = spent / units
+        if part <= 0.0:  # a stage that has not reported a step: the measured pace of the earlier ones
+            return max(0.0, per_unit * (self.plan.get(stage, 0.0) + later) - in_stage)
+        return in_stage / part * (1.0 - part) + per_unit * later
 
     def _offset(self, stage: str) -> tuple[float, float]:
         total = sum(self.plan.values()) or 1.0

@@ -1,9 +1,13 @@
 """What a person at a terminal sees: one progress bar line (stage, counts, ETA) and warnings on their
-own lines; JSON lines instead with ``--json`` or when stdout is not a terminal (scripts, the operator)."""
+own lines; JSON lines instead with ``--json`` or when stdout is not a terminal (scripts, the operator).
+``quiet_stdout`` silences Blender's own per-frame lines (``render | Saved: ...``) while it decodes."""
 
 from __future__ import annotations
 
+import ctypes
+import os
 import sys
+from contextlib import contextmanager
 
 from .events import Event, Progress, from_dict
 
@@ -60,3 +64,31 @@ def _is_tty(stream) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def _flush_c_stdout() -> None:
+    try:
+        libc = ctypes.CDLL(None) if os.name != "nt" else ctypes.cdll.msvcrt
+        libc.fflush(None)
+    except (OSError, AttributeError):
+        pass
+
+
+@contextmanager
+def quiet_stdout():
+    """Point file descriptor 1 at the null device for the block (C and Python output alike)."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError, AttributeError):  # no real stdout (some GUI launches): nothing to silence
+        yield
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        yield
+    finally:
+        _flush_c_stdout()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)

@@ -35,8 +35,8 @@ from .weights.preflight import require
 SMOKE = "SMOKE TEST: random weights (make-random), not a reconstruction; get the real weights with " \
         "`python -m blender_stchain weights download`"
 PLANS = {
-    "chain": {"load": 1.0, "anchor": 4.0, "windows": 10.0, "camera": 1.0, "write": 0.5},
-    "actionmesh": {"load": 1.0, "anchor": 4.0, "windows": 30.0, "camera": 1.0, "write": 0.5},
+    "chain": {"load": 1.0, "anchor": 4.0, "surface": 4.0, "windows": 10.0, "camera": 1.0, "write": 0.5},
+    "actionmesh": {"load": 1.0, "anchor": 4.0, "surface": 4.0, "windows": 30.0, "camera": 1.0, "write": 0.5},
 }
 
 
@@ -91,9 +91,9 @@ def _run_clip(job, clip, settings, rep, seconds, t0, load) -> Path:
             t = time.perf_counter()
             anchor_mesh, anchor_latent = _retry_smaller(
                 _anchor, backbone, clip, cmap, anchor_index, job.method, settings=settings, rep=rep,
-                progress=lambda i, n: rep.progress("anchor", i, n + 1, f"anchor shape, step {i}/{n}"))
+                progress=lambda i, n: _anchor_progress(rep, i, n))
             seconds["anchor"] = time.perf_counter() - t
-            rep.progress("anchor", 1, message=f"anchor mesh: {len(anchor_mesh.vertices)} vertices")
+            rep.progress("surface", 1, message=f"anchor mesh: {len(anchor_mesh.vertices)} vertices")
             landmark_ids = deform.farthest_point_landmarks(anchor_mesh.vertices, settings.landmarks)
             t = time.perf_counter()
             tracks = _run_windows(backbone, clip, cmap, windows, anchor_index, anchor_latent, anchor_mesh,
@@ -117,6 +117,13 @@ def _run_clip(job, clip, settings, rep, seconds, t0, load) -> Path:
         raise
     rep.progress("write", 1, message=f"result written: {path}")
     return path
+
+
+def _anchor_progress(rep, i: int, n: int) -> None:
+    """Stage-0 steps, then the anchor's surface extraction (its own stage: it can outlast the steps)."""
+    rep.progress("anchor", i, n, f"anchor shape, step {i}/{n}")
+    if i == n:
+        rep.progress("surface", 0, message="anchor surface (marching cubes)")
 
 
 def _mask_areas(clip) -> np.ndarray:

@@ -135,19 +135,19 @@ def test_no_files_left_in_temp(registered, tmp_path, temp_dir, monkeypatch, mode
 
 
 def test_stale_job_folders_are_cleaned(registered, temp_dir, tmp_path, monkeypatch):
-    from blender_stchain.bl import jobfiles, prefs
+    from blender_stchain.bl import prefs, runner
 
     jobs = prefs.user_dir("jobs")
     dead = jobs / "job-crashed"
     (dead / "footage").mkdir(parents=True)
     (dead / "footage" / "000001.npy").write_bytes(b"x" * 1000)
     child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (dead / jobfiles.OWNER).write_text(child.stdout.strip())  # a Blender that is gone
-    mine = jobfiles.new_job_dir(jobs)
+    (dead / runner.OWNER).write_text(child.stdout.strip())  # a Blender that is gone
+    mine = runner.new_job_dir(jobs)
     assert not dead.exists() and mine.is_dir()
-    jobfiles.clean_stale(jobs)
+    runner.clean_stale(jobs)
     assert mine.is_dir()  # its Blender (this process) is alive
-    jobfiles.remove(mine)
+    runner.remove_job_dir(mine)
 
 
 def test_fresh_session_blend_holds_only_our_objects(tmp_path):

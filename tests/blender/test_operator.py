@@ -2,6 +2,7 @@
 and the failure paths: each leaves the scene exactly as it was."""
 
 import json
+import tempfile
 import threading
 import time
 
@@ -84,7 +85,8 @@ def test_headless_generate_and_reopen(registered, stub, tmp_path, capfd):
     ("ok", ["--weights", "/nonexistent/weights"], "weights folder /nonexistent/weights is missing"),
     ("ok", ["--frames", "10:40"], "frame range 10:40 is outside the footage (1-16)"),
 ])
-def test_failures_leave_scene_unchanged(registered, stub, tmp_path, capfd, mode, args, expect):
+def test_failures_leave_scene_unchanged(registered, stub, tmp_path, capfd, monkeypatch, mode, args, expect):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # job folders of our own (others share /tmp)
     stub(mode)
     before = data_snapshot()
     jobs = set(prefs.user_dir("jobs").iterdir())

@@ -29,6 +29,7 @@ report["rc"] = headless.main(["--footage", footage, "--frames", "1:3", "--out", 
 ob = bpy.data.objects.get("4D Mesh")
 report["keys"] = len(ob.data.shape_keys.key_blocks) if ob else 0
 report["job"] = json.loads(ob["stchain"]) if ob else None
+report["jobs_left"] = [str(p) for p in importlib.import_module(MOD + ".bl.prefs").user_dir("jobs").iterdir()]
 if len(sys.argv) > 4:
     status = bpy.context.window_manager.stchain_status
     checks = []

@@ -75,7 +75,8 @@ def test_install_and_run_from_installed_copy(zips, tmp_path, tiny_weights):
     assert report["prefs_weights"].startswith(str(home))
     assert report["rc"] == 0 and report["keys"] == 4  # Basis + 3 frames
     assert (tmp_path / "out.blend").is_file()
-    assert report["job"]["job"]["footage"].startswith(str(home))  # job folder in the extension's user dir
+    assert report["job"]["job"]["footage"] == str(DATA / "rgba_frames" / "davis_camel")
+    assert report["jobs_left"] == []  # the job folder (in the extension's user dir) was removed
     assert report["job"]["result_metadata"]["engine_file"].startswith(str(home))  # worker ran the installed engine
     assert report["job"]["result"] == str(tmp_path / "out_4dmesh.safetensors")  # kept beside the .blend
     # Check Weights from the installed copy: the empty user folder, then random tiny weights

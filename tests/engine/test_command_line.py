@@ -67,6 +67,22 @@ def test_eta_is_measured_and_honest_from_the_first_steps():
     assert seen[-1].fraction == 1.0
 
 
+def test_eta_of_a_stage_without_steps_uses_the_measured_pace():
+    """A stage that reports no steps (the anchor's surface extraction) is estimated from the pace
+    measured so far, and counts down while it runs."""
+    clock, seen = Clock(), []
+    rep = events.Reporter(seen.append, None, {"load": 1, "anchor": 4, "surface": 2, "windows": 8}, clock=clock)
+    rep.progress("load", 1)
+    for step in range(5):  # 4 anchor units in 4 s: 1 s per unit
+        rep.progress("anchor", step, 4)
+        clock.t += 1.0 if step < 4 else 0.0
+    rep.progress("surface", 0)
+    assert seen[-1].eta_s == pytest.approx(10.0)  # (2 + 8) units at 1 s
+    clock.t += 1.5
+    rep.progress("surface", 0)
+    assert seen[-1].eta_s == pytest.approx(8.5)
+
+
 def test_cancel_raises_from_progress():
     rep = events.Reporter(None, lambda: True, {"load": 1})
     with pytest.raises(Exception, match="cancelled"):
