@@ -197,8 +197,10 @@ class Reporter:
         spent = sum(self._spent[s] for s in done_stages) + (in_stage if part > 0.0 else 0.0)
         per_unit = spent / units
         if part <= 0.0:  # a stage that has not reported a step: the measured pace of the earlier ones
-            return max(0.0, per_unit * (self.plan.get(stage, 0.0) + later) - in_stage)
-        return in_stage / part * (1.0 - part) + per_unit * later
+            left = per_unit * (self.plan.get(stage, 0.0) + later) - in_stage
+        else:
+            left = in_stage / part * (1.0 - part) + per_unit * later
+        return left if left > 0.0 or self.fraction >= 1.0 else None  # overrun: say "estimating", not 0 s
 
     def _offset(self, stage: str) -> tuple[float, float]:
         total = sum(self.plan.values()) or 1.0

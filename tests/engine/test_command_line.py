@@ -81,6 +81,9 @@ def test_eta_of_a_stage_without_steps_uses_the_measured_pace():
     clock.t += 1.5
     rep.progress("surface", 0)
     assert seen[-1].eta_s == pytest.approx(8.5)
+    clock.t += 20.0  # far past the estimate: "estimating" again, never a false "0 s left"
+    rep.progress("surface", 0)
+    assert seen[-1].eta_s is None
 
 
 def test_cancel_raises_from_progress():
