@@ -136,6 +136,10 @@ class FileCancel:
         return self.flag or (self.path is not None and os.path.exists(self.path))
 
 
+def part_of(done: float, total: float) -> float:
+    return min(1.0, max(0.0, done / total if total else 1.0))
+
+
 class Reporter:
     """Maps per-stage progress onto one overall fraction with an ETA and checks for cancel.
 
@@ -157,6 +161,7 @@ class Reporter:
         self.fraction = 0.0
         self._stage: str | None = None
         self._stage_start = self._last = self.start
+        self._first = (self.start, 0.0)  # (time, part) of the current stage's first report
         self._spent: dict[str, float] = {}  # seconds of finished stages
 
     def resize(self, stage: str, cost: float) -> None:
@@ -174,8 +179,9 @@ class Reporter:
             if self._stage is not None:
                 self._spent[self._stage] = self._spent.get(self._stage, 0.0) + self._last - self._stage_start
             self._stage, self._stage_start = stage, self._last
+            self._first = (now, part_of(done, total))
         self._last = now
-        part = min(1.0, max(0.0, done / total if total else 1.0))
+        part = part_of(done, total)
         base, span = self._offset(stage)
         self.fraction = min(1.0, max(self.fraction, base + span * part))
         eta = self.eta(stage, part, now)
@@ -184,22 +190,25 @@ class Reporter:
         self.check()
 
     def eta(self, stage: str, part: float, now: float) -> float | None:
-        """Seconds left: this stage at its measured pace, later stages at the measured pace per plan unit."""
+        """Seconds left: this stage at its own pace between its first and latest report (the first step
+        carries set-up work, so it is not extrapolated alone), later stages at the pace per plan unit
+        measured so far. None while nothing is measured, and when the estimate has run out."""
         if stage in self.warmup:
             return None
-        in_stage = now - self._stage_start
         stages = list(self.plan)
         later = sum(self.plan[s] for s in stages[stages.index(stage) + 1:]) if stage in stages else 0.0
-        done_stages = [s for s in self._spent if s in self.plan and s not in self.warmup]
-        units = sum(self.plan[s] for s in done_stages) + self.plan.get(stage, 0.0) * part
-        if units <= 0.0 or (part <= 0.0 and not done_stages):
-            return None  # nothing measured yet
-        spent = sum(self._spent[s] for s in done_stages) + (in_stage if part > 0.0 else 0.0)
-        per_unit = spent / units
-        if part <= 0.0:  # a stage that has not reported a step: the measured pace of the earlier ones
-            left = per_unit * (self.plan.get(stage, 0.0) + later) - in_stage
+        done = [s for s in self._spent if s in self.plan and s not in self.warmup]
+        spent, units = sum(self._spent[s] for s in done), sum(self.plan[s] for s in done)
+        in_stage, cost = now - self._stage_start, self.plan.get(stage, 0.0)
+        t1, p1 = self._first
+        if part > p1 and now > t1:
+            per_unit = (spent + in_stage) / (units + cost * part) if units + cost * part > 0 else 0.0
+            left = (now - t1) / (part - p1) * (1.0 - part) + per_unit * later
+        elif units > 0.0:
+            per_unit = spent / units
+            left = per_unit * (cost + later) - in_stage
         else:
-            left = in_stage / part * (1.0 - part) + per_unit * later
+            return None  # nothing measured yet
         return left if left > 0.0 or self.fraction >= 1.0 else None  # overrun: say "estimating", not 0 s
 
     def _offset(self, stage: str) -> tuple[float, float]:

@@ -51,6 +51,9 @@ def test_headless_generate_and_reopen(registered, stub, tmp_path, capfd):
     rc = headless.main(["--footage", str(CAMEL), "--frames", "3:7", "--out", str(out)])
     lines = capfd.readouterr().out.splitlines()
     assert rc == 0, lines[-5:]
+    status = bpy.context.window_manager.stchain_status  # what the panel draws under "last job"
+    assert [w.text for w in status.warnings] == ["stand-in worker: synthetic result"]
+    assert status.mask_source == "alpha"
     assert any(line.startswith('{"event": "progress", "stage": "chain"') for line in lines)  # JSON progress
     assert not any("render | Saved" in line or "Saved: " in line for line in lines)
     bpy.ops.wm.open_mainfile(filepath=str(out))
