@@ -6,6 +6,7 @@
 - ``demo``: the README's main job (random ``small`` weights when no real ones are found: a smoke test).
 - ``preview``: a picture of a result drawn over its footage.
 - ``batch``: many clips on long-lived Ray workers (``blender_stchain.batch``; the ``[batch]`` extra).
+- ``eval BENCH`` / ``eval make-bench OUT``: quality metrics on a benchmark / build the synthetic one.
 - options only (``--footage ... --out X.blend``): the Blender headless job through the PyPI bpy module.
 Every command shares one option vocabulary (``contracts.options``) and one way to fail: one line
 ``error: ...`` on stderr and the exit codes of ``contracts.errors`` (0 done, 1 error, 2 cancelled,
@@ -50,6 +51,12 @@ def cmd_preview(argv) -> int:
     return preview_main(argv)
 
 
+def cmd_eval(argv) -> int:
+    from .evaluation.cli import main as eval_main
+
+    return eval_main(argv)
+
+
 def cmd_blender(argv) -> int:
     from .bl.entry import main as headless_main
 
@@ -62,7 +69,8 @@ def cmd_batch(argv) -> int:
     return batch_main(argv)
 
 
-COMMANDS = {"run": cmd_run, "weights": cmd_weights, "demo": cmd_demo, "preview": cmd_preview, "batch": cmd_batch}
+COMMANDS = {"run": cmd_run, "weights": cmd_weights, "demo": cmd_demo, "preview": cmd_preview, "batch": cmd_batch,
+            "eval": cmd_eval}
 
 
 def main(argv=None) -> int:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 
 def _headless():
-    import bpy  # noqa: F401, I001 (inside Blender it is loaded already; with PyPI bpy it makes addon_utils importable)
-    import addon_utils
+    import bpy  # noqa: F401, I001 (first: inside Blender it is loaded already; with PyPI bpy it makes addon_utils importable)
+    import addon_utils  # isort: skip
 
     for mod in addon_utils.modules():
         if mod.__name__.rpartition(".")[2] == "blender_stchain":

@@ -2,12 +2,22 @@
 # The test command. Runs the whole suite on .venv (Blender 5.0 / Python 3.11), then the Blender
 # tests again on Blender 4.2 LTS (Python 3.11) and 5.2 LTS (Python 3.13) in their own venvs.
 # The worker process always runs on .venv (it needs torch; Blender-side code never does).
+# --quick: the inner loop, without the tests marked slow and without the Blender 4.2 / 5.2 matrices.
+# Other arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || bash scripts/setup.sh
 export STCHAIN_WORKER_PYTHON="$PWD/.venv/bin/python"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@" tests
+args=()
+for a in "$@"; do
+  if [ "$a" = --quick ]; then
+    args+=(-m "not slow"); STCHAIN_BLENDER_MATRIX=0
+  else
+    args+=("$a")
+  fi
+done
+.venv/bin/python -m pytest -q -p no:cacheprovider ${args[@]+"${args[@]}"} tests
 
 blender_matrix() {  # name python bpy-version
   local venv=".venv-$1" py="$2"

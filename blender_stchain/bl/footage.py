@@ -9,9 +9,10 @@ Frames folder (the format ``engine.footage.open_footage`` reads without Pillow o
                               number, rows top to bottom, RGB as stored in the footage
 
 ``meta.json`` is written last, so an interrupted export is refused, not misread. A fourth channel
-is the object mask (255 = object, 0 = background): the footage alpha, the luma/chroma key, or a
-Blender Mask datablock rendered by Blender's compositor at footage size (mask animation at scene
-frame = footage frame number).
+is the object mask (255 = object, 0 = background), made by one of the mask sources of
+``contracts.masks`` (``MASK_EXPORTS`` below): the footage alpha, the luma/chroma key, or a Blender
+Mask datablock rendered by Blender's compositor at footage size (mask animation at scene frame =
+footage frame number).
 
 Decoding creates temporary datablocks (images, a movie clip, a scratch scene for the sequencer)
 and removes them before returning; the user's scene and data are left as they were.
@@ -29,10 +30,10 @@ import numpy as np
 
 from ..contracts.errors import FootageError
 from ..contracts.frames import write_frames
+from ..contracts.masks import mask_source
 from ..contracts.terminal import quiet_stdout
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".bmp", ".webp", ".tga"}
-MASK_MODES = ("none", "alpha", "luma", "chroma", "mask")
 
 
 @dataclass
@@ -70,22 +71,21 @@ def probe(path: str, fps_default: float = 24.0) -> Source:
 
 
 def export(source: Source, frames: tuple[int, int] | None, folder, mask: str = "none", blender_mask=None) -> Path:
-    """Write frames ``a..b`` (1-based, inclusive) of ``source`` into ``folder`` in the format above."""
-    if mask not in MASK_MODES:
-        raise FootageError(f"mask source {mask!r} is not one of {', '.join(MASK_MODES)}")
-    if mask == "mask" and blender_mask is None:
-        raise FootageError("mask source 'mask' needs a Blender Mask: choose one in the 4D Mesh panel")
+    """Write frames ``a..b`` (1-based, inclusive) of ``source`` into ``folder`` in the format above, the mask
+    from the source called ``mask`` (``contracts.masks``); ``blender_mask`` is used only by sources that need it."""
+    info = mask_source(mask)
+    if info.needs_mask_datablock and blender_mask is None:
+        raise FootageError(f"mask source {mask!r} needs a Blender Mask: choose one in the 4D Mesh panel")
     a, b = frames or (1, source.count)
     if a < 1 or b > source.count or a > b:
         raise FootageError(f"frame range {a}:{b} is outside the footage (1-{source.count})")
     numbers = list(range(a, b + 1))
-    channels = 3 if mask == "none" else 4
     with tempfile.TemporaryDirectory(prefix="decode-") as scratch:
         if source.kind == "images":
             files = [source.files[n - 1] for n in numbers]
         else:
             files = _render(source.size, a, b, Path(scratch) / "footage", movie=source.path)
-        mask_files = _render(source.size, a, b, Path(scratch) / "mask", mask=blender_mask) if blender_mask else None
+        masker = MASK_EXPORTS[info.name](source.size, a, b, Path(scratch), blender_mask)
 
         def frames_rgba():
             for i, (n, f) in enumerate(zip(numbers, files)):
@@ -93,26 +93,75 @@ def export(source: Source, frames: tuple[int, int] | None, folder, mask: str = "
                 if rgba.shape[:2] != (source.size[1], source.size[0]):
                     raise FootageError(f"footage frame {n} ({f}) is {rgba.shape[1]}x{rgba.shape[0]}, "
                                        f"expected {source.size[0]}x{source.size[1]}")
-                if mask_files:
-                    rgba[..., 3] = np.where(_read_rgba(mask_files[i])[..., 0] >= 128, 255, 0)
-                yield _with_mask(rgba, mask)[..., :channels]
+                yield masker.apply(rgba, i)
 
         return write_frames(folder, frames_rgba(), source.fps, first_frame=a)
 
 
-def _with_mask(rgba: np.ndarray, mask: str) -> np.ndarray:
-    """Alpha (and a rendered mask) pass through; the keys threshold the distance from the background."""
-    if mask in ("none", "alpha", "mask"):
+# --------------------------------------------------------------------------------------------
+# mask sources: how each source of contracts.masks fills the exported frames' 4th channel
+
+
+class _NoMask:
+    """RGB only: the engine sees no mask. Subclasses set the 4th channel of one footage frame."""
+
+    name = "none"
+
+    def __init__(self, size, a: int, b: int, scratch: Path, blender_mask=None):
+        pass
+
+    def apply(self, rgba: np.ndarray, i: int) -> np.ndarray:
+        """The exported frame for the ``i``-th frame of the range (RGBA uint8 as decoded)."""
+        return rgba[..., :3]
+
+
+class _FootageAlpha(_NoMask):
+    name = "alpha"
+
+    def apply(self, rgba, i):
         return rgba
-    rgb = rgba[..., :3].astype(np.float32)
-    if mask == "luma":  # dark background: object where Rec.709 luma > 1/8
-        keep = rgb @ np.array([0.2126, 0.7152, 0.0722], np.float32) > 32.0
-    else:  # chroma: background = the median colour of the border pixels
+
+
+class _BlenderMask(_NoMask):
+    """The Mask datablock rendered by the compositor at footage size, one PNG per frame, up front."""
+
+    name = "mask"
+
+    def __init__(self, size, a, b, scratch, blender_mask=None):
+        self.files = _render(size, a, b, scratch / "mask", mask=blender_mask)
+
+    def apply(self, rgba, i):
+        rgba[..., 3] = np.where(_read_rgba(self.files[i])[..., 0] >= 128, 255, 0)
+        return rgba
+
+
+class _LumaKey(_NoMask):
+    """Dark background: object where Rec.709 luma > 1/8."""
+
+    name = "luma"
+
+    def apply(self, rgba, i):
+        return _keyed(rgba, rgba[..., :3].astype(np.float32) @ np.array([0.2126, 0.7152, 0.0722], np.float32) > 32.0)
+
+
+class _ChromaKey(_NoMask):
+    """Background = the median colour of the border pixels; object = pixels far from it."""
+
+    name = "chroma"
+
+    def apply(self, rgba, i):
+        rgb = rgba[..., :3].astype(np.float32)
         border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
-        keep = np.linalg.norm(rgb - np.median(border, 0), axis=-1) > 48.0
+        return _keyed(rgba, np.linalg.norm(rgb - np.median(border, 0), axis=-1) > 48.0)
+
+
+def _keyed(rgba: np.ndarray, keep: np.ndarray) -> np.ndarray:
     out = rgba.copy()
     out[..., 3] = np.where(keep, 255, 0)
     return out
+
+
+MASK_EXPORTS = {c.name: c for c in (_NoMask, _FootageAlpha, _BlenderMask, _LumaKey, _ChromaKey)}
 
 
 def _read_rgba(path) -> np.ndarray:

@@ -14,6 +14,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from ..contracts.errors import Cancelled, StchainError, exit_code
+from ..contracts.masks import mask_source
 from ..contracts.options import JobArgs, one_line, parse_job
 from .runner import RESULT_SUFFIX
 
@@ -60,15 +61,18 @@ def _generate(bpy, a: JobArgs) -> int:
     props.use_frame_range = job.frames is not None
     if job.frames:
         props.frame_first, props.frame_last = job.frames
-    props.mask = a.mask_source.upper()
+    props.mask = mask_source(a.mask_source).blender_id
     if a.blender_mask:
         props.mask_datablock = bpy.data.masks[a.blender_mask]
     props.method, props.preset, props.write_mode = job.method, job.preset, a.write_mode
     out = Path(job.out).expanduser().resolve()
-    outcome = bpy.ops.stchain.generate(
-        weights=job.weights or "", device=job.device, masks=job.masks or "", precision=job.precision,
-        allow_random_weights=job.allow_random_weights, settings_json=json.dumps(job.settings),
-        result_file=str(out.with_name(out.stem + RESULT_SUFFIX)), json_lines=a.json, quiet=True)
+    try:
+        outcome = bpy.ops.stchain.generate(
+            weights=job.weights or "", device=job.device, masks=job.masks or "", precision=job.precision,
+            allow_random_weights=job.allow_random_weights, settings_json=json.dumps(job.settings),
+            result_file=str(out.with_name(out.stem + RESULT_SUFFIX)), json_lines=a.json, quiet=True)
+    except RuntimeError as e:  # the operator could not start (its poll); a failed job reports in the status
+        raise StchainError(str(e).removeprefix("Error: ").strip()) from None
     if "FINISHED" not in outcome:
         status = bpy.context.window_manager.stchain_status
         if status.message.startswith("Cancelled"):

@@ -82,7 +82,7 @@ def prepare(context, op) -> tuple[ProcessRunner, scene_writer.WriteOptions, Path
         python, path = prefs.python(context), prefs.pythonpath(prefs.python(context))
         check_job(job, module, python=python, pythonpath=path)  # weights before footage
         spec.footage = str(footage.export(src, frames, job_dir / "footage", mask=props.mask.lower(),
-                                          blender_mask=props.mask_datablock if props.mask == "MASK" else None))
+                                          blender_mask=props.mask_datablock))
         spec.save(job)
     except BaseException:
         remove_job_dir(job_dir)

@@ -2,6 +2,7 @@
 
 import bpy
 
+from ..contracts.masks import mask_source
 from . import ops
 
 
@@ -18,7 +19,7 @@ def draw_job(layout, context):
         row.prop(props, "frame_last")
     col.prop(props, "anchor_frame")
     col.prop(props, "mask")
-    if props.mask == "MASK":
+    if mask_source(props.mask).needs_mask_datablock:
         col.prop(props, "mask_datablock")
     col.prop(props, "method")
     col.prop(props, "preset")

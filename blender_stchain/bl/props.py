@@ -3,18 +3,14 @@
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
+from ..contracts.masks import blender_enum_items
+
 SOURCES = [
     ("CLIP", "Movie Clip", "Use a Movie Clip loaded in Blender"),
     ("SEQUENCE", "Image Sequence", "Use a folder of images, one per frame (RGBA PNGs carry their own mask)"),
     ("FILE", "Video File", "Use a video file, decoded by Blender"),
 ]
-MASKS = [
-    ("NONE", "None", "No mask: the model segments the object itself"),
-    ("ALPHA", "Footage Alpha", "The footage's alpha channel is the object mask"),
-    ("MASK", "Blender Mask", "A Mask datablock (drawn in the Movie Clip editor) rendered per frame"),
-    ("LUMA", "Luma Key", "Object = pixels brighter than a dark background"),
-    ("CHROMA", "Chroma Key", "Object = pixels far from the border's background colour"),
-]
+MASKS = blender_enum_items()  # contracts/masks.py: one table for the panel, headless and export
 METHODS = [
     ("chain", "Attention Chain", "Fast: a few denoiser steps, correspondences from attention chains"),
     ("actionmesh", "ActionMesh", "Reference pipeline: full stage-I schedule plus the stage-II autoencoder (slow)"),

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from .errors import FootageError, StchainError, UsageError
 from .job import DEVICES, METHODS, PRECISIONS, JobSpec
+from .masks import MASK_SOURCE_NAMES
 from .settings import PRESETS, RANGES, check
 
-MASK_SOURCES = ("alpha", "none", "luma", "chroma", "mask")  # how the object is separated (bl/footage.py)
 ENGINE_MASK_SOURCES = ("alpha",)  # what `run` reads without Blender (footage alpha, or --masks files)
 WRITE_MODES = ("auto", "shape_keys", "pc2")
 
@@ -48,7 +48,8 @@ JOB_OPTIONS: tuple[Option, ...] = (
     Option("--out", "output: result.safetensors for `run`, a .blend otherwise", required=True, metavar="PATH"),
     Option("--weights", "weights root (default: STCHAIN_WEIGHTS or the user folder)", metavar="DIR"),
     Option("--masks", "folder of per-frame mask images (255 = object)", metavar="DIR"),
-    Option("--mask-source", "how the object is separated from the background", "alpha", MASK_SOURCES),
+    Option("--mask-source", "how the object is separated from the background (contracts/masks.py)", "alpha",
+           MASK_SOURCE_NAMES),
     Option("--blender-mask", "name of a Mask datablock in the opened .blend (--mask-source mask)",
            metavar="NAME", blender=True),
     Option("--device", "auto, cpu, cuda, cuda:N or mps", "auto"),
@@ -192,6 +193,6 @@ def one_line(e: BaseException) -> str:
     return f"error: {text}"
 
 
-__all__ = ["JOB_OPTIONS", "JOB_SETTINGS", "JobArgs", "MASK_SOURCES", "OneLineParser", "Option", "StchainError", "UsageError",
-           "add_job_options", "add_job_settings", "job_from_args", "job_parser", "one_line", "parse_frames", "parse_overrides",
-           "parse_job"]
+__all__ = ["JOB_OPTIONS", "JOB_SETTINGS", "JobArgs", "OneLineParser", "Option", "StchainError", "UsageError",
+           "add_job_options", "add_job_settings", "job_from_args", "job_parser", "one_line", "parse_frames",
+           "parse_overrides", "parse_job"]

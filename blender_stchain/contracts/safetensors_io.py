@@ -80,7 +80,7 @@ def _tensor_info(path: Path, name: str, entry, data_size: int) -> TensorInfo:
     if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
         raise fail(path, f"tensor {name!r} entry must have exactly dtype, shape, data_offsets")
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-    if dtype not in DTYPE_SIZES:
+    if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:  # a list or dict is not even hashable
         raise fail(path, f"tensor {name!r} has unknown dtype {dtype!r}")
     if not isinstance(shape, list) or len(shape) > MAX_NDIM or not all(_is_int(d) and d >= 0 for d in shape):
         raise fail(path, f"tensor {name!r} has an invalid shape")

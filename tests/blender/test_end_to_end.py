@@ -3,20 +3,19 @@
 
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 bpy = pytest.importorskip("bpy")
-pytestmark = pytest.mark.blender
+pytestmark = [pytest.mark.blender, pytest.mark.slow]  # a real worker run with small weights: minutes
 
 from blender_stchain.bl import entry  # noqa: E402
 from blender_stchain.contracts.blender_camera import OBJECT_TO_BLENDER  # noqa: E402
 from blender_stchain.contracts.result import load_result  # noqa: E402
+from tests.blender.workers import WORKER_PYTHON  # noqa: E402
 from tests.conftest import DATA, REPO  # noqa: E402
 
-WORKER_PYTHON = os.environ.get("STCHAIN_WORKER_PYTHON", sys.executable)
 QUICK = ["anchor_steps=4", "grid_resolution=64", "coarse_resolution=32", "face_budget=3000", "landmarks=96",
          "candidate_resolution=48"]
 

@@ -115,3 +115,34 @@ def test_blender_mask_becomes_alpha(scene, tmp_path):
     assert data_snapshot() == before
     with pytest.raises(FootageError, match="needs a Blender Mask"):
         footage.export(src, (1, 1), tmp_path / "x", mask="mask")
+
+
+def test_every_mask_source_exports_and_luma_keys_a_dark_background(scene, tmp_path):
+    """One exporter per source of contracts.masks; none drops the 4th channel; the luma key finds the
+    camel composited over black (its true alpha known) and rejects an unknown source by name."""
+    from blender_stchain.contracts.masks import MASK_SOURCE_NAMES
+
+    Image = pytest.importorskip("PIL.Image")
+    assert tuple(footage.MASK_EXPORTS) == MASK_SOURCE_NAMES
+    rgba = np.asarray(Image.open(DATA / "rgba_frames" / "davis_camel" / "05.png"))
+    dark = (rgba[..., :3] * (rgba[..., 3:] > 127)).astype(np.uint8)  # the object on black
+    (tmp_path / "dark").mkdir()
+    Image.fromarray(dark).save(tmp_path / "dark" / "0001.png")
+    src = footage.probe(str(tmp_path / "dark"))
+    plain = np.load(footage.export(src, None, tmp_path / "none", mask="none") / "frames" / "000001.npy")
+    keyed = np.load(footage.export(src, None, tmp_path / "luma", mask="luma") / "frames" / "000001.npy")
+    assert plain.shape == (512, 512, 3) and np.array_equal(plain, dark)
+    truth, found = rgba[..., 3] > 127, keyed[..., 3] == 255
+    iou = (truth & found).sum() / (truth | found).sum()
+    print(f"luma key on the camel over black: IoU {iou:.3f} with its alpha")
+    assert iou > 0.9 and not (found & ~truth).any()  # a black pixel is never the object
+    with pytest.raises(FootageError, match="mask source 'bogus' is not one of none, alpha, mask, luma, chroma"):
+        footage.export(src, None, tmp_path / "x", mask="bogus")
+
+
+def test_mask_choice_keeps_the_number_saved_files_hold(registered):
+    """.blend files store an enum choice as its number: the numbers of the first release stay."""
+    props = registered.stchain
+    for number, choice in enumerate(["NONE", "ALPHA", "MASK", "LUMA", "CHROMA"]):
+        props.mask = choice
+        assert props["mask"] == number

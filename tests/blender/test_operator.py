@@ -14,7 +14,7 @@ pytestmark = pytest.mark.blender
 import blender_stchain  # noqa: E402
 from blender_stchain.bl import headless, ops, prefs  # noqa: E402
 from tests.blender.conftest import data_snapshot  # noqa: E402
-from tests.blender.workers import stub_env  # noqa: E402
+from tests.blender.workers import WORKER_PYTHON, stub_env  # noqa: E402
 from tests.conftest import DATA  # noqa: E402
 
 CAMEL = DATA / "rgba_frames" / "davis_camel"
@@ -131,17 +131,18 @@ def test_apply_result_reuses_footage_and_changes_mode(registered, stub, tmp_path
     assert len(bpy.data.objects) == 2
 
 
-def test_detect_devices_probes_the_worker_python(registered):
-    """The device list comes from torch in a subprocess; Blender's process never imports torch."""
-    import importlib.util
+def test_detect_devices_probes_the_worker_python(registered, monkeypatch):
+    """The device list comes from torch in the worker's interpreter, also where Blender's own has no
+    torch (the 4.2 / 5.2 matrices); Blender's process never imports torch."""
     import sys
 
-    if importlib.util.find_spec("torch") is None:
-        pytest.skip("no torch in this interpreter")
-    had_torch = "torch" in sys.modules  # engine tests in the same session may have imported it
-    assert bpy.ops.stchain.detect_devices() == {"FINISHED"}
     from blender_stchain.bl import prefs
 
+    monkeypatch.setenv("STCHAIN_WORKER_PYTHON", WORKER_PYTHON)
+    cache = prefs.user_dir("cache") / "devices.json"
+    cache.unlink(missing_ok=True)
+    had_torch = "torch" in sys.modules  # engine tests in the same session may have imported it
+    assert bpy.ops.stchain.detect_devices() == {"FINISHED"} and cache.is_file()
     ids = [item[0] for item in prefs._devices(None, bpy.context)]
     print("devices:", ids)
     assert ids[:2] == ["auto", "cpu"] and (had_torch or "torch" not in sys.modules)

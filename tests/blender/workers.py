@@ -1,13 +1,16 @@
-"""Helpers that start the stand-in worker as a real process for runner/operator tests."""
+"""Helpers that start the stand-in worker as a real process for runner/operator tests, and the
+interpreter with torch that runs the real worker (the Blender 4.2 / 5.2 venvs have no torch)."""
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from tests.conftest import DATA, REPO
 
 HERE = Path(__file__).resolve().parent
 NPZ = DATA / "animated_glb" / "mushroom.npz"
+WORKER_PYTHON = os.environ.get("STCHAIN_WORKER_PYTHON", sys.executable)  # scripts/test.sh: .venv
 
 
 def stub_env(mode: str) -> dict:

@@ -126,3 +126,19 @@ def test_engine_never_imports_bpy():
     expected = sum(1 for p in engine.rglob("*.py") if p.name != "__init__.py") + sum(
         1 for p in engine.rglob("__init__.py") if p.parent != engine)
     assert int(out.stdout.split()[0]) == expected  # every module (and package) was imported
+
+
+def test_mask_source_table_keeps_names_and_saved_numbers_unique():
+    """contracts/masks.py is the one list of mask sources: a new line must not reuse a name or the
+    number .blend files store, and both spellings (CLI, Blender enum id) find the same source."""
+    from blender_stchain.contracts.errors import FootageError
+    from blender_stchain.contracts.masks import MASK_SOURCES, blender_enum_items, mask_source
+
+    names, numbers = [s.name for s in MASK_SOURCES], [s.saved_as for s in MASK_SOURCES]
+    assert len(set(names)) == len(names) and len(set(numbers)) == len(numbers)
+    assert all(n == n.lower() and n.isidentifier() for n in names)
+    assert mask_source("CHROMA") is mask_source("chroma") and mask_source("mask").needs_mask_datablock
+    assert [item[0] for item in blender_enum_items()] == [n.upper() for n in names]
+    assert "the whole frame, background included" in mask_source("none").description
+    with pytest.raises(FootageError, match="mask source 'sam' is not one of none, alpha, mask, luma, chroma"):
+        mask_source("sam")

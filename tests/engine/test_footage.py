@@ -98,13 +98,31 @@ def test_mask_folder_pairs_by_name():
         assert np.array_equal(rgb[1], np.asarray(Image.open(DATA / "horsejump_gt" / "video" / "00021.jpg")))
 
 
-def test_single_mask_is_the_anchor_mask_of_frame_one():
-    with open_footage(VIDEOS / "apple.mp4", masks=VIDEOS / "apple_mask.png") as f:
-        assert (f.count, f.fps, f.mask_kind, f.source_size, f.size) == (50, 10, "first_frame", (1296, 720), (1024, 569))
-        share = float((f.anchor_mask > MASK_THRESHOLD).mean())
-        print(f"apple: anchor mask share {share:.4f}, scale {f.scale}")
-        assert f.anchor_mask.shape == (569, 1024) and 0.083 < share < 0.093  # README: 8.8 %
-        assert f.read(0)[1] is None  # no per-frame masks from a single image
+def test_a_new_mask_source_is_one_class_and_one_registry_line(monkeypatch, tmp_path):
+    """The seam of engine/footage/masks.py: a source reading a (T, H, W) uint8 .npy stack, added to
+    MASK_SOURCES, serves open_footage exactly as the mask folder it was made from."""
+    from blender_stchain.engine.footage import masks as mask_sources
+
+    class MaskStack(mask_sources.MaskSource):
+        kind = "stack"
+
+        @classmethod
+        def takes(cls, masks, frames):
+            return masks is not None and masks.suffix == ".npy"
+
+        def read(self, k):
+            return np.load(self.path, mmap_mode="r")[k].astype(np.float32) / 255
+
+    horse = DATA / "horsejump_gt"
+    files = sorted((horse / "masks").glob("*.png"))[:6]
+    np.save(tmp_path / "stack.npy", np.stack([np.asarray(Image.open(f).convert("L")) for f in files]))
+    monkeypatch.setattr(mask_sources, "MASK_SOURCES", (MaskStack, *mask_sources.MASK_SOURCES))
+    with open_footage(horse / "video", masks=tmp_path / "stack.npy", frames=(1, 6)) as stack, \
+            open_footage(horse / "video", masks=horse / "masks", frames=(1, 6)) as folder:
+        assert (stack.mask_kind, folder.mask_kind) == ("stack", "folder")
+        np.testing.assert_array_equal(stack.mask_area, folder.mask_area)
+        assert np.array_equal(stack.read_range(2, 4)[1], folder.read_range(2, 4)[1])
+        assert 0.02 < stack.mask_area.min()
 
 
 def test_downscale_keeps_footage_pixels(bear_frames):

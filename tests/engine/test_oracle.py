@@ -122,6 +122,7 @@ def test_blend_from_oracle_attention(name):
     assert err.mean() < 0.01
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MESHES)
 def test_chain_through_dense_motion(name):
     """(c) oracle maps -> blend at the landmarks -> propagate reproduces the whole animation."""

@@ -1,7 +1,6 @@
 """The whole engine on real footage with random checkpoints (smoke tests of every stage)."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,16 +13,7 @@ from blender_stchain.contracts.job import JobSpec
 from blender_stchain.contracts.result import load_result
 from blender_stchain.engine.pipeline import run
 from tests.conftest import DATA, REPO
-
-# Small grids keep the smoke runs short; every stage still runs.
-QUICK = dict(anchor_steps=4, grid_resolution=64, coarse_resolution=32, face_budget=3000, landmarks=128,
-             candidate_resolution=48, baseline_steps=6, baseline_anchor_steps=4)
-
-
-def quick_job(footage, out, weights, **kw):
-    settings = {**QUICK, **kw.pop("settings", {})}
-    return JobSpec(footage=str(footage), out=str(out), weights=str(weights), allow_random_weights=True,
-                   preset="fast", settings=settings, **kw)
+from tests.helpers import QUICK, peak_rss_mb, quick_job
 
 
 def assert_valid(r, frames):
@@ -37,6 +27,7 @@ def assert_valid(r, frames):
     assert r.metadata["smoke_test"] is True
 
 
+@pytest.mark.slow
 def test_chain_small_weights_48_frames_in_four_windows(small_weights, tmp_path):
     events = []
     job = quick_job(DATA / "horsejump_gt/video", tmp_path / "r.safetensors", small_weights,
@@ -91,6 +82,7 @@ def worker(job: JobSpec, tmp_path: Path, cancel_first=False):
     return out.returncode, [json.loads(line) for line in out.stdout.splitlines()], out.stderr
 
 
+@pytest.mark.slow
 def test_worker_process_streams_json_lines_and_writes_the_result(tiny_weights, tmp_path):
     job = quick_job(DATA / "rgba_frames/davis_camel", tmp_path / "w.safetensors", tiny_weights)
     code, events, _ = worker(job, tmp_path)
@@ -116,23 +108,7 @@ def test_cli_run_reports_bad_input_in_one_line(tmp_path):
     assert out.returncode == 1 and out.stderr.count("\n") == 1 and "footage not found" in out.stderr
 
 
-def peak_rss_mb(frames: int, weights, tmp_path, footage=DATA / "videos/lifting1_fg.mp4") -> float:
-    """Peak resident memory of a whole run in a fresh process (the result stays in ``tmp_path``).
-
-    VmHWM, not ``ru_maxrss``: Linux carries the parent's peak into ``ru_maxrss`` across fork/exec, so
-    a child of a big pytest process reported the parent's ~1 GB instead of its own ~0.4 GB."""
-    job = quick_job(footage, tmp_path / f"m{frames}.safetensors", weights,
-                    frames=(1, frames), settings=dict(landmarks=64, candidate_resolution=32))
-    code = (f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
-            "from blender_stchain.contracts.job import JobSpec\nfrom blender_stchain.engine.pipeline import run\n"
-            f"run(JobSpec.load({str(job.save(tmp_path / f'job{frames}.json'))!r}))\n"
-            "print(next(int(s.split()[1]) for s in open('/proc/self/status') if s.startswith('VmHWM')) / 1024)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert out.returncode == 0, out.stderr[-2000:]
-    return float(out.stdout.split()[-1])
-
-
+@pytest.mark.slow
 def test_peak_memory_is_flat_in_clip_length(tiny_weights, tmp_path):
     short, long = peak_rss_mb(48, tiny_weights, tmp_path), peak_rss_mb(200, tiny_weights, tmp_path)
     print(f"peak RSS: 48 frames {short:.0f} MB, 200 frames {long:.0f} MB ({long / short - 1:+.1%})")

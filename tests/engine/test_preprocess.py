@@ -10,6 +10,7 @@ from PIL import Image
 from blender_stchain.contracts.errors import FootageError
 from blender_stchain.engine.footage import preprocess as pp
 from tests.conftest import DATA
+from tests.engine.parity.reference import is_valid_alpha
 
 CAMEL = DATA / "rgba_frames" / "davis_camel"
 HORSE = DATA / "horsejump_gt"
@@ -151,7 +152,7 @@ def test_shared_crop_horsejump_masks():
     box = _check_shared_crop(rgb, masks)
     per_frame = pp.frame_bboxes(masks)
     assert (per_frame[:, 2] < box[2]).any() or (per_frame[:, 3] < box[3]).any()  # the box is a true union
-    assert pp.is_valid_alpha(masks).all()
+    assert is_valid_alpha(masks).all()
 
 
 def test_whole_object_stays_inside_the_model_image():

@@ -286,6 +286,7 @@ def test_decimation_hits_budget_and_keeps_shape(torus64, budget):
     assert abs(m.volume / torus64.volume - 1) < 0.02
 
 
+@pytest.mark.slow
 def test_decimation_reaches_a_deep_budget():
     """Fifteen-fold reduction of a fine mesh (smooth cost fields once starved the parallel passes)."""
     fine = surface.extract(torus, resolution=128, coarse_resolution=16)

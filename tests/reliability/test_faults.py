@@ -17,15 +17,9 @@ from safetensors.torch import load_file, save_file
 from blender_stchain.contracts.errors import NumericalError
 from blender_stchain.contracts.result import ResultWriter, load_result
 from blender_stchain.engine.pipeline import run
-from tests.conftest import DATA, REPO
-from tests.engine.test_pipeline import quick_job
-from tests.reliability.conftest import FAULTS
-
-CAMEL = DATA / "rgba_frames/davis_camel"
-
-
-def leftovers(folder):
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+from tests.conftest import REPO
+from tests.helpers import quick_job
+from tests.reliability.helpers import CAMEL, FAULTS, leftovers, start_worker
 
 
 def poison(weights, tmp_path, rel, key):
@@ -57,12 +51,7 @@ def test_nan_in_a_model_output_names_the_stage(rel, key, stage, tiny_weights, tm
     assert leftovers(out) == []
 
 
-def start_worker(job, tmp_path, preexec=None):
-    path = job.save(tmp_path / "job.json")
-    return subprocess.Popen([sys.executable, "-m", "blender_stchain.engine.worker", str(path)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec)
-
-
+@pytest.mark.slow
 def test_disk_full_while_writing_leaves_no_partial_result(tiny_weights, tmp_path):
     def small_disk():  # a real write limit: writes past 150 kB fail with EFBIG, as on a full disk
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -93,22 +82,39 @@ def test_killed_worker_leaves_nothing_after_the_next_run(tiny_weights, tmp_path)
     assert leftovers(out) == []
 
 
-def test_cancel_is_prompt_at_any_point(tiny_weights, tmp_path):
-    """Cancel at several moments of a run; each stops within 2 s and leaves nothing."""
-    for delay in (0.5, 2.0, 4.0):
-        out = tmp_path / f"out{delay}"
-        job = quick_job(CAMEL, out / "r.safetensors", tiny_weights)
-        proc = start_worker(job, tmp_path)
-        time.sleep(delay)
-        asked = time.monotonic()
-        (tmp_path / "job.json.cancel").touch()
-        proc.communicate(timeout=60)
-        took = time.monotonic() - asked
-        (tmp_path / "job.json.cancel").unlink()
-        FAULTS.append((f"cancel after {delay} s", f"exit {proc.returncode} in {took:.2f} s", bool(leftovers(out))))
-        print(f"cancel after {delay} s: exit {proc.returncode} in {took:.2f} s")
-        assert proc.returncode in (0, 2) and took < 2.0
-        assert leftovers(out) == ([] if proc.returncode == 2 else ["r.safetensors"])
+# When the cancel is asked: 0.5 s after the start (the worker is still importing), or right after the
+# worker's first event whose (stage, message) starts with these; every one is before the run can end.
+CANCEL_POINTS = [pytest.param(None, id="start"), pytest.param(("load", "reading footage"), id="load"),
+                 pytest.param(("anchor", "anchor shape, step 1/"), id="anchor", marks=pytest.mark.slow),
+                 pytest.param(("windows", "window 1/"), id="windows", marks=pytest.mark.slow)]
+
+
+def _cancel_at(point, proc) -> str:
+    if point is None:
+        time.sleep(0.5)
+        return "0.5 s after the start"
+    for line in proc.stdout:
+        event = json.loads(line)
+        if event.get("stage") == point[0] and event.get("message", "").startswith(point[1]):
+            return f"after '{event['message']}'"
+    raise AssertionError(f"the run ended before the {point} event")
+
+
+@pytest.mark.parametrize("point", CANCEL_POINTS)
+def test_cancel_takes_effect_promptly_at_any_point(point, tiny_weights, tmp_path):
+    """The cancel must stop the run (exit 2, a cancelled event, no result) within 2 s and leave nothing."""
+    out = tmp_path / "out"
+    proc = start_worker(quick_job(CAMEL, out / "r.safetensors", tiny_weights), tmp_path)
+    when = _cancel_at(point, proc)
+    asked = time.monotonic()
+    (tmp_path / "job.json.cancel").touch()
+    rest, _ = proc.communicate(timeout=60)
+    took = time.monotonic() - asked
+    last = json.loads(rest.splitlines()[-1])
+    FAULTS.append((f"cancel {when}", f"exit {proc.returncode} in {took:.2f} s", bool(leftovers(out))))
+    print(f"cancel {when}: exit {proc.returncode} in {took:.2f} s, last event {last}")
+    assert proc.returncode == 2 and last.get("cancelled") and took < 2.0
+    assert leftovers(out) == []
 
 
 def test_real_allocation_failures_count_as_out_of_memory():
@@ -155,6 +161,7 @@ print(json.dumps({{**outcome, "warnings": warnings}}))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["lift", "keep"])
 def test_out_of_memory_in_a_window_retries_once_then_says_what_to_lower(mode, tiny_weights, tmp_path):
     out = tmp_path / "out"

@@ -2,7 +2,7 @@
 naming the path and the frames, or a correct conversion.
 
 ``INPUTS_TRIED`` lists every input a test fed to ``open_footage`` as (input, outcome) with outcome
-"error", "warning" or "read"; a reliability conftest can count it for the suite's summary line.
+"error", "warning" or "read" (``helpers.py``); the reliability conftest counts it in the summary line.
 """
 
 import shutil
@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import DATA
+from tests.reliability.helpers import INPUTS_TRIED
 
 av = pytest.importorskip("av")
 Image = pytest.importorskip("PIL.Image")
@@ -22,8 +23,6 @@ Image = pytest.importorskip("PIL.Image")
 from blender_stchain.contracts.errors import FootageError  # noqa: E402
 from blender_stchain.contracts.frames import write_frames  # noqa: E402
 from blender_stchain.engine.footage import FootageWarning, open_footage
-
-INPUTS_TRIED: list[tuple[str, str]] = []
 
 VIDEOS = DATA / "videos"
 HORSE = DATA / "horsejump_gt"
@@ -248,19 +247,14 @@ def test_masks_of_the_wrong_size(tmp_path):
     )
     footage = accepted("wrong-size masks outside the range", video, masks=masks, frames=(4, 6))
     assert footage.count == 3
-    refused(
-        "single mask of the wrong size", VIDEOS / "apple.mp4",
-        r"wrong size on frame 1: 854x480 instead of the footage's 1296x720",
-        masks=masks / "00000.png",
-    )
 
 
-def test_single_mask_outside_the_range():
+def test_a_single_mask_image_is_refused():
+    """The mask of one frame is wrong for the other frames of a moving object: a folder is asked for."""
     refused(
-        "single mask, range without frame 1", VIDEOS / "apple.mp4",
-        r"single mask for frame 1, which is outside the chosen frames 5-9",
+        "single mask image instead of a folder", VIDEOS / "apple.mp4",
+        r"masks .*apple_mask.png is a single image; give a folder with one mask image per footage frame",
         masks=VIDEOS / "apple_mask.png",
-        frames=(5, 9),
     )
 
 
@@ -277,12 +271,6 @@ def test_object_leaves_the_frame_on_some_frames(tmp_path):
         "masks empty on most frames", video,
         r"mask is empty on frames 1-3, 5; the object is visible on only 2 of 6",
         masks=masks,
-    )
-    Image.fromarray(np.zeros((720, 1296), np.uint8)).save(tmp_path / "apple_blank.png")
-    refused(
-        "single empty mask", VIDEOS / "apple.mp4",
-        r"masks .*apple_blank\.png: the mask of frame 1 is empty",
-        masks=tmp_path / "apple_blank.png",
     )
 
 

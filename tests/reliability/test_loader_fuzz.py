@@ -10,12 +10,14 @@ import resource
 import struct
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from blender_stchain.contracts.errors import WeightsError
 from blender_stchain.contracts.safetensors_io import DTYPE_SIZES
 from blender_stchain.engine.weights.tensors import load_tensors
+from tests.reliability.helpers import LOADER_CASES
 
 CASES = 400
 DTYPES = ["F32", "F16", "BF16", "I64", "I32", "U8", "BOOL", "F64", "I8"]
@@ -123,5 +125,15 @@ def test_loader_never_crashes_hangs_or_overallocates(tmp_path):
     grew = _peak_rss_mib() - rss0
     print(f"loader fuzz: {counter['cases']} cases, {counter['loaded']} loaded, {counter['rejected']} rejected "
           f"with WeightsError, 0 other exceptions; peak RSS growth {grew:.0f} MiB")
+    LOADER_CASES.append(counter["cases"])
     assert counter["cases"] >= 300
     assert grew < 256  # no header claiming 2**31..2**64 bytes ever turned into an allocation
+
+
+def test_a_dtype_that_is_not_a_string_is_refused(tmp_path):
+    """Found by the fuzzer: a list as dtype raised TypeError (unhashable) instead of WeightsError."""
+    header = b'{"t0": {"dtype": [], "shape": [], "data_offsets": [0, 4]}}'
+    path = tmp_path / "listdtype.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + b"\x00" * 4)
+    with pytest.raises(WeightsError, match=r"tensor 't0' has unknown dtype \[\]"):
+        load_tensors(path)

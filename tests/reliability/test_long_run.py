@@ -12,9 +12,10 @@ import pytest
 from blender_stchain.contracts.frames import write_frames
 from blender_stchain.contracts.result import load_result
 from tests.conftest import REPO
-from tests.engine.test_pipeline import peak_rss_mb, quick_job
-from tests.reliability.conftest import FAULTS
-from tests.reliability.test_faults import leftovers
+from tests.helpers import peak_rss_mb, quick_job
+from tests.reliability.helpers import FAULTS, leftovers
+
+pytestmark = pytest.mark.slow  # a 1,000-frame clip, several runs: minutes
 
 
 def blob_clip(folder, frames: int, size: int = 96):

@@ -1,9 +1,7 @@
-"""The attention chain (DESIGN 4.1-4.5).
-
-This file has two sections. The first is the pure maths of the chain product and the sharp blend
-(DESIGN 4.5): functions over given maps, device-agnostic torch, so an oracle attention can be fed
-in and the same code runs on the GPU in the pipeline. The model-driven orchestration (anchor,
-truncated stage I with capture, vertex->token and token->surface maps) goes in the second section.
+"""The attention chain (DESIGN 4.1-4.5): the pure maths of the chain product and the sharp blend
+(DESIGN 4.5), functions over given maps in device-agnostic torch, so an oracle attention can be fed
+in and the same code runs on the GPU in the pipeline. Where the maps come from (truncated stage I
+with attention capture) is ``window.py``.
 """
 
 from __future__ import annotations
@@ -11,10 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
-# =====================================================================================
-# Section 1: chain product and sharp blend (pure functions over given maps)
-# =====================================================================================
 
 _EPS = 1e-12
 
@@ -185,8 +179,3 @@ def _dot(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 def _where(mask: torch.Tensor, value: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     return torch.where(mask[..., None], value, other)
-
-
-# =====================================================================================
-# Section 2: model-driven orchestration (anchor, capture, maps) - added by the pipeline work
-# =====================================================================================

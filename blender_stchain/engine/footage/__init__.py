@@ -6,10 +6,9 @@ shared crop that turns footage frames into the backbone's square inputs (``prepr
 read, never the whole clip.
 
 Masks are read as floats in [0, 1] (8-bit /255, 16-bit /65535, alpha used when a mask image has a
-non-opaque alpha); a pixel belongs to the object where the value is above ``MASK_THRESHOLD``. A
-single mask image is the mask of the clip's first frame only: it is kept as ``Footage.anchor_mask``
-(for the anchor frame and its crop) while ``read`` returns no per-frame masks, because a mask from
-one frame is wrong for any other frame of a moving object.
+non-opaque alpha); a pixel belongs to the object where the value is above ``MASK_THRESHOLD``. They
+come from one ``MaskSource`` (``masks.py``: a mask folder, the footage alpha, or none); without
+masks the whole frame, background included, goes to the model.
 """
 
 from .common import DEFAULT_MAX_SIDE, MASK_THRESHOLD, FootageWarning

@@ -25,46 +25,18 @@ import torch
 
 from ...contracts.errors import FootageError
 
-DINOV2_PREPROCESSOR_CONFIG = {  # facebook/dinov2-large preprocessor_config.json
-    "image_processor_type": "BitImageProcessor",
-    "do_convert_rgb": True,
-    "do_resize": True,
-    "size": {"shortest_edge": 256},
-    "resample": 3,
-    "do_center_crop": True,
-    "crop_size": {"height": 224, "width": 224},
-    "do_rescale": True,
-    "rescale_factor": 0.00392156862745098,
-    "do_normalize": True,
-    "image_mean": [0.485, 0.456, 0.406],
-    "image_std": [0.229, 0.224, 0.225],
-}
-
 PADDING_RATIO = 0.1  # ActionMesh ImagePreprocessor default margin around the union box
 
 
 @dataclass(frozen=True)
 class ProcessorConfig:
-    """The DINOv2 image processor settings that matter (from ``preprocessor_config.json``)."""
+    """The DINOv2 image processor settings that matter (facebook/dinov2 ``preprocessor_config.json``)."""
 
     shortest_edge: int = 256
     crop_hw: tuple[int, int] = (224, 224)
     rescale_factor: float = 1 / 255
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-
-    @classmethod
-    def from_json(cls, cfg: dict) -> "ProcessorConfig":
-        if cfg.get("resample", 3) != 3 or not all(cfg.get(k, True) for k in ("do_resize", "do_center_crop")):
-            raise FootageError("DINOv2 preprocessor: only bicubic resize + centre crop configs are supported")
-        crop = cfg["crop_size"]
-        return cls(
-            shortest_edge=int(cfg["size"]["shortest_edge"]),
-            crop_hw=(int(crop["height"]), int(crop["width"])),
-            rescale_factor=float(cfg["rescale_factor"]),
-            mean=tuple(cfg["image_mean"]),
-            std=tuple(cfg["image_std"]),
-        )
 
 
 # ---------------------------------------------------------------- compositing and crop box
@@ -80,13 +52,6 @@ def alpha_from_mask(mask: np.ndarray) -> np.ndarray:
     if np.issubdtype(mask.dtype, np.floating):
         return np.round(np.clip(mask, 0.0, 1.0) * 255.0).astype(np.uint8)
     raise FootageError(f"masks must be bool, uint8 or float images, got {mask.dtype}")
-
-
-def is_valid_alpha(alpha: np.ndarray) -> np.ndarray:
-    """Per frame: at least 1% foreground and 1% background after thresholding at 127 (reference rule
-    for skipping background removal). alpha (T, H, W) uint8 -> (T,) bool."""
-    flat = alpha.reshape(len(alpha), -1)
-    return ((flat > 127).mean(axis=1) >= 0.01) & ((flat <= 127).mean(axis=1) >= 0.01)
 
 
 def composite_over_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -289,11 +254,6 @@ def dinov2_crop(images: np.ndarray, cfg: ProcessorConfig = ProcessorConfig()) ->
     left, top = centre_crop_offset(new_w, new_h, cfg.crop_hw)
     resized = resize_bicubic(images, (new_w, new_h))
     return resized[..., top : top + cfg.crop_hw[0], left : left + cfg.crop_hw[1], :]
-
-
-def dinov2_pixel_values(images: np.ndarray, cfg: ProcessorConfig = ProcessorConfig()) -> torch.Tensor:
-    """The BitImageProcessor: uint8 (T, H, W, 3) -> pixel_values float32 (T, 3, 224, 224)."""
-    return normalise(dinov2_crop(images, cfg), cfg)
 
 
 # ---------------------------------------------------------------- the crop map

@@ -25,7 +25,7 @@ from .common import (
     FootageWarning,
     frames_text,
 )
-from .masks import MaskFiles, open_masks
+from .masks import MaskSource, open_masks
 from .pixels import fit_image, fit_mask, target_size
 from .sources import Source, open_source
 
@@ -44,15 +44,17 @@ class Footage:
     timestamps: tuple[float, ...] | None  # presentation time in seconds per chosen frame (videos)
     source_size: tuple[int, int]  # (W, H) of the footage as players show it (after display rotation)
     size: tuple[int, int]  # (W, H) of the frames ``read`` returns
-    mask_kind: str  # "folder" | "alpha" | "first_frame" | "none"
-    mask_area: np.ndarray | None  # (count,) share of object pixels per chosen frame; None without per-frame masks
-    anchor_mask: np.ndarray | None  # (H, W) float32 mask of the clip's first frame when mask_kind == "first_frame"
-    masks_path: Path | None = None  # the masks argument, when one was given
+    mask_area: np.ndarray | None  # (count,) share of object pixels per chosen frame; None without masks
     rotation: int = 0  # counter-clockwise degrees applied to the stored video frames (display matrix)
     warnings: tuple[str, ...] = ()
     _frames: "Source" = field(repr=False, default=None)
-    _masks: "MaskFiles | None" = field(repr=False, default=None)
+    _masks: "MaskSource" = field(repr=False, default=None)
     _index: tuple[int, ...] = field(repr=False, default=())  # clip index of each chosen frame
+
+    @property
+    def mask_kind(self) -> str:
+        """Where the masks come from (``MaskSource.kind``): "folder" | "alpha" | "none"."""
+        return self._masks.kind
 
     @property
     def count(self) -> int:
@@ -76,11 +78,7 @@ class Footage:
             raise IndexError(f"frame index {i} outside 0..{self.count - 1}")
         k = self._index[i]
         rgb, alpha = self._frames.read(k)
-        mask = None
-        if self.mask_kind == "folder":
-            mask = self._masks.read(k)
-        elif self.mask_kind == "alpha":
-            mask = alpha
+        mask = self._masks.with_frame(k, alpha)
         return fit_image(rgb, self.size).round().astype(np.uint8), fit_mask(mask, self.size)
 
     def read_range(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -118,7 +116,7 @@ def open_footage(
     source = open_source(path)
     try:
         index = _select(source, frames, path)
-        mask_files, anchor, kind = open_masks(masks, source, index)
+        mask_source = open_masks(masks, source, index)
         size = target_size(source.size, max_side)
         footage = Footage(
             path=path,
@@ -128,13 +126,10 @@ def open_footage(
             timestamps=None if source.timestamps is None else tuple(source.timestamps[k] for k in index),
             source_size=source.size,
             size=size,
-            mask_kind=kind,
             mask_area=None,
-            anchor_mask=fit_mask(anchor, size),
-            masks_path=None if masks is None else Path(masks),
             rotation=source.rotation,
             _frames=source,
-            _masks=mask_files,
+            _masks=mask_source,
             _index=tuple(index),
         )
         _check_objects(footage)
@@ -148,30 +143,26 @@ def open_footage(
 
 def _check_objects(footage: Footage) -> None:
     """Read every chosen mask once: record the object's share per frame and refuse unusable masks."""
-    if footage.mask_kind == "first_frame":
-        share = float((footage.anchor_mask > MASK_THRESHOLD).mean())
-        _judge(footage, footage.frame_numbers[:1], np.array([share]), np.array([False]), anchor_only=True)
+    masks = footage._masks
+    if not masks.per_frame:
         return
-    if footage.mask_kind == "none":
-        return
-    shares, border, opaque = [], [], True
-    for i in range(footage.count):
-        k = footage._index[i]
-        mask = footage._masks.read(k) if footage.mask_kind == "folder" else footage._frames.read(k)[1]
-        opaque = opaque and footage.mask_kind == "alpha" and bool(mask.min() >= 1.0)
+    shares, border, opaque = [], [], masks.opaque_is_none
+    for k in footage._index:
+        mask = masks.read(k)
+        opaque = opaque and bool(mask.min() >= 1.0)
         inside = mask > MASK_THRESHOLD
         shares.append(float(inside.mean()))
         border.append(bool(inside[0].any() or inside[-1].any() or inside[:, 0].any() or inside[:, -1].any()))
     if opaque:  # an alpha channel that is opaque everywhere carries no mask
-        footage.mask_kind = "none"
+        footage._masks = MaskSource(None, footage._frames, list(footage._index))
         return
     footage.mask_area = np.asarray(shares, dtype=np.float32)
     _judge(footage, list(footage.frame_numbers), footage.mask_area, np.asarray(border))
 
 
-def _judge(footage: Footage, numbers: list[int], shares: np.ndarray, border: np.ndarray, anchor_only=False) -> None:
+def _judge(footage: Footage, numbers: list[int], shares: np.ndarray, border: np.ndarray) -> None:
     numbers = np.asarray(numbers)
-    source = f"masks of {footage.path}" if footage.mask_kind == "alpha" else f"masks {footage.masks_path}"
+    source = footage._masks.describe(footage.path)
     full = numbers[shares > FULL_FRAME_SHARE]
     if full.size:
         raise FootageError(
@@ -180,10 +171,6 @@ def _judge(footage: Footage, numbers: list[int], shares: np.ndarray, border: np.
         )
     empty = numbers[shares < MIN_OBJECT_SHARE]
     visible = len(numbers) - empty.size
-    if empty.size and anchor_only:
-        raise FootageError(
-            f"{source}: the mask of frame {numbers[0]} is empty (no value above {MASK_THRESHOLD}); fix the mask"
-        )
     if empty.size and visible < max(1, MIN_VISIBLE_SHARE * len(numbers)):
         raise FootageError(
             f"{source}: the mask is empty on {frames_text(empty)}; the object is visible on only {visible} of "
@@ -199,7 +186,7 @@ def _judge(footage: Footage, numbers: list[int], shares: np.ndarray, border: np.
 
 
 # --------------------------------------------------------------------------------------------
-# selection, optional imports, message helpers
+# frame selection
 
 
 def _select(source: Source, frames, path: Path) -> list[int]:

