@@ -24,8 +24,8 @@ from .contracts.options import one_line, parse_job
 def cmd_run(argv) -> int:
     a = parse_job(argv, "python -m blender_stchain run", blender=False)
     from .contracts.events import Done
-    from .engine.pipeline import run
     from .contracts.terminal import Printer
+    from .engine.pipeline import run
 
     printer = Printer(a.json or None)
     path = run(a.job, on_event=printer)

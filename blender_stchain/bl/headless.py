@@ -109,9 +109,10 @@ def write_blend_file(result_path, blend_path) -> Path:
     fps = footage.get("fps")
     from .ops import camera_status
 
-    options = scene_writer.WriteOptions(fps=float(Fraction(fps)) if fps else None, footage=_first_image(footage.get("path")),
-                                        metadata={"result": str(result_path), "result_metadata": result.metadata,
-                                                  "mask_source": "alpha", "camera_status": camera_status(result.metadata)})
+    metadata = {"result": str(result_path), "result_metadata": result.metadata, "mask_source": "alpha",
+                "camera_status": camera_status(result.metadata)}
+    options = scene_writer.WriteOptions(fps=float(Fraction(fps)) if fps else None,
+                                        footage=_first_image(footage.get("path")), metadata=metadata)
     scene_writer.apply(result, bpy.context.scene, options)
     blend_path = Path(blend_path).resolve()
     bpy.ops.wm.save_as_mainfile(filepath=str(blend_path))

@@ -148,12 +148,14 @@ class _JobOptions:
     settings_json: StringProperty(name="Settings", options={"HIDDEN", "SKIP_SAVE"},
                                   description="JSON object of setting overrides (scripts and the command line)")
     result_file: StringProperty(name="Result File", subtype="FILE_PATH", options={"HIDDEN", "SKIP_SAVE"},
-                                description="Where the result is kept (default: NAME_4dmesh.safetensors beside the .blend)")
+                                description="Where the result is kept (default: NAME_4dmesh.safetensors "
+                                            "beside the .blend)")
     precision: StringProperty(name="Precision", description="auto, fp32, bf16 or fp16 (empty = preferences)")
     quiet: bpy.props.BoolProperty(name="Quiet", options={"HIDDEN", "SKIP_SAVE"},
                                   description="Leave the error line to the caller (the headless entry prints it once)")
     json_lines: bpy.props.BoolProperty(name="JSON Progress", options={"HIDDEN", "SKIP_SAVE"},
-                                       description="Print progress as JSON lines when blocking (else a bar at a terminal)")
+                                       description="Print progress as JSON lines when blocking "
+                                                   "(else a bar at a terminal)")
 
 
 class _Driven:

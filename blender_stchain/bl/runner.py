@@ -85,7 +85,8 @@ def check_job(job_path, module: str = WORKER_MODULE, *, python=None, pythonpath=
     StchainError with its one line when not. Blender runs this before it decodes a frame."""
     from ..contracts.errors import StchainError
 
-    final = ProcessRunner(worker_args(job_path, module, check=True), python=python, pythonpath=pythonpath).start().wait()
+    probe = ProcessRunner(worker_args(job_path, module, check=True), python=python, pythonpath=pythonpath)
+    final = probe.start().wait()
     if final.get("event") != "done":
         raise StchainError(final.get("message") or "the job cannot run")
 

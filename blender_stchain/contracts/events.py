@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, fields
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from typing import Callable, ClassVar
 
 from .errors import Cancelled as CancelledError

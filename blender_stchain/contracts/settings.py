@@ -116,7 +116,8 @@ def check(name: str, value) -> None:
         raise ValueError(f"setting {name} cannot be empty")
     items = value if many and isinstance(value, (list, tuple)) else [value]
     if many and not isinstance(value, (list, tuple)):
-        raise ValueError(f"setting {name} must be a list of {_KINDS[kind].split(' ', 1)[1]}s, e.g. [0,1,2], got {value!r}")
+        plural = _KINDS[kind].split(" ", 1)[1] + "s"
+        raise ValueError(f"setting {name} must be a list of {plural}, e.g. [0,1,2], got {value!r}")
     for v in items:
         _check_one(name, kind, v)
 

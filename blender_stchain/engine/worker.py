@@ -15,7 +15,15 @@ import sys
 import threading
 import traceback
 
-from ..contracts.errors import EXIT_CANCELLED, EXIT_ERROR, EXIT_INTERNAL, EXIT_OK, Cancelled, StchainError, out_of_memory
+from ..contracts.errors import (
+    EXIT_CANCELLED,
+    EXIT_ERROR,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    Cancelled,
+    StchainError,
+    out_of_memory,
+)
 from ..contracts.events import Done, Error, FileCancel, from_dict
 
 
