@@ -118,7 +118,7 @@ def test_no_files_left_in_temp(registered, tmp_path, temp_dir, monkeypatch, mode
     monkeypatch.setenv("STCHAIN_WORKER_MODULE", "stub_worker")
     if mode == "hang":
         def press_cancel():
-            while "job" not in ops._active or not ops._active["job"].runner.alive:
+            while "job" not in ops._active or not getattr(ops._active["job"].runner, "alive", False):
                 time.sleep(0.01)
             time.sleep(0.3)
             ops._active["job"].cancel()

@@ -107,7 +107,7 @@ def test_cancel_leaves_scene_unchanged(registered, stub, tmp_path):
     before = data_snapshot()
 
     def press_cancel():  # what the Cancel button / Esc does, from another thread during a blocking run
-        while "job" not in ops._active or not ops._active["job"].runner.alive:
+        while "job" not in ops._active or not getattr(ops._active["job"].runner, "alive", False):
             time.sleep(0.01)
         time.sleep(0.3)
         ops._active["job"].cancel()
