@@ -4,7 +4,8 @@
     python build_addon.py --python 3.11        # one Blender line (4.2-5.0), smaller zips
     python build_addon.py --no-wheels          # no downloads (tests, CI): the package alone
 
-The manifest must sit next to an ``__init__.py``, so the package and a generated manifest (with
+Zips are named ``dist/blender_stchain-VERSION-PLATFORM.zip`` (e.g. ``blender_stchain-0.1.0-linux_x64.zip``);
+zips of an earlier build in the output folder are removed first. The manifest must sit next to an ``__init__.py``, so the package and a generated manifest (with
 the wheel list) are staged in ``build/stage/``. Wheels come from the pinned lock files
 ``vendor/cp311.txt`` / ``vendor/cp313.txt`` via ``pip download`` (cached in ``vendor/wheels/``,
 never committed). The extension builder is Blender's own: ``BLENDER --command extension`` when
@@ -34,6 +35,7 @@ BLENDER_LINE = {"3.11": ("4.2.0", "5.1.0"), "3.13": ("5.1.0", None)}  # min, max
 NOT_SHIPPED = ("batch",)  # cluster-side code (Ray): it never runs inside Blender, so the zip does not carry it
 NEVER_BUNDLE = {"numpy", "requests", "urllib3", "idna", "certifi", "charset-normalizer", "zstandard",
                 "cython", "setuptools"}
+VENV_PYTHONS = [p for p in (ROOT / ".venv" / "bin" / "python", ROOT / ".venv" / "Scripts" / "python.exe") if p.exists()]
 
 
 @dataclass(frozen=True)
@@ -141,15 +143,36 @@ def stage(stage_dir: Path, wheels: list[Path], pythons, platforms) -> Path:
 
 
 def builder_cmd(blender: str | None) -> list[str]:
+    """Blender's extension tool: ``--blender``'s, else ``blender_ext.py`` from the bpy module of this
+    interpreter or of the repository's ``.venv`` (so any ``python build_addon.py`` works after setup)."""
     if blender:
         return [blender, "--factory-startup", "--command", "extension"]
-    spec = importlib.util.find_spec("bpy")
-    if spec is None or spec.origin is None:
-        raise SystemExit("no extension builder: pass --blender PATH or install the bpy module")
-    found = sorted(Path(spec.origin).parent.glob("*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
-    if not found:
-        raise SystemExit(f"blender_ext.py not found in {Path(spec.origin).parent}")
-    return [sys.executable, str(found[-1])]
+    for python in (sys.executable, *VENV_PYTHONS):
+        origin = bpy_origin(python)
+        if origin:
+            found = sorted(Path(origin).parent.glob("*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
+            if found:
+                return [str(python), str(found[-1])]
+    raise SystemExit("error: no Blender extension tool found: run `bash scripts/setup.sh` (it installs the bpy "
+                     "module into .venv), or pass --blender /path/to/blender")
+
+
+def bpy_origin(python) -> str | None:
+    """Where ``python`` finds the bpy module (None: it has none)."""
+    if str(python) == sys.executable:
+        spec = importlib.util.find_spec("bpy")
+        return spec.origin if spec is not None else None
+    probe = "import importlib.util as u; s = u.find_spec('bpy'); print(s.origin if s else '')"
+    out = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, timeout=60)
+    return out.stdout.strip() or None
+
+
+def remove_stale(out: Path) -> list[Path]:
+    """Zips of an earlier build in ``out`` (another platform set or version) would sit beside the new ones."""
+    stale = sorted(out.glob("blender_stchain-*.zip"))
+    for z in stale:
+        z.unlink()
+    return stale
 
 
 def build(out: Path, pythons, platforms, no_wheels: bool, blender: str | None) -> list[Path]:
@@ -159,9 +182,9 @@ def build(out: Path, pythons, platforms, no_wheels: bool, blender: str | None) -
     tool = builder_cmd(blender)
     subprocess.run([*tool, "validate", str(src)], check=True)
     out.mkdir(parents=True, exist_ok=True)
-    before = set(out.glob("*.zip"))
+    remove_stale(out)
     subprocess.run([*tool, "build", "--source-dir", str(src), "--output-dir", str(out), "--split-platforms"], check=True)
-    zips = sorted(set(out.glob("*.zip")) - before) or sorted(out.glob("*.zip"))
+    zips = sorted(out.glob("blender_stchain-*.zip"))
     for z in zips:
         subprocess.run([*tool, "validate", str(z)], check=True)
     return zips

@@ -1,6 +1,7 @@
 """Command line: ``python -m blender_stchain <command>``.
 
-- ``run``: footage -> ``result.safetensors`` without Blender (JSON progress lines on stdout).
+- ``run``: footage -> ``result.safetensors`` without Blender (a progress bar; JSON lines with ``--json``
+  or when stdout is not a terminal).
 - ``weights check|download|make-random``: manage checkpoints.
 - ``demo``: the README's main job (random ``small`` weights when no real ones are found: a smoke test).
 - ``preview``: a picture of a result drawn over its footage.
@@ -8,49 +9,38 @@
 - ``batch``: many clips on long-lived Ray workers (``blender_stchain.batch``; the ``[batch]`` extra).
 - ``eval BENCH`` / ``eval make-bench OUT``: quality metrics on a benchmark / build the synthetic one.
 - options only (``--footage ... --out X.blend``): the Blender headless job through the PyPI bpy module.
-Exit code 0 on success; otherwise non-zero with one clear line on stderr.
+Every command shares one option vocabulary (``contracts.options``) and one way to fail: one line
+``error: ...`` on stderr and the exit codes of ``contracts.errors`` (0 done, 1 error, 2 cancelled,
+3 internal error).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from .contracts.errors import StchainError
-from .contracts.options import add_job_options, parse_frames, parse_overrides
-
-
-def job_from_args(args, out: str | None = None):
-    from .contracts.job import JobSpec
-
-    return JobSpec(
-        footage=args.footage, out=out or args.out, weights=args.weights, masks=args.masks,
-        frames=parse_frames(args.frames), method=args.method, preset=args.preset, device=args.device,
-        precision=args.precision, settings=parse_overrides(args.set),
-        allow_random_weights=args.allow_random_weights,
-    )
+from .contracts.errors import EXIT_INTERNAL, StchainError, exit_code
+from .contracts.options import one_line, parse_job
 
 
 def cmd_run(argv) -> int:
-    p = argparse.ArgumentParser(prog="python -m blender_stchain run", description="footage -> result.safetensors")
-    add_job_options(p)
-    # --- segmentation (issue 12): prompts become a mask folder first; no mask source at all stops here
-    from .cli_masks import add_segment_options, join_negative, prepare_masks
+    from .contracts.prompts import join_negative
 
-    add_segment_options(p)
-    args = p.parse_args(join_negative(argv))
-    from .engine.worker import emit
-
-    args.masks, tmp = prepare_masks(args, emit)
-    # --- end segmentation
+    a = parse_job(join_negative(argv), "python -m blender_stchain run", blender=False)
+    from .cli_masks import prepare_masks
+    from .contracts.prompts import segment_args
+    from .contracts.events import Done
+    from .contracts.terminal import Printer
     from .engine.pipeline import run
 
+    printer = Printer(a.json or None)
+    # prompts become a mask folder first (issue 12); no mask source at all stops here with one line
+    a.job.masks, tmp = prepare_masks(segment_args(a), printer)
     try:
-        path = run(job_from_args(args), on_event=emit)
+        path = run(a.job, on_event=printer)
     finally:
         if tmp is not None:
             tmp.cleanup()
-    emit({"event": "done", "result": str(path)})
+    printer(Done(str(path)))
     return 0
 
 
@@ -106,16 +96,21 @@ def main(argv=None) -> int:
         print(__doc__.strip())
         return 0 if argv else 1
     command = COMMANDS.get(argv[0])
+    if command is None and not argv[0].startswith("--"):
+        sys.stderr.write(f"error: unknown command {argv[0]!r}; try: {', '.join(COMMANDS)} or job options\n")
+        return 1
+    return guarded(command, argv[1:]) if command is not None else guarded(cmd_blender, argv)
+
+
+def guarded(fn, argv) -> int:
+    """Run one command; any error is one ``error: ...`` line on stderr and its exit code (a bug: traceback, 3)."""
     try:
-        if command is not None:
-            return command(argv[1:])
-        if argv[0].startswith("--"):
-            return cmd_blender(argv)
-        sys.stderr.write(f"unknown command {argv[0]!r}; try: {', '.join(COMMANDS)} or job options\n")
-        return 1
-    except StchainError as e:
-        sys.stderr.write(f"error: {e}\n")
-        return 1
-    except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted\n")
-        return 130
+        return fn(argv)
+    except (StchainError, KeyboardInterrupt) as e:
+        sys.stderr.write(one_line(e if str(e) else "interrupted") + "\n")
+        return exit_code(e)
+    except Exception:  # noqa: BLE001 - a bug: show it whole
+        import traceback
+
+        traceback.print_exc()
+        return EXIT_INTERNAL

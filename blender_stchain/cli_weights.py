@@ -1,6 +1,7 @@
 """``python -m blender_stchain weights check|download|make-random``.
 
-Exit code 0 on success; on any user-facing error one line on stderr and exit code 1.
+Exit code 0 on success; on any user-facing error one ``error: ...`` line on stderr and exit code 1
+(``contracts.errors``). The weights root is the positional DIR or ``--weights DIR`` (the job option).
 """
 
 from __future__ import annotations
@@ -8,28 +9,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .contracts.errors import StchainError
-
-
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors as one line and exit code 1, like every other error."""
-
-    def error(self, message):
-        raise _UsageError(f"{message} (see --help)")
+from .contracts.errors import EXIT_ERROR, StchainError
+from .contracts.options import OneLineParser, one_line
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m blender_stchain weights",
-                                description="Check, download or generate the backbone checkpoints.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = OneLineParser(prog="python -m blender_stchain weights",
+                      description="Check, download or generate the backbone checkpoints.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     c = sub.add_parser("check", help="report present / missing / corrupt parts and their licences")
-    c.add_argument("dir", nargs="?", help="weights root (default: $STCHAIN_WEIGHTS or the user folder)")
+    _root_options(c)
     d = sub.add_parser("download", help="fetch the official repositories from huggingface.co (resumable)")
-    d.add_argument("dir", nargs="?", help="weights root (default: $STCHAIN_WEIGHTS or the user folder)")
+    _root_options(d)
     d.add_argument("--parts", nargs="+", metavar="PART", help="TripoSG ActionMesh dinov2-large sam2.1-hiera-{tiny,small,base-plus,large} "
                         "(default: the first three and sam2.1-hiera-tiny)")
     d.add_argument("--base-url", default=None, help=argparse.SUPPRESS)
@@ -38,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--size", choices=("tiny", "small", "full"), default="tiny")
     r.add_argument("--seed", type=int, default=0)
     return p
+
+
+def _root_options(p) -> None:
+    p.add_argument("dir", nargs="?", help="weights root (default: $STCHAIN_WEIGHTS or the user folder)")
+    p.add_argument("--weights", dest="weights_opt", metavar="DIR", help="the same, as the job option")
 
 
 def _progress():
@@ -55,15 +51,18 @@ def _progress():
 def run(args: argparse.Namespace) -> int:
     from .engine import weights
 
+    if args.command in ("check", "download"):
+        if args.dir and args.weights_opt and args.dir != args.weights_opt:
+            raise StchainError("give the weights root once (DIR or --weights DIR)")
+        args.dir = args.dir or args.weights_opt
     if args.command == "check":
         report = weights.check(args.dir)
         print("\n".join(report.lines()))
         if report.is_random:
             print("random checkpoints: results are smoke tests only, not real reconstructions")
         if not report.ok:
-            print("some parts are missing or corrupt; run `python -m blender_stchain weights download`",
-                  file=sys.stderr)
-        return 0 if report.ok else 1
+            print(f"error: {report.summary()}; run `python -m blender_stchain weights download`", file=sys.stderr)
+        return 0 if report.ok else EXIT_ERROR
     if args.command == "download":
         root = weights.find_root(args.dir)
         files = weights.download(root, args.parts, _progress(), base_url=args.base_url)
@@ -96,6 +95,6 @@ def main(argv: list[str] | None = None) -> int:
         argv = argv[1:]
     try:
         return run(_parser().parse_args(argv))
-    except (StchainError, _UsageError, OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except (StchainError, OSError, ValueError) as e:
+        print(one_line(e), file=sys.stderr)
+        return EXIT_ERROR

@@ -3,30 +3,46 @@
 Finds the official weights (``--weights``, ``STCHAIN_WEIGHTS`` or the user folder). When they are
 not there it makes random checkpoints in the official layouts and runs the same code end to end,
 labelled a smoke test everywhere: on every progress line, in the result metadata and in the scene.
-Writes ``result.safetensors``, a ``.blend`` (when the bpy module is importable) and a preview PNG.
+Footage: ``--footage``, else the camel clip of ``../shared`` when it is there, else a small clip rendered
+for the demo with the bpy module (``demo_clip``), so a clone alone runs it. Writes ``result.safetensors``,
+a ``.blend`` (when the bpy module is importable) and a preview PNG.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
+
+from .contracts.options import OneLineParser
+from .contracts.terminal import Printer
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FOOTAGE = Path(os.environ.get("STCHAIN_SHARED_DIR", REPO.parent / "shared")) / "data/rgba_frames/davis_camel"
 
 
-def find_weights(explicit, out: Path, size: str, log) -> tuple[Path, bool]:
-    """The real weights when complete, else random ones made under ``out`` (second value: random)."""
+def find_footage(explicit, out: Path, log) -> str:
+    if explicit:
+        return explicit
+    if DEFAULT_FOOTAGE.is_dir():
+        return str(DEFAULT_FOOTAGE)
+    from .demo_clip import ensure_clip
+
+    return str(ensure_clip(out / "clip", log))
+
+
+def find_weights(explicit, size: str, log) -> tuple[Path, bool]:
+    """The real weights when complete, else random ones made in the user cache (second value: random);
+    the missing-weights message of every other command points at them."""
     from .engine import weights
+    from .engine.weights.preflight import random_root as random_folder
     from .engine.weights.random_checkpoints import make_random
 
     root = weights.find_root(explicit)
     report = weights.check(root)
     if report.ok and not report.is_random:
         return root, False
-    random_root = out / f"weights-random-{size}"
+    random_root = random_folder(size)
     if not weights.check(random_root).ok:
         log(f"no official weights at {root}; making random '{size}' checkpoints in {random_root}")
         make_random(random_root, size=size, seed=0)
@@ -34,40 +50,31 @@ def find_weights(explicit, out: Path, size: str, log) -> tuple[Path, bool]:
     return random_root, True
 
 
-def printer(prefix: str):
-    def log(event):
-        if isinstance(event, str):
-            print(f"{prefix}{event}", flush=True)
-        elif event.get("event") == "progress":
-            eta = f", about {event['eta_s']:.0f} s left" if event.get("eta_s") is not None else ""
-            print(f"{prefix}[{event['fraction'] * 100:5.1f}%] {event['stage']}: {event['message']}{eta}", flush=True)
-        else:
-            print(f"{prefix}{event.get('event')}: {event.get('message', event.get('result', ''))}", flush=True)
-    return log
-
-
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m blender_stchain demo")
-    p.add_argument("--footage", default=str(DEFAULT_FOOTAGE))
+    p = OneLineParser(prog="python -m blender_stchain demo")
+    p.add_argument("--footage", help="default: ../shared's camel clip, else a clip rendered for the demo")
     p.add_argument("--out", default="out/demo")
     p.add_argument("--weights")
     p.add_argument("--size", default="small", choices=["tiny", "small", "full"], help="random checkpoint size")
     p.add_argument("--device", default="auto")
-    p.add_argument("--preset", default="fast")
+    p.add_argument("--preset", default="fast", choices=["fast", "balanced", "quality"])
     p.add_argument("--method", default="chain", choices=["chain", "actionmesh"])
+    p.add_argument("--json", action="store_true", help="progress as JSON lines")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    log = printer("")
-    root, random = find_weights(args.weights, out, args.size, log)
+    printer = Printer(args.json or None)
+    log = printer.say
+    footage = find_footage(args.footage, out, log)
+    root, random = find_weights(args.weights, args.size, log)
     if random:
-        log = printer("[smoke test] ")
+        printer.prefix = "[smoke test] "
     from .contracts.job import JobSpec
     from .engine.pipeline import run
 
-    job = JobSpec(footage=args.footage, out=str(out / "result.safetensors"), weights=str(root), device=args.device,
+    job = JobSpec(footage=footage, out=str(out / "result.safetensors"), weights=str(root), device=args.device,
                   preset=args.preset, method=args.method, allow_random_weights=random)
-    result = run(job, on_event=log)
+    result = run(job, on_event=printer)
     log(f"result: {result}")
     write_blend(result, out / "demo.blend", log)
     try:

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 
+from ..contracts.terminal import format_eta
+
 
 class State(str, Enum):
     IDLE = "IDLE"
@@ -117,7 +119,3 @@ class Controller:
         elif kind == "cancelled":
             self.state, self.message = State.CANCELLED, "Cancelled; the scene was not changed"
 
-
-def format_eta(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"

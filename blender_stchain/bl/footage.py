@@ -31,6 +31,7 @@ import numpy as np
 from ..contracts.errors import FootageError
 from ..contracts.frames import write_frames
 from ..contracts.masks import mask_source
+from ..contracts.terminal import quiet_stdout
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".bmp", ".webp", ".tga"}
 
@@ -212,7 +213,8 @@ def _render(size, a: int, b: int, out: Path, movie: str | None = None, mask=None
         r.filepath = str(out / "######")
         scene.view_settings.view_transform = "Standard"
         scene.view_settings.look = "None"
-        bpy.ops.render.render(animation=True, scene=scene.name)
+        with quiet_stdout():  # Blender prints a "Saved:" line per frame
+            bpy.ops.render.render(animation=True, scene=scene.name)
     finally:
         bpy.data.scenes.remove(scene)
         if tree is not None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import bpy
@@ -18,13 +17,23 @@ from bpy.props import EnumProperty, IntProperty, StringProperty
 from ..contracts.errors import StchainError
 from ..contracts.job import JobSpec
 from ..contracts.result import load_result
+from ..contracts.terminal import Printer
 from . import footage, prefs, scene_writer
 from .controller import Controller, State
-from .props import WRITE_MODES
-from .runner import WORKER_MODULE, ProcessRunner, cancel_path, worker_args
+from .props import WRITE_MODES, add_warning, clear_warnings
+from .runner import (
+    WORKER_MODULE,
+    ProcessRunner,
+    cancel_path,
+    check_job,
+    keep_result,
+    new_job_dir,
+    remove_job_dir,
+    result_destination,
+    worker_args,
+)
 
 _active: dict = {}  # "job" -> Controller of the running job (one at a time), "weights" likewise
-last_warnings: list[str] = []  # the last generate job's warnings: the panel shows them until the next run
 CAMERA_NOT_ESTIMATED = "camera not estimated"
 
 
@@ -41,14 +50,6 @@ def _status(context, ctl: Controller | None = None, message: str | None = None):
             area.tag_redraw()
 
 
-def _print_event(event: dict):
-    print(json.dumps({"stchain": event.get("event"), **{k: v for k, v in event.items() if k != "event"}}), flush=True)
-
-
-def _job_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="job-", dir=prefs.user_dir("jobs")))
-
-
 def footage_path(props) -> str:
     if props.source == "CLIP":
         if props.clip is None:
@@ -60,16 +61,51 @@ def footage_path(props) -> str:
     return bpy.path.abspath(path)
 
 
-def prepare(context, op) -> tuple[ProcessRunner, scene_writer.WriteOptions]:
-    """Export the footage, write job.json and make the runner (nothing in the scene changes)."""
+def prepare(context, op) -> tuple[ProcessRunner, scene_writer.WriteOptions, Path]:
+    """Check the job (settings, then weights), export the footage, write job.json and make the runner.
+    Nothing in the scene changes; the job folder is removed again if anything here fails."""
     props = context.scene.stchain
     p = prefs.get(context)
     src = footage.probe(footage_path(props), fps_default=context.scene.render.fps / context.scene.render.fps_base)
     frames = (props.frame_first, props.frame_last) if props.use_frame_range else None
-    segmented = props.mask == "SEGMENT"  # issue 12: masks from the prompts (cached, else segmented first)
-    job_dir = _job_dir()
-    frames_dir = footage.export(src, frames, job_dir / "footage", mask=props.mask.lower(),
-                                blender_mask=props.mask_datablock)
+    settings = _settings(op, props, frames, src)
+    job_dir = new_job_dir(prefs.user_dir("jobs"))
+    try:
+        spec = JobSpec(  # validates every setting before a frame is decoded
+            footage=str(job_dir / "footage"), out=str(job_dir / "result.safetensors"),
+            weights=op.weights or prefs.weights_dir(context), masks=op.masks or None,
+            method=props.method, preset=props.preset,
+            device=op.device or (p.device if p else "auto"), precision=op.precision or (p.precision if p else "auto"),
+            settings=settings, allow_random_weights=op.allow_random_weights,
+        )
+        job = spec.save(job_dir / "job.json")
+        module = os.environ.get("STCHAIN_WORKER_MODULE", WORKER_MODULE)
+        python, path = prefs.python(context), prefs.pythonpath(prefs.python(context))
+        check_job(job, module, python=python, pythonpath=path)  # weights before footage
+        spec.footage = str(footage.export(src, frames, job_dir / "footage", mask=props.mask.lower(),
+                                          blender_mask=props.mask_datablock))
+        runner = ProcessRunner(worker_args(job, module), cancel_file=cancel_path(job), python=python,
+                               pythonpath=path)
+        if props.mask == "SEGMENT" and not op.masks:  # issue 12: masks from the prompts (cached, else segmented first)
+            from .segment.jobs import masks_for_generate
+
+            spec.masks, runner = masks_for_generate(context, src, frames, Path(spec.footage), job_dir, runner,
+                                                    op.weights, op.device)
+        spec.save(job)
+    except BaseException:
+        remove_job_dir(job_dir)
+        raise
+    options = scene_writer.WriteOptions(
+        mode=props.write_mode, fps=src.fps, frame_offset=0,
+        clip=props.clip.name if props.source == "CLIP" else None,
+        footage=None if props.source == "CLIP" else (src.files[0] if src.files else src.path),
+        metadata={"job": {**json.loads(spec.to_json()), "footage": src.path, "out": None},  # the temporary
+                  "footage": src.path, "mask_source": props.mask.lower()},  # frames and job folder are gone
+    )
+    return runner, options, job_dir
+
+
+def _settings(op, props, frames, src) -> dict:
     try:
         settings = json.loads(op.settings_json or "{}")
     except json.JSONDecodeError as e:
@@ -79,31 +115,7 @@ def prepare(context, op) -> tuple[ProcessRunner, scene_writer.WriteOptions]:
         if not first <= props.anchor_frame <= (frames[1] if frames else src.count):
             raise StchainError(f"Anchor frame {props.anchor_frame} is outside the frames used; set 0 (automatic) or a frame inside")
         settings["anchor_frame"] = props.anchor_frame - first
-    spec = JobSpec(
-        footage=str(frames_dir), out=str(job_dir / "result.safetensors"),
-        weights=op.weights or prefs.weights_dir(context), masks=op.masks or None,
-        method=props.method, preset=props.preset,
-        device=op.device or (p.device if p else "auto"), precision=p.precision if p else "auto",
-        settings=settings, allow_random_weights=op.allow_random_weights,
-    )
-    runner = ProcessRunner(
-        worker_args(job_dir / "job.json", os.environ.get("STCHAIN_WORKER_MODULE", WORKER_MODULE)),
-        cancel_file=cancel_path(job_dir / "job.json"),
-        python=prefs.python(context), pythonpath=prefs.pythonpath(prefs.python(context)),
-    )
-    if segmented and not op.masks:
-        from .segment.jobs import masks_for_generate
-
-        spec.masks, runner = masks_for_generate(context, src, frames, frames_dir, job_dir, runner, op.weights,
-                                                op.device)
-    spec.save(job_dir / "job.json")
-    options = scene_writer.WriteOptions(
-        mode=props.write_mode, fps=src.fps, frame_offset=0,
-        clip=props.clip.name if props.source == "CLIP" else None,
-        footage=None if props.source == "CLIP" else (src.files[0] if src.files else src.path),
-        metadata={"job": json.loads(spec.to_json()), "footage": src.path},
-    )
-    return runner, options
+    return settings
 
 
 def apply_result(context, path: str, options: scene_writer.WriteOptions) -> dict:
@@ -112,8 +124,18 @@ def apply_result(context, path: str, options: scene_writer.WriteOptions) -> dict
         options.cache_dir = str(Path(path).parent)  # unsaved .blend: the cache sits with the result
     footage_options = {"fps": options.fps, "footage": options.footage, "clip": options.clip}
     options.metadata = {**options.metadata, "result": str(path), "result_metadata": result.metadata,
-                        "write": footage_options}
+                        "write": footage_options, "camera_status": camera_status(result.metadata)}
     return scene_writer.apply(result, context.scene, options)
+
+
+def camera_status(metadata: dict) -> str:
+    """'solved (median error N px)' or 'default camera: why' from the result's camera record."""
+    cam = metadata.get("camera") or {}
+    fallback = [w for w in cam.get("warnings", []) if "default" in w]
+    if fallback:
+        return fallback[0]
+    err = cam.get("median_error_px")
+    return f"solved (median error {err:.1f} px)" if isinstance(err, (int, float)) else "solved"
 
 
 def previous_footage_options(scene) -> dict:
@@ -132,6 +154,15 @@ class _JobOptions:
                                                  description="Accept make-random test checkpoints (smoke tests)")
     settings_json: StringProperty(name="Settings", options={"HIDDEN", "SKIP_SAVE"},
                                   description="JSON object of setting overrides (scripts and the command line)")
+    result_file: StringProperty(name="Result File", subtype="FILE_PATH", options={"HIDDEN", "SKIP_SAVE"},
+                                description="Where the result is kept (default: NAME_4dmesh.safetensors "
+                                            "beside the .blend)")
+    precision: StringProperty(name="Precision", description="auto, fp32, bf16 or fp16 (empty = preferences)")
+    quiet: bpy.props.BoolProperty(name="Quiet", options={"HIDDEN", "SKIP_SAVE"},
+                                  description="Leave the error line to the caller (the headless entry prints it once)")
+    json_lines: bpy.props.BoolProperty(name="JSON Progress", options={"HIDDEN", "SKIP_SAVE"},
+                                       description="Print progress as JSON lines when blocking "
+                                                   "(else a bar at a terminal)")
 
 
 class _Driven:
@@ -150,19 +181,23 @@ class _Driven:
         except StchainError as e:
             return self._fail(context, str(e))
         ctl = _active[self._key] = Controller()  # registered so Cancel / Free GPU reach a blocking run too
+        echo = Printer(getattr(self, "json_lines", False) or None) if self._echo else None
 
         def on_event(event):
             ctl.handle(event)
-            if self._echo:
-                _print_event(event)
+            if echo is not None and event.get("event") not in ("done", "error", "cancelled"):
+                echo(event)  # the final line is the operator's own report (printed once)
 
-        ctl.start(runner)
         try:
-            runner.wait(on_event=on_event)
-        except KeyboardInterrupt:
-            ctl.cancel()
-            runner.wait(on_event=on_event)
-        return self._done(context, ctl)
+            ctl.start(runner)
+            try:
+                runner.wait(on_event=on_event)
+            except KeyboardInterrupt:
+                ctl.cancel()
+                runner.wait(on_event=on_event)
+            return self._done(context, ctl)
+        finally:
+            self._cleanup()
 
     def invoke(self, context, event):
         if bpy.app.background:  # modal handlers and timers never run there
@@ -189,12 +224,19 @@ class _Driven:
         if not ctl.finished:
             return {"RUNNING_MODAL"}
         context.window_manager.event_timer_remove(self._timer)
-        return self._done(context, ctl)
+        try:
+            return self._done(context, ctl)
+        finally:
+            self._cleanup()
+
+    def _cleanup(self):
+        """Remove what the job left (every exit path: done, failed, cancelled)."""
 
     def _fail(self, context, message):
         context.window_manager.stchain_status.running = False
         _status(context, None, message)
-        self.report({"ERROR"}, message)
+        if not getattr(self, "quiet", False):
+            self.report({"ERROR"}, message)
         return {"CANCELLED"}
 
 
@@ -211,31 +253,44 @@ class STCHAIN_OT_generate(_JobOptions, _Driven, bpy.types.Operator):
         job = _active.get("job")
         return job is None or job.finished
 
+    _job_dir = None
+
     def _prepare(self, context):
-        last_warnings.clear()
-        runner, self._options = prepare(context, self)
+        status = context.window_manager.stchain_status
+        clear_warnings(status)
+        status.mask_source = context.scene.stchain.mask.lower()
+        runner, self._options, self._job_dir = prepare(context, self)
         return runner
 
+    def _cleanup(self):
+        remove_job_dir(self._job_dir)
+        self._job_dir = None
+
     def _done(self, context, ctl):
-        _keep_warnings(self, ctl)
+        status = context.window_manager.stchain_status
+        _keep_warnings(self, status, ctl)  # camera warnings arrive as the worker's warning events
         if ctl.state != State.DONE:
             return self._fail(context, ctl.message)
         try:
-            written = apply_result(context, ctl.result_path, self._options)
+            dest = Path(bpy.path.abspath(self.result_file)) if self.result_file else \
+                result_destination(bpy.data.filepath, prefs.user_dir("results"))
+            kept = keep_result(ctl.result_path, dest)
+            written = apply_result(context, str(kept), self._options)
         except (StchainError, ValueError, OSError) as e:
             return self._fail(context, f"The result could not be applied: {e}")
-        context.window_manager.stchain_status.result = ctl.result_path
-        _status(context, ctl, f"Created {written['mesh']} and {written['camera']}")
-        self.report({"INFO"}, context.window_manager.stchain_status.message)
+        status.result = str(kept)
+        _status(context, ctl, f"Created {written['mesh']} and {written['camera']}; result kept at {kept}")
+        self.report({"INFO"}, status.message)
         if not bpy.app.background:
             bpy.ops.ed.undo_push(message="Generate 4D Mesh")  # the whole apply is one undo step
         return {"FINISHED"}
 
 
-def _keep_warnings(op, ctl: Controller) -> None:
-    """Keep the job's warnings for the panel; a default camera also goes to the Info report."""
-    last_warnings[:] = ctl.warnings
+def _keep_warnings(op, status, ctl: Controller) -> None:
+    """Keep the job's warnings for the panel (until the next run); a default camera also goes to the
+    Info report."""
     for w in ctl.warnings:
+        add_warning(status, w)
         if w.startswith(CAMERA_NOT_ESTIMATED):
             op.report({"WARNING"}, w)
 
@@ -308,7 +363,7 @@ class STCHAIN_OT_weights(_Driven, bpy.types.Operator):
             raise StchainError("Online Access is off: enable it in Preferences > System > Network to download")
         args = ["-m", prefs.PACKAGE_DIR.name, "weights", self.action]
         if prefs.weights_dir(context):
-            args += ["--weights", prefs.weights_dir(context)]
+            args.append(prefs.weights_dir(context))  # the weights root: DIR (as `weights check DIR`)
         return ProcessRunner(args, python=prefs.python(context), pythonpath=prefs.pythonpath(prefs.python(context)))
 
     def _done(self, context, ctl):

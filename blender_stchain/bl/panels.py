@@ -38,6 +38,7 @@ def draw_job(layout, context):
         col.operator(ops.STCHAIN_OT_generate.bl_idname, icon="MESH_MONKEY")
         if status.message:
             col.label(text=status.message)
+        draw_last_job(col, status)
         col.operator(ops.STCHAIN_OT_apply_result.bl_idname, icon="FILE_REFRESH")
 
 
@@ -48,12 +49,16 @@ def warning_lines(warnings: list[str], width: int = 44) -> list[tuple[str, str]]
             for w in ordered for i, line in enumerate(textwrap.wrap(w, width))]
 
 
-def draw_last_warnings(layout):
-    """The last job's warnings, kept until the next run: a default camera must not go unnoticed."""
-    if ops.last_warnings:
+def draw_last_job(layout, status):
+    """The last job's mask source and every warning it left (a default camera first), kept until the
+    next run: a camera that could not be estimated must not go unnoticed."""
+    if status.mask_source:
+        layout.label(text=f"Mask source: {status.mask_source}", icon="MOD_MASK")
+    warnings = [w.text for w in status.warnings]
+    if warnings:
         box = layout.box()
         box.label(text="Last job's warnings")
-        for text, icon in warning_lines(ops.last_warnings):
+        for text, icon in warning_lines(warnings):
             box.label(text=text, icon=icon)
 
 
@@ -66,7 +71,6 @@ class _JobPanel:
 
     def draw(self, context):
         draw_job(self.layout, context)
-        draw_last_warnings(self.layout)
 
 
 class STCHAIN_PT_view3d(_JobPanel, bpy.types.Panel):

@@ -58,15 +58,34 @@ class STCHAIN_PG_job(bpy.types.PropertyGroup):
     write_mode: EnumProperty(name="Animation", items=WRITE_MODES, default="auto", description="How the animation is stored")
 
 
+class STCHAIN_PG_line(bpy.types.PropertyGroup):
+    text: StringProperty(default="")
+
+
 class STCHAIN_PG_status(bpy.types.PropertyGroup):
+    """The live job and the last job's outcome. ``warnings``: what the last job warned about (the job's
+    own warnings, camera status, ...); append with ``add_warning``, the panel draws them all."""
+
     running: BoolProperty(default=False)
+    warnings: bpy.props.CollectionProperty(type=STCHAIN_PG_line)
+    mask_source: StringProperty(name="Mask Source", default="", description="Mask source of the last job")
     progress: FloatProperty(name="Progress", subtype="FACTOR", min=0.0, max=1.0, default=0.0)
     stage: StringProperty(default="")
     message: StringProperty(default="")
     result: StringProperty(name="Last Result", subtype="FILE_PATH", default="")
 
 
-CLASSES = (STCHAIN_PG_job, STCHAIN_PG_status)
+CLASSES = (STCHAIN_PG_job, STCHAIN_PG_line, STCHAIN_PG_status)
+
+
+def add_warning(status, text: str) -> None:
+    """Append one line to the last job's warnings (no duplicates)."""
+    if text and all(w.text != text for w in status.warnings):
+        status.warnings.add().text = text
+
+
+def clear_warnings(status) -> None:
+    status.warnings.clear()
 
 
 def register_props():

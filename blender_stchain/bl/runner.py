@@ -1,6 +1,7 @@
-"""Job runners: the worker process (default) and a thread (tests). No bpy, no torch here.
+"""Job runners: the worker process (default) and a thread (tests), and the job folders they run in
+(removed on every exit path; see the last section). No bpy, no torch here.
 
-Both speak the worker's JSON-lines protocol as plain dicts:
+Both speak the worker's JSON-lines protocol (``contracts.events``, typed records that read as dicts):
 ``{"event": "progress", "stage", "fraction", "message", "eta_s"}``, ``{"event": "warning", "message"}``,
 ``{"event": "done", "result": PATH}``, ``{"event": "error", "message"}``; the runner adds a final
 ``{"event": "cancelled"}`` after a cancel, and turns a worker that dies without a final event into
@@ -10,15 +11,19 @@ blocks (headless).
 
 from __future__ import annotations
 
-import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from collections import deque
 from pathlib import Path
+
+from ..contracts.events import from_json
 
 FINAL = ("done", "error", "cancelled")
 WORKER_MODULE = "blender_stchain.engine.worker"
@@ -71,8 +76,19 @@ class _Base:
         self._queue.put(final)
 
 
-def worker_args(job_path, module: str = WORKER_MODULE) -> list[str]:
-    return ["-m", module, str(job_path)]
+def worker_args(job_path, module: str = WORKER_MODULE, check: bool = False) -> list[str]:
+    return ["-m", module, *(["--check"] if check else []), str(job_path)]
+
+
+def check_job(job_path, module: str = WORKER_MODULE, *, python=None, pythonpath=()) -> None:
+    """Ask the worker whether the job can run (settings, weights; no torch, no footage): raises
+    StchainError with its one line when not. Blender runs this before it decodes a frame."""
+    from ..contracts.errors import StchainError
+
+    probe = ProcessRunner(worker_args(job_path, module, check=True), python=python, pythonpath=pythonpath)
+    final = probe.start().wait()
+    if final.get("event") != "done":
+        raise StchainError(final.get("message") or "the job cannot run")
 
 
 class ProcessRunner(_Base):
@@ -157,6 +173,8 @@ class ProcessRunner(_Base):
             why = "killed (out of memory?)" if name == "SIGKILL" else f"stopped by {name}"
             return f"the worker was {why}; nothing was written"
         last = self._stderr[-1] if self._stderr else "no message"
+        if last.startswith("error: "):  # a user-facing line (contracts.options.one_line): it says it all
+            return last[len("error: "):]
         return f"the worker failed (exit code {code}): {last}"
 
 
@@ -195,12 +213,77 @@ class ThreadRunner(_Base):
         self._finish(final)
 
 
-def _parse(line: str) -> dict | None:
-    line = line.strip()
-    if not line:
-        return None
+def _parse(line: str):
+    """One stdout line -> a typed event (``contracts.events``); plain text becomes a ``log`` event."""
+    return from_json(line)
+
+
+# --------------------------------------------------------------------------- job folders
+# Where a job's files live and that none is left behind.
+#
+# A job folder (``job-*`` in the extension's user folder) holds the exported frames, job.json and the
+# worker's result while the job runs; it is removed on every exit path (done, failed, cancelled, a
+# refused start). The result is moved next to the .blend (or the headless ``--out``) first, so the
+# scene references a file that stays. Folders whose Blender is gone (a crash) are removed at the next start.
+
+OWNER = "owner.pid"
+RESULT_SUFFIX = "_4dmesh.safetensors"
+
+
+def new_job_dir(root: Path) -> Path:
+    clean_stale(root)
+    path = Path(tempfile.mkdtemp(prefix="job-", dir=root))
+    (path / OWNER).write_text(str(os.getpid()))
+    return path
+
+
+def clean_stale(root: Path, min_age_s: float = 86400.0) -> list[Path]:
+    """Remove job folders whose owning Blender is no longer running (or that name none and are a day old)."""
+    removed = []
+    for folder in Path(root).glob("job-*"):
+        if folder.is_dir() and _stale(folder, min_age_s):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _stale(folder: Path, min_age_s: float) -> bool:
     try:
-        event = json.loads(line)
-    except json.JSONDecodeError:
-        return {"event": "log", "message": line}
-    return event if isinstance(event, dict) and "event" in event else {"event": "log", "message": line}
+        pid = int((folder / OWNER).read_text())
+    except (OSError, ValueError):
+        try:
+            return time.time() - folder.stat().st_mtime > min_age_s
+        except OSError:
+            return False
+    return pid != os.getpid() and not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's) or cannot tell: keep it
+    return True
+
+
+def remove_job_dir(job_dir: Path | None) -> None:
+    if job_dir is not None:
+        shutil.rmtree(job_dir, ignore_errors=True)
+
+
+def result_destination(blend_path: str | os.PathLike | None, fallback_dir: Path) -> Path:
+    """``NAME_4dmesh.safetensors`` beside the .blend; for an unsaved file, in ``fallback_dir``."""
+    if blend_path:
+        blend = Path(blend_path)
+        return blend.with_name(blend.stem + RESULT_SUFFIX)
+    fallback_dir.mkdir(parents=True, exist_ok=True)
+    return fallback_dir / f"untitled-{time.strftime('%Y%m%d-%H%M%S')}{RESULT_SUFFIX}"
+
+
+def keep_result(produced: str | os.PathLike, dest: Path) -> Path:
+    """Move the worker's result out of the job folder to ``dest`` (replacing an older one)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(produced), str(dest))
+    return dest

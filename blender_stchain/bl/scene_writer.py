@@ -37,7 +37,8 @@ from .pointcache import write_pc2
 ROLE = "stchain_role"
 TRACK_PREFIX = "stchain_"
 _DATA = {"Object": "objects", "Mesh": "meshes", "Camera": "cameras", "Action": "actions",
-         "MovieClip": "movieclips", "Collection": "collections", "Key": "shape_keys"}
+         "MovieClip": "movieclips", "Collection": "collections", "Key": "shape_keys", "Material": "materials"}
+MESH_COLOUR = (0.85, 0.45, 0.12, 1.0)  # a warm orange: reads against most footage in solid and rendered views
 
 
 @dataclass
@@ -78,7 +79,10 @@ def apply(result, scene, options: WriteOptions | None = None, camera: BlenderCam
     try:
         coll = _own(bpy.data.collections.new(options.name + ".new"), "collection", created)
         mesh_ob = _mesh_object(result, frames, options, coll, object_matrix(), created)
+        _material(mesh_ob, options.name, created)
         clip = _clip(options, created)
+        if clip is not None:
+            _tracking_camera(clip, result)
         cam_ob = _camera_object(camera, frames, options.name, coll, clip, created)
         if clip is not None and options.tracks and result.tracks_2d is not None:
             _tracks(clip, result, frames, options.max_tracks)
@@ -116,6 +120,7 @@ def _owned_under(coll) -> list:
         ids.append(ob)
         if ob.get(ROLE) and ob.data is not None:
             ids.append(ob.data)
+            ids += [m for m in getattr(ob.data, "materials", ()) if m is not None and m.get(ROLE)]
         for holder in (ob, getattr(ob.data, "shape_keys", None)):
             ad = holder.animation_data if holder is not None else None
             if ad is not None and ad.action is not None and ad.action.get(ROLE):
@@ -171,6 +176,35 @@ def _mesh_object(result, frames, options, coll, object_matrix, created):
     else:
         _shape_keys(ob, result.vertices, frames, options.name, created)
     return ob
+
+
+def _material(ob, name, created) -> None:
+    """A plain opaque material (and the same viewport colour) so the mesh reads against the footage."""
+    mat = _own(bpy.data.materials.new(name + " material"), "material", created)
+    mat.diffuse_color = MESH_COLOUR
+    if bpy.app.version < (5, 0, 0):
+        mat.use_nodes = True  # 5.0+ always uses nodes (the flag is deprecated there)
+    bsdf = next((n for n in mat.node_tree.nodes if n.type == "BSDF_PRINCIPLED"), None) if mat.node_tree else None
+    if bsdf is not None:
+        bsdf.inputs["Base Color"].default_value = MESH_COLOUR
+        bsdf.inputs["Roughness"].default_value = 0.6
+    ob.data.materials.append(mat)
+
+
+def _tracking_camera(clip, result) -> None:
+    """The clip's tracking camera = the solved one (focal and principal point in footage pixels), so
+    Blender's own tracking tools see the same camera as the scene's."""
+    K = np.asarray(result.K, np.float64)
+    W, H = (float(x) for x in result.image_size)
+    tc = clip.tracking.camera
+    tc.sensor_width = 36.0
+    tc.focal_length = float(K[0, 0]) * tc.sensor_width / W  # mm on a 36 mm sensor spanning the width
+    tc.pixel_aspect = float(K[1, 1] / K[0, 0]) if K[0, 0] else 1.0
+    principal = (float(K[0, 2]), H - float(K[1, 2]))  # Blender's clip origin is the bottom-left corner
+    if hasattr(tc, "principal_point_pixels"):
+        tc.principal_point_pixels = principal
+    else:
+        tc.principal = principal
 
 
 def _use_pc2(T, Nv, options) -> bool:

@@ -1,19 +1,124 @@
-"""Progress events, stage weighting with an ETA, and cancellation.
+"""Progress events as typed records, the stage-weighted progress with an honest ETA, and cancellation.
 
-Events are plain dicts so they cross the process boundary as JSON lines unchanged:
-``{"event": "progress", "stage", "fraction", "message", "eta_s"}``, ``{"event": "warning", "message"}``,
-``{"event": "done", "result"}``, ``{"event": "error", "message"}``.
+Every entry point speaks one protocol: one JSON object per line whose ``"event"`` key names the kind
+(``PROTOCOL_KEY``)::
+
+    {"event": "progress", "stage", "fraction", "message", "eta_s", "done", "total"}
+    {"event": "warning", "message"}      {"event": "log", "message"}
+    {"event": "done", "result"}          {"event": "error", "message", "cancelled"}
+    {"event": "cancelled", "message"}
+
+Records read like the wire dict too (``event["stage"]``, ``event.get("message")``) so sinks written
+for plain dicts keep working.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
-from typing import Callable
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Callable, ClassVar
 
-from .errors import Cancelled
+from .errors import Cancelled as CancelledError
 
-EventSink = Callable[[dict], None]
+PROTOCOL_KEY = "event"
+
+
+class Event(Mapping):
+    """Base of the records: wire form, and read-only mapping access to it (``event["stage"]``,
+    ``event.get(...)``, ``{**event}``) so code written for the wire dicts keeps working."""
+
+    kind: ClassVar[str] = ""
+
+    def to_dict(self) -> dict:
+        return {PROTOCOL_KEY: self.kind, **asdict(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    def __getitem__(self, key):
+        return self.to_dict()[key]
+
+    def __iter__(self):
+        return iter(self.to_dict())
+
+    def __len__(self):
+        return len(self.to_dict())
+
+
+@dataclass
+class Progress(Event):
+    kind: ClassVar[str] = "progress"
+    stage: str
+    fraction: float
+    message: str = ""
+    eta_s: float | None = None
+    done: float | None = None  # steps of this stage done / total (the terminal bar shows them)
+    total: float | None = None
+
+
+@dataclass
+class Warning(Event):  # noqa: A001 - the protocol's name for it
+    kind: ClassVar[str] = "warning"
+    message: str
+
+
+@dataclass
+class Log(Event):
+    kind: ClassVar[str] = "log"
+    message: str
+
+
+@dataclass
+class Done(Event):
+    kind: ClassVar[str] = "done"
+    result: str
+
+
+@dataclass
+class Error(Event):
+    kind: ClassVar[str] = "error"
+    message: str
+    cancelled: bool = False
+
+
+@dataclass
+class Cancelled(Event):
+    kind: ClassVar[str] = "cancelled"
+    message: str = "cancelled by the user"
+
+
+KINDS: dict[str, type[Event]] = {c.kind: c for c in (Progress, Warning, Log, Done, Error, Cancelled)}
+FINAL = ("done", "error", "cancelled")
+EventSink = Callable[[Event], None]
+
+
+def from_dict(data) -> Event:
+    """A record from a wire dict; anything unknown or malformed becomes a ``Log`` line (never raises)."""
+    if isinstance(data, Event):
+        return data
+    if not isinstance(data, dict) or data.get(PROTOCOL_KEY) not in KINDS:
+        return Log(json.dumps(data) if not isinstance(data, str) else data)
+    cls = KINDS[data[PROTOCOL_KEY]]
+    known = {f.name for f in fields(cls)}
+    try:
+        return cls(**{k: v for k, v in data.items() if k in known})
+    except TypeError:
+        return Log(json.dumps(data))
+
+
+def from_json(line: str) -> Event | None:
+    """One protocol line -> record; blank -> None; plain text -> ``Log``."""
+    line = line.strip()
+    if not line:
+        return None
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError:
+        return Log(line)
+    return from_dict(data)
 
 
 def no_cancel() -> bool:
@@ -31,38 +136,89 @@ class FileCancel:
         return self.flag or (self.path is not None and os.path.exists(self.path))
 
 
+def part_of(done: float, total: float) -> float:
+    return min(1.0, max(0.0, done / total if total else 1.0))
+
+
 class Reporter:
     """Maps per-stage progress onto one overall fraction with an ETA and checks for cancel.
 
-    ``plan`` gives each stage a relative cost; stages run in order. The ETA extrapolates the time
-    spent so far over the overall fraction (honest once a few steps have run).
+    ``plan`` gives each stage a relative cost (a first guess; ``resize`` corrects a stage once its
+    size is known). The ETA is measured, not planned: the current stage's remaining steps at its own
+    measured pace, plus the later stages at the measured seconds per plan unit so far. It is given
+    only once a stage has measured some steps (``eta_s`` None until then), so it never starts with a
+    made-up figure and then climbs.
     """
 
-    def __init__(self, sink: EventSink | None, cancel: Callable[[], bool] | None, plan: dict[str, float]):
+    def __init__(self, sink: EventSink | None, cancel: Callable[[], bool] | None, plan: dict[str, float],
+                 clock: Callable[[], float] = time.monotonic, warmup: tuple[str, ...] = ("load",)):
         self.sink = sink or (lambda e: None)
         self.cancel = cancel or no_cancel
-        total = sum(plan.values()) or 1.0
-        self.offsets, acc = {}, 0.0
-        for stage, cost in plan.items():
-            self.offsets[stage] = (acc / total, cost / total)
-            acc += cost
-        self.start = time.monotonic()
+        self.plan = dict(plan)
+        self.clock = clock
+        self.warmup = warmup  # stages whose pace says nothing about the others (imports, file reading)
+        self.start = clock()
         self.fraction = 0.0
+        self._stage: str | None = None
+        self._stage_start = self._last = self.start
+        self._first = (self.start, 0.0)  # (time, part) of the current stage's first report
+        self._spent: dict[str, float] = {}  # seconds of finished stages
+
+    def resize(self, stage: str, cost: float) -> None:
+        """Correct one stage's relative cost (e.g. once the number of windows is known)."""
+        self.plan[stage] = float(cost)
 
     def check(self) -> None:
         if self.cancel():
-            raise Cancelled()
+            raise CancelledError()
 
     def progress(self, stage: str, done: float, total: float = 1.0, message: str = "") -> None:
         """Report ``done/total`` of ``stage`` and raise Cancelled if the user asked to stop."""
-        base, span = self.offsets.get(stage, (self.fraction, 0.0))
-        frac = min(1.0, max(self.fraction, base + span * (done / total if total else 1.0)))
-        self.fraction = frac
-        elapsed = time.monotonic() - self.start
-        eta = elapsed * (1.0 - frac) / frac if frac > 0.02 else None
-        self.sink({"event": "progress", "stage": stage, "fraction": round(frac, 4), "message": message,
-                   "eta_s": None if eta is None else round(eta, 1)})
+        now = self.clock()
+        if stage != self._stage:  # a stage starts where the previous report left off
+            if self._stage is not None:
+                self._spent[self._stage] = self._spent.get(self._stage, 0.0) + self._last - self._stage_start
+            self._stage, self._stage_start = stage, self._last
+            self._first = (now, part_of(done, total))
+        self._last = now
+        part = part_of(done, total)
+        base, span = self._offset(stage)
+        self.fraction = min(1.0, max(self.fraction, base + span * part))
+        eta = self.eta(stage, part, now)
+        self.sink(Progress(stage, round(self.fraction, 4), message, None if eta is None else round(eta, 1),
+                           done, total))
         self.check()
 
+    def eta(self, stage: str, part: float, now: float) -> float | None:
+        """Seconds left: this stage at its own pace between its first and latest report (the first step
+        carries set-up work, so it is not extrapolated alone), later stages at the pace per plan unit
+        measured so far. None while nothing is measured, and when the estimate has run out."""
+        if stage in self.warmup:
+            return None
+        stages = list(self.plan)
+        later = sum(self.plan[s] for s in stages[stages.index(stage) + 1:]) if stage in stages else 0.0
+        done = [s for s in self._spent if s in self.plan and s not in self.warmup]
+        spent, units = sum(self._spent[s] for s in done), sum(self.plan[s] for s in done)
+        in_stage, cost = now - self._stage_start, self.plan.get(stage, 0.0)
+        t1, p1 = self._first
+        if part > p1 and now > t1:
+            per_unit = (spent + in_stage) / (units + cost * part) if units + cost * part > 0 else 0.0
+            left = (now - t1) / (part - p1) * (1.0 - part) + per_unit * later
+        elif units > 0.0:
+            per_unit = spent / units
+            left = per_unit * (cost + later) - in_stage
+        else:
+            return None  # nothing measured yet
+        return left if left > 0.0 or self.fraction >= 1.0 else None  # overrun: say "estimating", not 0 s
+
+    def _offset(self, stage: str) -> tuple[float, float]:
+        total = sum(self.plan.values()) or 1.0
+        acc = 0.0
+        for name, cost in self.plan.items():
+            if name == stage:
+                return acc / total, cost / total
+            acc += cost
+        return self.fraction, 0.0
+
     def warning(self, message: str) -> None:
-        self.sink({"event": "warning", "message": message})
+        self.sink(Warning(message))

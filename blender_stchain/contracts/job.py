@@ -37,23 +37,23 @@ class JobSpec:
 
     def validate(self) -> None:
         if not isinstance(self.footage, str) or not self.footage:
-            raise JobError("job: 'footage' must be a path")
+            raise JobError("footage must be a path (a video file or a folder of images)")
         if not isinstance(self.out, str) or not self.out:
-            raise JobError("job: 'out' must be a path")
+            raise JobError("out must be a path (where the result is written)")
         _choice("method", self.method, METHODS)
         _choice("preset", self.preset, tuple(PRESETS))
         _choice("precision", self.precision, PRECISIONS)
         if not (self.device in DEVICES or _is_cuda_index(self.device)):
-            raise JobError(f"job: device {self.device!r} is not one of auto, cpu, cuda, cuda:N, mps")
+            raise JobError(f"device {self.device!r} is not one of auto, cpu, cuda, cuda:N, mps")
         if self.frames is not None:
             a, b = _frame_range(self.frames)
             self.frames = (a, b)
         if not isinstance(self.settings, dict):
-            raise JobError("job: 'settings' must be an object")
+            raise JobError("settings must be a JSON object of NAME: VALUE")
         try:
             self.resolved_settings()
         except (ValueError, TypeError) as e:
-            raise JobError(f"job: {e}") from None
+            raise JobError(str(e)) from None
 
     def resolved_settings(self) -> Settings:
         from .settings import preset
@@ -61,7 +61,7 @@ class JobSpec:
         names = {f.name: f for f in fields(Settings)}
         for key, value in self.settings.items():
             if key in names and not _plain(value):
-                raise JobError(f"job: setting {key} must be a number, string, list or null")
+                raise JobError(f"setting {key} must be a number, a word, a list of numbers or null")
         changes = {k: tuple(v) if isinstance(v, list) else v for k, v in self.settings.items()}
         return preset(self.preset, **changes)
 
@@ -76,14 +76,14 @@ class JobSpec:
     @classmethod
     def from_dict(cls, data) -> "JobSpec":
         if not isinstance(data, dict):
-            raise JobError("job: the file must hold a JSON object")
+            raise JobError("the job file must hold a JSON object")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise JobError(f"job: unknown field(s) {', '.join(sorted(unknown))}")
+            raise JobError(f"the job file has unknown field(s) {', '.join(sorted(unknown))}")
         for name in ("footage", "out"):
             if name not in data:
-                raise JobError(f"job: '{name}' is required")
+                raise JobError(f"the job file needs '{name}'")
         return cls(**data)
 
     @classmethod
@@ -97,7 +97,7 @@ class JobSpec:
 
 def _choice(name, value, choices):
     if value not in choices:
-        raise JobError(f"job: {name} {value!r} is not one of {', '.join(choices)}")
+        raise JobError(f"{name} {value!r} is not one of {', '.join(choices)}")
 
 
 def _is_cuda_index(device) -> bool:
@@ -107,8 +107,14 @@ def _is_cuda_index(device) -> bool:
 def _frame_range(frames) -> tuple[int, int]:
     ok = isinstance(frames, (list, tuple)) and len(frames) == 2 and all(type(x) is int for x in frames)
     if not ok or frames[0] < 1 or frames[1] < frames[0]:
-        raise JobError(f"job: frames must be [first, last], 1-based and inclusive, got {frames!r}")
+        raise JobError(f"frames must be first:last, 1-based and inclusive (e.g. 1:16), got {_frames_text(frames)}")
     return int(frames[0]), int(frames[1])
+
+
+def _frames_text(frames) -> str:
+    if isinstance(frames, (list, tuple)) and len(frames) == 2:
+        return f"{frames[0]}:{frames[1]}"
+    return repr(frames)
 
 
 def _plain(value) -> bool:

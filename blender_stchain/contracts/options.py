@@ -1,54 +1,200 @@
-"""The command-line vocabulary shared by every entry point (``run``, the bpy module path,
-``blender -b -P``, ``blender -c``): job options and how their values are parsed."""
+"""The command line shared by every entry point: ``run``, the bpy module path (``python -m
+blender_stchain OPTIONS``), ``blender -b -P scripts/stchain_run.py -- OPTIONS``, ``blender -c stchain
+OPTIONS``, the worker's job file and the operators. One table of options (``JOB_OPTIONS``), one parser
+that reports every problem as one line (``UsageError``), one validation (``parse_job``) that checks
+every value before a frame is read.
+
+Adding an option is one ``Option(...)`` line in ``JOB_OPTIONS`` (plus where its value goes: the JobSpec
+field of the same name, or ``JobArgs.extra`` for Blender-side choices); adding a subcommand is one
+entry in ``cli.COMMANDS`` that calls ``job_parser`` / ``parse_job`` when it takes job options.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from .errors import StchainError
+from .errors import FootageError, StchainError, UsageError
+from .job import DEVICES, METHODS, PRECISIONS, JobSpec
+from .masks import MASK_SOURCE_NAMES
+from .prompts import add_segment_options
+from .settings import PRESETS, RANGES, check
+
+ENGINE_MASK_SOURCES = ("alpha",)  # what `run` reads without Blender (footage alpha, or --masks files)
+WRITE_MODES = ("auto", "shape_keys", "pc2")
 
 
-def add_job_options(p: argparse.ArgumentParser) -> None:
-    """The job options shared by ``run``, the bpy module path and ``blender -b -P`` (DESIGN 6)."""
-    p.add_argument("--footage", required=True, help="video file, folder of images, or RGBA PNGs")
-    p.add_argument("--out", required=True, help="output file")
-    add_job_settings(p)
+@dataclass(frozen=True)
+class Option:
+    """One command-line option. ``blender``: only where a .blend is written (``run`` refuses it)."""
+
+    flag: str
+    help: str
+    default: object = None
+    choices: tuple = ()
+    action: str = "store"  # "store" | "store_true" | "append"
+    required: bool = False
+    metavar: str | None = None
+    blender: bool = False
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+JOB_OPTIONS: tuple[Option, ...] = (
+    Option("--footage", "video file, folder of images, or RGBA PNGs", required=True, metavar="PATH"),
+    Option("--out", "output: result.safetensors for `run`, a .blend otherwise", required=True, metavar="PATH"),
+    Option("--weights", "weights root (default: STCHAIN_WEIGHTS or the user folder)", metavar="DIR"),
+    Option("--masks", "folder of per-frame mask images (255 = object)", metavar="DIR"),
+    Option("--mask-source", "how the object is separated from the background (contracts/masks.py)", "alpha",
+           MASK_SOURCE_NAMES),
+    Option("--blender-mask", "name of a Mask datablock in the opened .blend (--mask-source mask)",
+           metavar="NAME", blender=True),
+    Option("--device", "auto, cpu, cuda, cuda:N or mps", "auto"),
+    Option("--precision", "numeric precision", "auto", PRECISIONS),
+    Option("--frames", "footage frames A:B, 1-based and inclusive", metavar="A:B"),
+    Option("--method", "attention chain (fast) or the ActionMesh reference", "chain", METHODS),
+    Option("--preset", "speed / quality trade-off", "balanced", tuple(PRESETS)),
+    Option("--write-mode", "how the animation is stored in the .blend", "auto", WRITE_MODES, blender=True),
+    Option("--set", "override one setting (repeatable), e.g. --set top_k=4", [], action="append",
+           metavar="NAME=VALUE"),
+    Option("--allow-random-weights", "accept make-random checkpoints (the result is a smoke test)",
+           False, action="store_true"),
+    Option("--json", "print progress as JSON lines (the default when stdout is not a terminal)", False,
+           action="store_true"),
+)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one ``UsageError`` line (exit code 1 like every error), never
+    argparse's usage block and exit code 2."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see --help)")
+
+
+def add_job_options(p: argparse.ArgumentParser, options=JOB_OPTIONS) -> None:
+    for o in options:
+        kw = dict(help=o.help, default=o.default, required=o.required, dest=o.dest)
+        if o.action == "store_true":
+            p.add_argument(o.flag, action="store_true", **kw)
+            continue
+        if o.action == "append":
+            kw["default"] = list(o.default or [])
+        kw.update(action=o.action, metavar=o.metavar or (None if o.choices else o.dest.upper()))
+        if o.choices:
+            kw["choices"] = o.choices
+        p.add_argument(o.flag, **kw)
+
+
+JOB_SETTINGS = tuple(o for o in JOB_OPTIONS if o.flag not in ("--footage", "--out", "--json", "--mask-source")
+                     and not o.blender)  # a job's values but its footage and output (defaults of many jobs)
 
 
 def add_job_settings(p) -> None:
     """Everything of a job but its footage and output (``batch`` takes these as every job's defaults)."""
-    p.add_argument("--weights", help="weights root (default: STCHAIN_WEIGHTS or the user folder)")
-    p.add_argument("--masks", help="folder of per-frame masks")
-    p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps")
-    p.add_argument("--precision", default="auto", help="auto|fp32|bf16|fp16")
-    p.add_argument("--frames", help="A:B, 1-based and inclusive")
-    p.add_argument("--method", default="chain", choices=["chain", "actionmesh"])
-    p.add_argument("--preset", default="balanced", choices=["fast", "balanced", "quality"])
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="override one setting (repeatable), e.g. --set top_k=4")
-    p.add_argument("--allow-random-weights", action="store_true",
-                   help="accept make-random checkpoints (output is labelled a smoke test)")
+    add_job_options(p, JOB_SETTINGS)
+
+
+def job_parser(prog: str, description: str = "") -> OneLineParser:
+    p = OneLineParser(prog=prog, description=description)
+    add_job_options(p)
+    add_segment_options(p)  # segmentation prompts (issue 12): their values land in JobArgs.extra
+    return p
+
+
+@dataclass
+class JobArgs:
+    """A parsed, fully validated command line: the job plus the Blender-side choices."""
+
+    job: JobSpec
+    mask_source: str = "alpha"
+    blender_mask: str = ""
+    write_mode: str = "auto"
+    json: bool = False
+    extra: dict = field(default_factory=dict)  # options added later that the JobSpec does not carry
+
+
+def parse_job(argv, prog: str, *, blender: bool) -> JobArgs:
+    """Parse and check everything (types, ranges, choices, frame range) before any file is read.
+
+    ``blender``: the entry point writes a .blend (Blender-only options allowed)."""
+    args = job_parser(prog).parse_args(list(argv))
+    if not blender:
+        given = [o.flag for o in JOB_OPTIONS if o.blender and getattr(args, o.dest) not in (None, "", o.default)]
+        if given:
+            raise UsageError(f"{given[0]} needs Blender: use `python -m blender_stchain --footage ... --out X.blend`")
+        if args.mask_source not in ENGINE_MASK_SOURCES and not args.masks:
+            raise UsageError(f"--mask-source {args.mask_source} needs Blender (it is keyed or rendered there): use "
+                             "`python -m blender_stchain --footage ... --out X.blend`, or give --masks DIR")
+    if args.blender_mask and args.mask_source != "mask":
+        raise UsageError("--blender-mask needs --mask-source mask")
+    job = job_from_args(args)
+    if not Path(job.footage).expanduser().exists():  # a stat, before the weights check and any decoding
+        raise FootageError(f"footage not found: {job.footage}")
+    known = {"footage", "out", "weights", "masks", "mask_source", "blender_mask", "device", "precision", "frames",
+             "method", "preset", "write_mode", "set", "allow_random_weights", "json"}
+    extra = {k: v for k, v in vars(args).items() if k not in known}
+    return JobArgs(job, args.mask_source, args.blender_mask or "", args.write_mode, args.json, extra)
+
+
+def job_from_args(args, out: str | None = None) -> JobSpec:
+    """The JobSpec of parsed options (JobSpec validates device, method, preset and every setting)."""
+    device = args.device
+    if not (device in DEVICES or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise UsageError(f"--device {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
+    return JobSpec(
+        footage=args.footage, out=out or args.out, weights=args.weights or None, masks=args.masks or None,
+        frames=parse_frames(args.frames), method=args.method, preset=args.preset, device=device,
+        precision=args.precision, settings=parse_overrides(args.set),
+        allow_random_weights=args.allow_random_weights,
+    )
 
 
 def parse_frames(text: str | None):
     if not text:
         return None
     try:
-        a, b = text.split(":")
-        return (int(a), int(b))
+        a, b = (int(x) for x in text.split(":"))
     except ValueError:
-        raise StchainError(f"--frames must look like A:B (1-based, inclusive), got {text!r}") from None
+        raise UsageError(f"--frames must look like A:B, e.g. 1:16 (1-based, inclusive), got {text!r}") from None
+    if a < 1 or b < a:
+        raise UsageError(f"--frames {text}: frames are 1-based and A <= B, e.g. 1:16")
+    return (a, b)
 
 
 def parse_overrides(items: list[str]) -> dict:
+    """``NAME=VALUE`` pairs -> {name: value}; each value read as JSON (numbers, lists, null) or a word,
+    then checked against the setting's type and range (one line naming the setting when it does not fit)."""
     out = {}
     for item in items:
         name, sep, value = item.partition("=")
-        if not sep:
-            raise StchainError(f"--set needs NAME=VALUE, got {item!r}")
+        name = name.strip()
+        if not sep or not name:
+            raise UsageError(f"--set needs NAME=VALUE, e.g. --set top_k=4, got {item!r}")
+        if name not in RANGES:
+            raise UsageError(f"--set {name}: unknown setting; see blender_stchain/contracts/settings.py")
         try:
-            out[name] = json.loads(value)
+            parsed = json.loads(value)
         except json.JSONDecodeError:
-            out[name] = value
+            parsed = value
+        try:
+            check(name, parsed)
+        except ValueError as e:
+            raise UsageError(f"--set {item}: {e}") from None
+        out[name] = parsed
     return out
+
+
+def one_line(e: BaseException) -> str:
+    """The message a person reads for an error: one line, with the ``error:`` prefix every entry point uses."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return f"error: {text}"
+
+
+__all__ = ["JOB_OPTIONS", "JOB_SETTINGS", "JobArgs", "OneLineParser", "Option", "StchainError", "UsageError",
+           "add_job_options", "add_job_settings", "job_from_args", "job_parser", "one_line", "parse_frames",
+           "parse_overrides", "parse_job"]

@@ -10,6 +10,7 @@ pixels with (0, 0) the top-left corner of the top-left pixel.
 from __future__ import annotations
 
 import argparse
+from types import SimpleNamespace
 import re
 from dataclasses import dataclass
 
@@ -166,3 +167,13 @@ def join_negative(argv: list[str]) -> list[str]:
         else:
             out.append(a)
     return out
+
+
+def segment_args(a) -> SimpleNamespace:
+    """What ``prepare_masks`` reads, from a parsed job command line (``contracts.options.JobArgs``)."""
+    job = a.job
+    frames = None if job.frames is None else "{}:{}".format(*job.frames)
+    return SimpleNamespace(footage=job.footage, masks=job.masks, frames=frames, weights=job.weights,
+                           device=job.device, segment=a.extra.get("segment") or [],
+                           segment_box=a.extra.get("segment_box") or [], save_masks=a.extra.get("save_masks"),
+                           segment_model=a.extra.get("segment_model"))

@@ -57,7 +57,9 @@ class Settings:
     def updated(self, **changes) -> "Settings":
         unknown = set(changes) - {f.name for f in fields(self)}
         if unknown:
-            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}; see contracts/settings.py")
+        for name, value in changes.items():
+            check(name, value)
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -76,3 +78,60 @@ def preset(name: str = "balanced", **overrides) -> Settings:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return Settings().updated(**PRESETS[name]).updated(**overrides)
+
+
+# Allowed values of every setting: (lowest, highest) inclusive (None = open), or the choices. Checked when
+# a job is made, before any frame is read, so a bad value is one line at once, not a crash minutes later.
+RANGES: dict[str, tuple] = {
+    "anchor_steps": (1, 1000), "anchor_guidance": (0, None), "anchor_seed": (0, None), "anchor_frame": (0, None),
+    "grid_resolution": (8, 2048), "coarse_resolution": (4, 2048), "candidate_resolution": (8, 2048),
+    "candidate_coarse_resolution": (4, 2048), "face_budget": (4, None), "min_component_ratio": (0, 1),
+    "chain_steps": (1, 1000), "stage1_seed": (0, None), "stage1_guidance": (0, None), "capture_layers": (0, 255),
+    "window_size": (2, 1024), "top_k": (1, 1024), "tau": (1e-6, None), "vertex_chunk": (1, None),
+    "decode_chunk": (1, None), "attention_chunk": (1, None), "landmarks": (3, None), "min_confidence": (0, 1),
+    "smooth_sigma": (0, None), "skin_sigma": (1e-6, None), "procrustes_neighbours": (1, None),
+    "skin_neighbours": (1, None), "camera_focal_px": (1e-3, None), "camera_smoothness": (0, None),
+    "camera_mode": ("object_moves", "camera_moves"), "baseline_steps": (1, 1000), "baseline_guidance": (0, None),
+    "baseline_anchor_steps": (1, 1000),
+}
+_KINDS = {"int": "a whole number", "float": "a number", "str": "a word"}
+
+
+def _kind(name: str) -> tuple[str, bool, bool]:
+    """(element type name, None allowed, is a tuple) from the field's annotation."""
+    text = str(next(f.type for f in fields(Settings) if f.name == name))
+    many = text.startswith("tuple[")
+    element = text[len("tuple["):].split(",")[0] if many else text.split("|")[0]
+    return element.strip(" ]"), "None" in text, many
+
+
+def check(name: str, value) -> None:
+    """Raise ValueError (one line naming the setting and its allowed values) unless ``value`` fits."""
+    if name not in RANGES:
+        raise ValueError(f"unknown setting {name!r}; see contracts/settings.py")
+    kind, nullable, many = _kind(name)
+    if value is None:
+        if nullable:
+            return
+        raise ValueError(f"setting {name} cannot be empty")
+    items = value if many and isinstance(value, (list, tuple)) else [value]
+    if many and not isinstance(value, (list, tuple)):
+        plural = _KINDS[kind].split(" ", 1)[1] + "s"
+        raise ValueError(f"setting {name} must be a list of {plural}, e.g. [0,1,2], got {value!r}")
+    for v in items:
+        _check_one(name, kind, v)
+
+
+def _check_one(name: str, kind: str, v) -> None:
+    limits = RANGES[name]
+    if kind == "str":
+        if v not in limits:
+            raise ValueError(f"setting {name} must be one of {', '.join(limits)}, got {v!r}")
+        return
+    ok = not isinstance(v, bool) and (isinstance(v, int) if kind == "int" else isinstance(v, (int, float)))
+    if not ok or v != v:
+        raise ValueError(f"setting {name} must be {_KINDS[kind]}, got {v!r}")
+    lo, hi = limits
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        span = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
+        raise ValueError(f"setting {name} must be {span}, got {v!r}")

@@ -35,6 +35,7 @@ from .geometry import surface
 from .geometry.mesh_ops import Mesh
 from .memory import pin_heap, release_heap
 from .methods import AnchorShape, Known, Method, method
+from .weights.preflight import require
 
 SMOKE = "SMOKE TEST: random weights (make-random), not a reconstruction; get the real weights with " \
         "`python -m blender_stchain weights download`"
@@ -92,6 +93,7 @@ def run(job: JobSpec, on_event=None, cancel=None, backbones=None) -> Path:
     m = method(job.method)
     rep = Reporter(on_event, cancel, m.plan)
     t0 = time.perf_counter()
+    require(job.weights, job.method, job.allow_random_weights)  # weights before a frame is decoded
     rep.progress("load", 0, message="reading footage")
     with warnings.catch_warnings():  # footage warnings travel as events below
         warnings.simplefilter("ignore")
@@ -115,6 +117,7 @@ def _run_clip(r: Run, t0: float) -> Path:
         r.rep.warning(SMOKE)
     r.cmap = clip_crop_map(r.clip)
     windows = plan_windows(r.clip.count, r.settings.window_size)
+    r.rep.resize("windows", r.method.plan["windows"] * len(windows))  # the plan's cost is per window
     anchor_index = choose_anchor(_mask_areas(r.clip), windows[0], r.settings.anchor_frame)
     r.seconds["load"] = time.perf_counter() - t0
     r.rep.progress("load", 1, message="weights loaded")
@@ -150,18 +153,25 @@ def _timed(r: Run, stage: str):
         r.model_seconds[stage] = r.model_seconds.get(stage, 0.0) + r.backbone.clock.seconds - m
 
 
+def _anchor_progress(rep, i: int, n: int) -> None:
+    """Stage-0 steps, then the anchor's surface extraction (its own stage: it can outlast the steps)."""
+    rep.progress("anchor", i, n, f"anchor shape, step {i}/{n}")
+    if i == n:
+        rep.progress("surface", 0, message="anchor surface (marching cubes)")
+
+
 def _mask_areas(clip) -> np.ndarray:
     return clip.mask_area if clip.mask_area is not None else np.ones(clip.count)
 
 
 def _make_anchor(r: Run, anchor_index: int) -> Anchor:
     """Stage 0 and its surface, then everything the windows reuse; the stage-0 models are dropped after."""
-    progress = lambda i, n: r.rep.progress("anchor", i, n + 1, f"anchor shape, step {i}/{n}")
+    progress = lambda i, n: _anchor_progress(r.rep, i, n)
     with r.backbone.autocast():
         mesh, latent = _retry_smaller(_anchor, r, anchor_index, progress=progress)
     if r.load is load_backbone:  # a shared (cached) backbone keeps stage 0 for the next clip
         r.backbone.release()
-    r.rep.progress("anchor", 1, message=f"anchor mesh: {len(mesh.vertices)} vertices")
+    r.rep.progress("surface", 1, message=f"anchor mesh: {len(mesh.vertices)} vertices")
     ids = deform.farthest_point_landmarks(mesh.vertices, r.settings.landmarks)
     # the geodesics (host work, seconds) run beside the first window's model work, which does not need them
     skinning = r.host.submit(deform.Skinning.prepare, mesh.vertices, mesh.faces, ids, device=r.backbone.device,

@@ -1,25 +1,35 @@
-"""Worker process entry: ``python -m blender_stchain.engine.worker JOB.json``.
+"""Worker process entry: ``python -m blender_stchain.engine.worker [--check] JOB.json``.
 
-Runs one job and speaks JSON lines on stdout (see ``events``). Exit codes: 0 done, 1 a user-facing
-error (one clear line), 2 cancelled, 3 an internal error (traceback on stderr). Cancel: the file
-``JOB.json.cancel`` appears, or SIGTERM/SIGINT arrives. Nothing from the job file is executed.
+Runs one job and speaks the event protocol on stdout (``contracts.events``: one JSON line per typed
+record). Exit codes (``contracts.errors``): 0 done, 1 a user-facing error (one clear line), 2 cancelled,
+3 an internal error (traceback on stderr). ``--check`` only validates the job and the weights (headers,
+no torch, no footage): Blender runs it before it decodes a frame. Cancel: the file ``JOB.json.cancel``
+appears, or SIGTERM/SIGINT arrives. Nothing from the job file is executed.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
 import threading
 import traceback
 
-from ..contracts.errors import Cancelled, StchainError, out_of_memory
-from ..contracts.events import FileCancel
+from ..contracts.errors import (
+    EXIT_CANCELLED,
+    EXIT_ERROR,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    Cancelled,
+    StchainError,
+    out_of_memory,
+)
+from ..contracts.events import Done, Error, FileCancel, from_dict
 
 
-def emit(event: dict) -> None:
-    sys.stdout.write(json.dumps(event) + "\n")
+def emit(event) -> None:
+    """Write one event (a record or a wire dict) as one protocol line."""
+    sys.stdout.write(from_dict(event).to_json() + "\n")
     sys.stdout.flush()
 
 
@@ -36,8 +46,8 @@ def watchdog(cancel, finished: threading.Event, sink) -> None:
             from ..contracts.result import abort_all
 
             abort_all()
-            sink({"event": "error", "message": "cancelled by the user", "cancelled": True})
-            os._exit(2)
+            sink(Error("cancelled by the user", cancelled=True))
+            os._exit(EXIT_CANCELLED)
 
 
 def run_job_file(job_path: str, sink=emit) -> int:
@@ -67,33 +77,50 @@ def _run(job_path: str, cancel: FileCancel, sink) -> int:
 
         result = run(job, on_event=sink, cancel=cancel)
     except Cancelled as e:
-        sink({"event": "error", "message": str(e), "cancelled": True})
-        return 2
+        sink(Error(str(e), cancelled=True))
+        return EXIT_CANCELLED
     except StchainError as e:
-        sink({"event": "error", "message": str(e)})
-        return 1
+        sink(Error(str(e)))
+        return EXIT_ERROR
     except OSError as e:
-        sink({"event": "error", "message": f"could not read or write a file ({e.strerror or e}: "
-                                           f"{e.filename or 'the result'}); is the disk full?"})
-        return 1
+        sink(Error(f"could not read or write a file ({e.strerror or e}: {e.filename or 'the result'}); "
+                   "is the disk full?"))
+        return EXIT_ERROR
     except Exception as e:  # noqa: BLE001 - the worker must always answer with one line
         if out_of_memory(e):
-            sink({"event": "error", "message": "out of memory: lower the face budget, the grid resolutions or "
-                                               "the window size"})
-            return 1
+            sink(Error("out of memory: lower the face budget, the grid resolutions or the window size"))
+            return EXIT_ERROR
         traceback.print_exc(file=sys.stderr)
-        sink({"event": "error", "message": f"internal error: {type(e).__name__}: {e}"})
-        return 3
-    sink({"event": "done", "result": str(result)})
-    return 0
+        sink(Error(f"internal error: {type(e).__name__}: {e}"))
+        return EXIT_INTERNAL
+    sink(Done(str(result)))
+    return EXIT_OK
+
+
+def check_job_file(job_path: str, sink=emit) -> int:
+    """Validate the job and its weights only (no torch, no footage): 0 and a ``done`` event, or 1 and the line."""
+    from ..contracts.job import JobSpec
+    from .weights.preflight import require
+
+    try:
+        job = JobSpec.load(job_path)
+        root = require(job.weights, job.method, job.allow_random_weights)
+    except StchainError as e:
+        sink(Error(str(e)))
+        return EXIT_ERROR
+    sink(Done(str(root)))
+    return EXIT_OK
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = list(sys.argv[1:] if argv is None else argv)
+    check = argv[:1] == ["--check"]
+    if check:
+        argv = argv[1:]
     if len(argv) != 1:
-        sys.stderr.write("usage: python -m blender_stchain.engine.worker JOB.json\n")
-        return 1
-    return run_job_file(argv[0])
+        sys.stderr.write("error: usage: python -m blender_stchain.engine.worker [--check] JOB.json\n")
+        return EXIT_ERROR
+    return check_job_file(argv[0]) if check else run_job_file(argv[0])
 
 
 if __name__ == "__main__":

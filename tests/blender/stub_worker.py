@@ -27,12 +27,21 @@ def emit(**event):
     print(json.dumps(event), flush=True)
 
 
+def check(spec: JobSpec) -> None:
+    """The stand-in for the worker's ``--check``: a weights folder that does not exist is missing weights."""
+    if spec.weights and not Path(spec.weights).is_dir():
+        raise WeightsError(f"weights folder {spec.weights} is missing: run 'python -m blender_stchain weights download'")
+
+
 def main(job_path: str) -> int:
+    if job_path == "--check":
+        check(JobSpec.load(sys.argv[2]))
+        emit(event="done", result="")
+        return 0
     spec = JobSpec.load(job_path)
     mode = os.environ.get("STUB_MODE", "ok")
     cancel = Path(job_path + ".cancel")
-    if spec.weights and not Path(spec.weights).is_dir():
-        raise WeightsError(f"weights folder {spec.weights} is missing: run 'python -m blender_stchain weights download'")
+    check(spec)
     numbers, size = _footage(spec)
     steps = 10_000 if mode in ("hang", "deaf") else 4
     for i in range(steps):

@@ -1,6 +1,8 @@
 """Registration, the generate operator through the headless entry with a real worker process,
 and the failure paths: each leaves the scene exactly as it was."""
 
+import json
+import tempfile
 import threading
 import time
 
@@ -10,7 +12,7 @@ bpy = pytest.importorskip("bpy")
 pytestmark = pytest.mark.blender
 
 import blender_stchain  # noqa: E402
-from blender_stchain.bl import headless, ops  # noqa: E402
+from blender_stchain.bl import headless, ops, prefs  # noqa: E402
 from tests.blender.conftest import data_snapshot  # noqa: E402
 from tests.blender.workers import WORKER_PYTHON, stub_env  # noqa: E402
 from tests.conftest import DATA  # noqa: E402
@@ -49,7 +51,11 @@ def test_headless_generate_and_reopen(registered, stub, tmp_path, capfd):
     rc = headless.main(["--footage", str(CAMEL), "--frames", "3:7", "--out", str(out)])
     lines = capfd.readouterr().out.splitlines()
     assert rc == 0, lines[-5:]
-    assert any(line.startswith('{"stchain": "progress", "stage": "chain"') for line in lines)  # JSON progress
+    status = bpy.context.window_manager.stchain_status  # what the panel draws under "last job"
+    assert [w.text for w in status.warnings] == ["stand-in worker: synthetic result"]
+    assert status.mask_source == "alpha"
+    assert any(line.startswith('{"event": "progress", "stage": "chain"') for line in lines)  # JSON progress
+    assert not any("render | Saved" in line or "Saved: " in line for line in lines)
     bpy.ops.wm.open_mainfile(filepath=str(out))
     scene, ob = bpy.context.scene, bpy.data.objects["4D Mesh"]
     assert (scene.frame_start, scene.frame_end) == (3, 7)
@@ -60,6 +66,20 @@ def test_headless_generate_and_reopen(registered, stub, tmp_path, capfd):
         assert [k.name for k in ob.data.shape_keys.key_blocks[1:] if k.value > 0] == [f"frame_{f:04d}"]
     bg = scene.camera.data.background_images[0].clip
     assert bg.source == "SEQUENCE" and bg.frame_duration == 16
+    # only our objects (no factory cube, light or camera), the mesh has its material, result beside the .blend
+    assert sorted(o.name for o in bpy.data.objects) == ["4D Mesh", "4D Mesh camera"]
+    assert ob.active_material is not None and ob.active_material.name == "4D Mesh material"
+    kept = tmp_path / "out_4dmesh.safetensors"
+    meta = json.loads(ob["stchain"])
+    assert kept.is_file() and meta["result"] == str(kept) and meta["mask_source"] == "alpha"
+    assert meta["camera_status"].startswith("solved")
+    # the clip's tracking camera is the solved camera
+    from blender_stchain.contracts.result import load_result
+
+    K = load_result(kept).K
+    tc = bg.tracking.camera
+    assert tc.focal_length_pixels == pytest.approx(float(K[0, 0]), rel=1e-4)
+    assert tuple(tc.principal_point_pixels) == pytest.approx((float(K[0, 2]), 512 - float(K[1, 2])), abs=1e-3)
 
 
 @pytest.mark.parametrize("mode,args,expect", [
@@ -68,14 +88,18 @@ def test_headless_generate_and_reopen(registered, stub, tmp_path, capfd):
     ("ok", ["--weights", "/nonexistent/weights"], "weights folder /nonexistent/weights is missing"),
     ("ok", ["--frames", "10:40"], "frame range 10:40 is outside the footage (1-16)"),
 ])
-def test_failures_leave_scene_unchanged(registered, stub, tmp_path, capfd, mode, args, expect):
+def test_failures_leave_scene_unchanged(registered, stub, tmp_path, capfd, monkeypatch, mode, args, expect):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # job folders of our own (others share /tmp)
     stub(mode)
     before = data_snapshot()
+    jobs = set(prefs.user_dir("jobs").iterdir())
     rc = headless.main(["--footage", str(CAMEL), "--frames", "1:4", "--out", str(tmp_path / "o.blend"), *args])
     err = capfd.readouterr().err.strip().splitlines()
     print(mode, args, "->", rc, err[-1])
-    assert rc != 0 and err[-1].startswith(expect)
+    assert rc == 1 and err[-1].startswith("error: " + expect)
+    assert sum(expect in line for line in err) == 1  # printed once
     assert data_snapshot() == before and not (tmp_path / "o.blend").exists()
+    assert set(prefs.user_dir("jobs").iterdir()) == jobs  # the job folder (frames, job.json) is gone
 
 
 def test_cancel_leaves_scene_unchanged(registered, stub, tmp_path):
@@ -83,7 +107,7 @@ def test_cancel_leaves_scene_unchanged(registered, stub, tmp_path):
     before = data_snapshot()
 
     def press_cancel():  # what the Cancel button / Esc does, from another thread during a blocking run
-        while "job" not in ops._active or not ops._active["job"].runner.alive:
+        while "job" not in ops._active or not getattr(ops._active["job"].runner, "alive", False):
             time.sleep(0.01)
         time.sleep(0.3)
         ops._active["job"].cancel()
@@ -92,7 +116,7 @@ def test_cancel_leaves_scene_unchanged(registered, stub, tmp_path):
     t0 = time.monotonic()
     rc = headless.main(["--footage", str(CAMEL), "--frames", "1:2", "--out", str(tmp_path / "o.blend")])
     print(f"cancelled after {time.monotonic() - t0:.2f} s")
-    assert rc != 0 and bpy.context.window_manager.stchain_status.message == "Cancelled; the scene was not changed"
+    assert rc == 2 and bpy.context.window_manager.stchain_status.message == "Cancelled; the scene was not changed"
     assert data_snapshot() == before
 
 
@@ -131,9 +155,9 @@ def test_download_needs_online_access(registered):
 
 
 def test_bad_arguments(registered):
-    assert headless.main(["--footage", str(CAMEL), "--out", "x.blend", "--frames", "7:2"]) == 2
-    assert headless.main(["--footage", "/no/such/clip.mp4", "--out", "x.blend"]) == 2
-    assert headless.main(["--out", "x.blend"]) == 2
+    assert headless.main(["--footage", str(CAMEL), "--out", "x.blend", "--frames", "7:2"]) == 1
+    assert headless.main(["--footage", "/no/such/clip.mp4", "--out", "x.blend"]) == 1
+    assert headless.main(["--out", "x.blend"]) == 1
 
 
 def test_movie_clip_source(registered, stub):
@@ -160,12 +184,13 @@ def test_camera_not_estimated_reaches_the_info_report_and_stays_in_the_panel(reg
     assert headless.main(["--footage", str(CAMEL), "--frames", "1:3", "--out", str(tmp_path / "a.blend")]) == 0
     out = capfd.readouterr()
     report = [line for line in (out.out + out.err).splitlines() if "camera not estimated" in line
-              and not line.startswith('{"stchain"')]
+              and not line.startswith('{')]
     assert report, "the Info report did not show the camera warning"
-    assert ops.last_warnings[-1].startswith("camera not estimated (the matches carry no depth)")
-    lines = panels.warning_lines(ops.last_warnings)
+    warnings = [w.text for w in bpy.context.window_manager.stchain_status.warnings]
+    assert warnings[-1].startswith("camera not estimated (the matches carry no depth)")
+    lines = panels.warning_lines(warnings)
     assert lines[0] == ("camera not estimated (the matches carry no", "ERROR")
     assert all(len(text) <= 44 for text, _ in lines) and ("stand-in worker: synthetic result", "DOT") in lines
     stub("ok")  # the next run replaces them
     assert headless.main(["--footage", str(CAMEL), "--frames", "1:3", "--out", str(tmp_path / "b.blend")]) == 0
-    assert ops.last_warnings == ["stand-in worker: synthetic result"]
+    assert [w.text for w in bpy.context.window_manager.stchain_status.warnings] == ["stand-in worker: synthetic result"]

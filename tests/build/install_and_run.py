@@ -1,7 +1,8 @@
 """Run in a fresh interpreter with HOME set to a temporary folder (Blender's user config lives there):
 install the built zip, enable it from the installed copy, register twice, run the headless entry.
 
-argv: ZIP OUT_BLEND FOOTAGE. Prints one JSON line with what it found.
+argv: ZIP OUT_BLEND FOOTAGE [WEIGHTS]. Prints one JSON line with what it found. With WEIGHTS, also runs
+*Check Weights* from the installed copy: on the empty default folder, then on WEIGHTS (the preference).
 """
 
 import importlib
@@ -28,4 +29,16 @@ report["rc"] = headless.main(["--footage", footage, "--frames", "1:3", "--out", 
 ob = bpy.data.objects.get("4D Mesh")
 report["keys"] = len(ob.data.shape_keys.key_blocks) if ob else 0
 report["job"] = json.loads(ob["stchain"]) if ob else None
+report["jobs_left"] = [str(p) for p in importlib.import_module(MOD + ".bl.prefs").user_dir("jobs").iterdir()]
+if len(sys.argv) > 4:
+    status = bpy.context.window_manager.stchain_status
+    checks = []
+    for folder in ("", sys.argv[4]):
+        bpy.context.preferences.addons[MOD].preferences.weights_dir = folder
+        try:
+            outcome = sorted(bpy.ops.stchain.weights(action="check"))
+        except RuntimeError:  # an ERROR report raises here; the message is in the status
+            outcome = ["CANCELLED"]
+        checks.append({"outcome": outcome, "message": status.message})
+    report["weights_checks"] = checks
 print("REPORT " + json.dumps(report))

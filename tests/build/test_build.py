@@ -1,6 +1,7 @@
 """Build the extension zip (no wheels), install it into a temporary Blender user folder, run it."""
 
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -53,7 +54,7 @@ def test_zips_per_platform(zips):
     assert 'platforms = ["linux-x64"]' in manifest and "files =" in manifest and "network =" in manifest
 
 
-def test_install_and_run_from_installed_copy(zips, tmp_path):
+def test_install_and_run_from_installed_copy(zips, tmp_path, tiny_weights):
     home = tmp_path / "home"
     home.mkdir()
     env = stub_env("ok")
@@ -62,7 +63,7 @@ def test_install_and_run_from_installed_copy(zips, tmp_path):
     proc = subprocess.run(
         [sys.executable, str(REPO / "tests" / "build" / "install_and_run.py"),
          str(zips["blender_stchain-0.1.0-linux_x64.zip"]), str(tmp_path / "out.blend"),
-         str(DATA / "rgba_frames" / "davis_camel")],
+         str(DATA / "rgba_frames" / "davis_camel"), str(tiny_weights)],
         env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )
     line = [x for x in proc.stdout.splitlines() if x.startswith("REPORT ")]
@@ -74,5 +75,25 @@ def test_install_and_run_from_installed_copy(zips, tmp_path):
     assert report["prefs_weights"].startswith(str(home))
     assert report["rc"] == 0 and report["keys"] == 4  # Basis + 3 frames
     assert (tmp_path / "out.blend").is_file()
-    assert report["job"]["job"]["footage"].startswith(str(home))  # job folder in the extension's user dir
+    assert report["job"]["job"]["footage"] == str(DATA / "rgba_frames" / "davis_camel")
+    assert report["jobs_left"] == []  # the job folder (in the extension's user dir) was removed
     assert report["job"]["result_metadata"]["engine_file"].startswith(str(home))  # worker ran the installed engine
+    assert report["job"]["result"] == str(tmp_path / "out_4dmesh.safetensors")  # kept beside the .blend
+    # Check Weights from the installed copy: the empty user folder, then random tiny weights
+    missing, present = report["weights_checks"]
+    print(missing, present)
+    assert missing["outcome"] == ["CANCELLED"] and "unrecognized" not in missing["message"]
+    assert missing["message"].startswith("11 missing of 11 checks at " + str(home))
+    assert "weights download" in missing["message"]
+    assert present["outcome"] == ["FINISHED"] and "random checkpoints: results are smoke tests" in present["message"]
+    assert f"weights root: {tiny_weights}" in present["message"]
+
+
+def test_one_platform_build_leaves_no_stale_zips(zips, tmp_path):
+    out = tmp_path / "dist"
+    out.mkdir()
+    for z in zips.values():  # an earlier all-platform build in the same folder
+        shutil.copy2(z, out / z.name)
+    subprocess.run([sys.executable, str(REPO / "build_addon.py"), "--no-wheels", "--platform", "linux-x64",
+                    "--out", str(out)], check=True, cwd=REPO, capture_output=True)
+    assert sorted(p.name for p in out.glob("*.zip")) == ["blender_stchain-0.1.0-linux_x64.zip"]

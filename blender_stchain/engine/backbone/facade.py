@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ...contracts.errors import NumericalError, WeightsError
+from ...contracts.errors import NumericalError
 from .. import weights
+from ..weights.preflight import PARTS, require_parts
 from ..device import Runtime, runtime
 from ..geometry.mesh_ops import vertex_normals
 from ..models.capture import (
@@ -27,14 +28,11 @@ from . import sampling
 
 # stage 0 (its DINOv2 copy, the DiT), the surface decoder, stage I (DINOv2-L, the denoiser); a method
 # may add parts (ActionMesh mode: the stage-II autoencoder), see ``engine.methods``
-CORE_PARTS = ("image_encoder_dinov2", "dinov2", "transformer", "vae", "denoiser")
+CORE_PARTS = PARTS["chain"]
 STAGE0_PARTS = ("image_encoder_dinov2", "transformer")  # needed only until the anchor exists
 # parts whose every Linear runs under autocast: their weights can be stored in the compute precision
 # (DINOv2 runs in fp32 as in the reference; the stage-II query pass is an fp32 island)
 COMPUTE_PRECISION_PARTS = ("transformer", "denoiser", "vae")
-RANDOM_REFUSED = ("the weights at {root} are random checkpoints made by make-random; pass "
-                  "--allow-random-weights to run a smoke test, or get the real weights with "
-                  "`python -m blender_stchain weights download`")
 
 
 def query_bucket(n: int, minimum: int = 256) -> int:
@@ -280,15 +278,9 @@ def store_in_compute_precision(models: dict, dtype: torch.dtype) -> None:
 def load_backbone(root, device="auto", precision="auto", parts=CORE_PARTS, allow_random=False) -> Backbone:
     """Load ``parts`` (a method's, see ``engine.methods``) from the weights root, strictly, without
     gradient state; refuse random ones unless allowed."""
-    root = weights.find_root(root)
-    missing = [p.name for p in weights.check(root).parts if p.state != "present" and p.name in parts]
-    if missing:
-        raise WeightsError(f"weights missing or incomplete at {root} ({', '.join(missing)}); run `python -m "
-                           "blender_stchain weights download` or point --weights / STCHAIN_WEIGHTS at them")
+    root = require_parts(root, parts, allow_random)
     rt = runtime(device, precision)
     identities = [weights.weight_identity(root, name) for name in parts]
-    if any(i["random"] for i in identities) and not allow_random:
-        raise WeightsError(RANDOM_REFUSED.format(root=root))
     models = {name: weights.load_component(root, name, device=rt.device).requires_grad_(False) for name in parts}
     store_in_compute_precision(models, rt.dtype)
     cfg = weights.read_config(weights.component_folder(root, "denoiser"))

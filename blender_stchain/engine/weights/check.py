@@ -43,6 +43,12 @@ class WeightsReport:
     def is_random(self) -> bool:
         return any(p.is_random for p in self.parts)
 
+    def summary(self) -> str:
+        """One line: how many parts are missing / corrupt (the check's verdict)."""
+        counts = {s: sum(p.state == s for p in self.parts) for s in ("missing", "corrupt")}
+        found = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        return f"{found or 'all present'} of {len(self.parts)} checks at {self.root}"
+
     def lines(self) -> list[str]:
         out = [f"weights root: {self.root}"]
         for p in self.parts:
@@ -98,8 +104,13 @@ def _consistency(root: Path) -> PartStatus:
             continue
     bad = [f"{a}.{ka}={cfgs[a].get(ka)} != {b}.{kb}={cfgs[b].get(kb)}" for a, ka, b, kb in _INTERFACES
            if a in cfgs and b in cfgs and cfgs[a].get(ka) != cfgs[b].get(kb)]
-    state = "corrupt" if bad else "present"
-    return PartStatus("parts fit together", str(root), state, "-", "; ".join(bad))
+    absent = len(COMPONENTS) - len(cfgs)
+    if bad:
+        return PartStatus("parts fit together", str(root), "corrupt", "-", "; ".join(bad))
+    if absent:  # nothing is claimed about parts that are not there
+        return PartStatus("parts fit together", str(root), "missing", "-",
+                          f"not checked: {absent} of {len(COMPONENTS)} model parts missing")
+    return PartStatus("parts fit together", str(root), "present", "-")
 
 
 def check(root: str | os.PathLike | None = None) -> WeightsReport:

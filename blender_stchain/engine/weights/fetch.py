@@ -118,6 +118,7 @@ def fetch_file(url: str, dest: Path, label: str = "", progress: Progress | None 
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     offset = part.stat().st_size if part.exists() else 0
+    connected = False
     try:
         try:
             resp, headers = _open(url, offset, timeout)
@@ -127,6 +128,7 @@ def fetch_file(url: str, dest: Path, label: str = "", progress: Progress | None 
             part.unlink()  # the partial file is not a prefix the server knows: start over
             offset = 0
             resp, headers = _open(url, 0, timeout)
+        connected = True
         with resp:
             if offset and resp.status != 206:
                 offset = 0  # the server ignored Range: restart from the beginning
@@ -149,6 +151,11 @@ def fetch_file(url: str, dest: Path, label: str = "", progress: Progress | None 
         hint = " (accept the model licence on huggingface.co and set HF_TOKEN)" if e.code in (401, 403) else ""
         raise WeightsError(f"download of {label or url} failed: HTTP {e.code} {e.reason}{hint}") from None
     except (urllib.error.URLError, http.client.HTTPException, socket.timeout, ConnectionError, OSError) as e:
+        if not connected:
+            host = urllib.parse.urlsplit(url).netloc
+            why = getattr(e, "reason", None) or e
+            raise WeightsError(f"cannot reach {host} ({why}): check the network connection or proxy, then run "
+                               "the same command again") from None
         raise WeightsError(f"download of {label or url} interrupted ({type(e).__name__}: {e}); "
                            "run the same command again to resume") from None
     size = part.stat().st_size
