@@ -118,10 +118,8 @@ def test_generate_uses_the_cached_masks_or_segments_first(bear_clip, sam2_root, 
     assert bpy.ops.stchain.generate(weights=str(sam2_root), device="cpu") == {"FINISHED"}
     assert segment.cached(folder, (2, 4))
     job = json.loads(bpy.data.objects["4D Mesh"]["stchain"])["job"]
-    assert job["masks"] == str(folder)
-    assert json.loads((Path(job["footage"]) / "meta.json").read_text())["frame_numbers"] == [2, 3, 4]
-    frame = np.load(Path(job["footage"]) / "frames" / "000003.npy")
-    assert frame.shape == (480, 854, 3)  # RGB only: the masks come from the folder
+    assert job["masks"] == str(folder)  # the model reads the cached masks; its exported frames are gone
+    assert Path(job["footage"]).resolve() == BEAR.resolve() and segment.cached(folder, (2, 4))
 
 
 def test_a_blender_mask_gives_its_bounding_box_on_the_prompt_frame(bear_clip):
@@ -159,13 +157,13 @@ def test_headless_segment_options_make_the_masks_generate_uses(registered, sam2_
     printed = capfd.readouterr()
     assert rc == 0, printed.err[-2000:]
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["000002.png", "000003.png", "000004.png"]
-    assert '"stchain": "warning", "message": "SMOKE TEST: random SAM 2.1 weights' in printed.out
+    assert '"event": "warning", "message": "SMOKE TEST: random SAM 2.1 weights' in printed.out
     bpy.ops.wm.open_mainfile(filepath=str(out))
     assert json.loads(bpy.data.objects["4D Mesh"]["stchain"])["job"]["masks"] == str(tmp_path / "m")
-    assert headless.main(["--footage", str(BEAR), "--mask-source", "none", "--out", str(out)]) == 2
+    assert headless.main(["--footage", str(BEAR), "--mask-source", "none", "--out", str(out)]) == 1
     assert "would feed whole frames to the model; mark the object: --segment X,Y" in capfd.readouterr().err
     assert headless.main(["--footage", str(BEAR), "--segment", "900,10", "--weights", str(sam2_root),
-                          "--out", str(out)]) == 2
+                          "--out", str(out)]) == 1
     assert "error: point 900,10 (frame 1) is outside the 854x480 footage" in capfd.readouterr().err
 
 

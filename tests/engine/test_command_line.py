@@ -172,7 +172,7 @@ def test_weights_check_says_what_is_true(tmp_path, capsys):
     print(out, err)
     fit = [line for line in out.splitlines() if "parts fit together" in line]
     assert fit and fit[0].split()[0] == "missing" and "not checked: 6 of 6 model parts missing" in fit[0]
-    assert err.strip().startswith("error: 11 missing of 11 checks at") and "weights download" in err
+    assert err.strip().startswith("error: 11 missing of 15 checks at") and "weights download" in err
     assert cli_weights.main(["check", "--weights", str(tmp_path)]) == 1  # the job option works too (Check Weights)
     assert cli_weights.main(["check", "--bogus"]) == 1
     assert capsys.readouterr().err.splitlines()[-1] == "error: unrecognized arguments: --bogus (see --help)"

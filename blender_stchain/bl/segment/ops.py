@@ -9,9 +9,10 @@ import bpy
 from bpy.props import StringProperty
 
 from ...contracts.errors import StchainError
-from .. import footage
+from .. import footage, prefs
 from ..controller import State
-from ..ops import _active, _Driven, _job_dir, _status, footage_path
+from ..runner import new_job_dir, remove_job_dir
+from ..ops import _active, _Driven, _status, footage_path
 from . import jobs, markers
 
 
@@ -58,10 +59,22 @@ class STCHAIN_OT_preview_masks(_Driven, bpy.types.Operator):
             return {"FINISHED"}
         return None
 
+    _job_dir = None
+
     def _prepare(self, context):
-        job_dir = _job_dir()
-        frames_dir = footage.export(self._plan[0], self._plan[1], job_dir / "footage", mask="none")
-        return jobs.segmentation_runner(context, self._plan, frames_dir, job_dir, self.weights, self.device)
+        self._job_dir = new_job_dir(prefs.user_dir("jobs"))
+        try:
+            frames_dir = footage.export(self._plan[0], self._plan[1], self._job_dir / "footage", mask="none")
+            return jobs.segmentation_runner(context, self._plan, frames_dir, self._job_dir, self.weights,
+                                            self.device)
+        except BaseException:
+            self._cleanup()
+            raise
+
+    def _cleanup(self):
+        """The exported frames and the job file go; the masks stay in their cache beside the .blend."""
+        remove_job_dir(self._job_dir)
+        self._job_dir = None
 
     def _done(self, context, ctl):
         if ctl.state != State.DONE:
