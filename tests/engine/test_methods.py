@@ -19,7 +19,7 @@ def test_records_hold_what_differs():
     assert set(chain.parts) < set(am.parts)
     s = Settings()
     assert chain.anchor_steps(s) == s.anchor_steps and am.anchor_steps(s) == s.baseline_anchor_steps
-    assert list(chain.plan) == list(am.plan) == ["load", "anchor", "windows", "camera", "write"]
+    assert list(chain.plan) == list(am.plan) == ["load", "anchor", "surface", "windows", "camera", "write"]
     assert am.plan["windows"] > chain.plan["windows"]
 
 
