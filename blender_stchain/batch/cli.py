@@ -1,7 +1,7 @@
 """``python -m blender_stchain batch JOBS --out DIR``: many clips on Ray (local or a cluster).
 
 Exit code 0 when every clip is done (or skipped by ``--resume``), 1 when some failed (their reasons
-are in ``DIR/summary.json``), 130 when cancelled (Ctrl-C or SIGTERM).
+are in ``DIR/summary.json``), 2 when cancelled (Ctrl-C or SIGTERM), as every entry point (``contracts.errors``).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
+from ..contracts.errors import EXIT_CANCELLED, EXIT_ERROR, EXIT_OK
 from ..contracts.options import add_job_settings, parse_frames, parse_overrides
 
 
@@ -54,7 +55,7 @@ def main(argv) -> int:
     c = s["counts"]
     sys.stderr.write(f"batch: {c['done']} done, {c['skipped']} skipped, {c['failed']} failed, "
                      f"{c['cancelled']} cancelled -> {out / 'summary.json'}\n")
-    return 130 if c["cancelled"] else 1 if c["failed"] else 0
+    return EXIT_CANCELLED if c["cancelled"] else EXIT_ERROR if c["failed"] else EXIT_OK
 
 
 def _interrupt(signum, frame):

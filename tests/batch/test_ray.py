@@ -157,7 +157,7 @@ def test_ctrl_c_cancels_cleanly_and_leaves_no_partial_file(tiny_weights, tmp_pat
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole foreground group gets it
     code, err = finish(proc, timeout=120)
     s = summary(out)
-    assert code == 130 and s["by_name"]["long"]["status"] == "cancelled", err
+    assert code == 2 and s["by_name"]["long"]["status"] == "cancelled", err
     assert s["counts"]["cancelled"] >= 1 and s["counts"]["failed"] == 0
     only_finished_files(out, s)
     for name, c in s["by_name"].items():
