@@ -12,11 +12,21 @@ if str(REPO) not in sys.path:
 
 
 def _random_weights(tmp_path_factory, size):
-    from blender_stchain.engine.weights.random_checkpoints import (
-        make_random,  # torch: imported only when asked for
-    )
+    """Made here when this interpreter has torch; in the Blender-only venvs (4.2 / 5.2 matrices) by the
+    worker's interpreter (``STCHAIN_WORKER_PYTHON``), as the extension itself would."""
+    out = tmp_path_factory.mktemp(f"weights-{size}")
+    try:
+        from blender_stchain.engine.weights.random_checkpoints import make_random  # torch: only when asked for
+    except ModuleNotFoundError:
+        import subprocess
 
-    return make_random(tmp_path_factory.mktemp(f"weights-{size}"), size=size, seed=0)
+        python = os.environ.get("STCHAIN_WORKER_PYTHON")
+        if not python:
+            pytest.skip("no torch in this interpreter and no STCHAIN_WORKER_PYTHON to make random weights")
+        subprocess.run([python, "-m", "blender_stchain", "weights", "make-random", str(out), "--size", size],
+                       cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True, capture_output=True)
+        return out
+    return make_random(out, size=size, seed=0)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 from ..contracts.masks import blender_enum_items
+from ..contracts.prompts import SEGMENT_MODELS
 
 SOURCES = [
     ("CLIP", "Movie Clip", "Use a Movie Clip loaded in Blender"),
@@ -27,16 +28,10 @@ WRITE_MODES = [
 ]
 
 
-_SEGMENT_ITEMS = []
-
-
-def _segment_models():
-    """Enum items of the SAM 2.1 sizes (kept alive: Blender needs the strings to outlive the callback)."""
-    if not _SEGMENT_ITEMS:
-        from .segment.markers import MODEL_ITEMS
-
-        _SEGMENT_ITEMS.extend(MODEL_ITEMS)
-    return _SEGMENT_ITEMS
+SEGMENT_MODELS_ITEMS = [  # static items: a callback enum crashes bpy 4.2 at interpreter exit
+    (m, m.removeprefix("sam2.1-hiera-").title(), f"SAM 2.1 Hiera {m.removeprefix('sam2.1-hiera-')}")
+    for m in SEGMENT_MODELS
+]
 
 
 class STCHAIN_PG_job(bpy.types.PropertyGroup):
@@ -51,7 +46,7 @@ class STCHAIN_PG_job(bpy.types.PropertyGroup):
                               description="Footage frame whose shape becomes the mesh (0 = the frame with the largest mask)")
     mask: EnumProperty(name="Mask", items=MASKS, default="ALPHA", description="How the object is separated from the background")
     mask_datablock: PointerProperty(name="Mask Datablock", type=bpy.types.Mask, description="The Mask that outlines the object")
-    segment_model: EnumProperty(name="Segmentation Model", items=lambda self, context: _segment_models(),
+    segment_model: EnumProperty(name="Segmentation Model", items=SEGMENT_MODELS_ITEMS,
                                 description="SAM 2.1 size for Segment Object (larger: better masks, slower)")
     method: EnumProperty(name="Method", items=METHODS, default="chain", description="Generation method")
     preset: EnumProperty(name="Preset", items=PRESETS, default="balanced", description="Speed / quality trade-off")

@@ -22,7 +22,7 @@ import bpy
 import numpy as np
 
 from ...contracts.errors import StchainError
-from ...contracts.prompts import SEGMENT_MODELS, Box, Point, Prompts
+from ...contracts.prompts import Box, Point, Prompts
 from .. import footage, prefs
 
 BACKGROUND = re.compile(r"^\s*(bg|background)", re.IGNORECASE)
@@ -119,5 +119,3 @@ def show(folder: Path, frames: tuple[int, int]):
     return clip
 
 
-MODEL_ITEMS = [(m, m.removeprefix("sam2.1-hiera-").title(), f"SAM 2.1 Hiera {m.removeprefix('sam2.1-hiera-')}")
-               for m in SEGMENT_MODELS]
