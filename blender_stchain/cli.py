@@ -26,6 +26,9 @@ def cmd_run(argv) -> int:
     from .contracts.prompts import join_negative
 
     a = parse_job(join_negative(argv), "python -m blender_stchain run", blender=False)
+    from .engine.weights.preflight import require  # torch-free: weights are checked before anything else
+
+    require(a.job.weights, a.job.method, a.job.allow_random_weights)
     from .cli_masks import prepare_masks
     from .contracts.prompts import segment_args
     from .contracts.events import Done
