@@ -63,8 +63,9 @@ def test_bad_prompts_are_one_line(sam2_root, tmp_path, extra, message):
     assert not (tmp_path / "m").exists() and not (tmp_path / "m.part").exists()
 
 
-def test_run_without_any_mask_source_stops_with_how_to_give_one(tmp_path):
-    out = cli("run", "--footage", BEAR, "--frames", "1:4", "--out", tmp_path / "r.safetensors")
+def test_run_without_any_mask_source_stops_with_how_to_give_one(tiny_weights, tmp_path):
+    out = cli("run", "--footage", BEAR, "--frames", "1:4", "--out", tmp_path / "r.safetensors",
+              "--weights", tiny_weights, "--allow-random-weights")  # the weights are fine: the masks stop it
     assert out.returncode == 1 and out.stderr.count("\n") == 1
     assert "has no alpha and no masks were given; mark the object: --segment X,Y[@FRAME]" in out.stderr
 
