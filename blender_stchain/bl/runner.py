@@ -178,7 +178,25 @@ class ProcessRunner(_Base):
         return f"the worker failed (exit code {code}): {last}"
 
 
-class ThreadRunner(_Base):
+class Threaded(_Base):
+    """A runner whose work is ``self._run`` on a daemon thread (events go through ``self._queue``)."""
+
+    _thread: threading.Thread | None = None
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self):
+        raise NotImplementedError
+
+
+class ThreadRunner(Threaded):
     """Runs ``fn(job_path, emit, cancelled)`` in a thread with the same interface.
 
     ``fn`` emits event dicts and returns a result path (-> ``done``) or raises (-> ``error``).
@@ -188,17 +206,7 @@ class ThreadRunner(_Base):
         super().__init__()
         self.job_path = Path(job_path)
         self.fn = fn
-        self._thread: threading.Thread | None = None
         self._cancel = threading.Event()
-
-    def start(self) -> "ThreadRunner":
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
     def cancel(self) -> None:
         self._cancel_requested = True

@@ -3,12 +3,11 @@ masks, and Generate's chain (segmentation, then the model) when no cached masks 
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from ...contracts.errors import StchainError
 from .. import footage, prefs
-from ..runner import FINAL, ProcessRunner, _Base, cancel_path
+from ..runner import FINAL, ProcessRunner, Threaded, cancel_path
 from . import markers
 
 
@@ -32,7 +31,7 @@ def segmentation_runner(context, the_plan, frames_dir: Path, job_dir: Path, weig
                          pythonpath=prefs.pythonpath(python))
 
 
-class ChainRunner(_Base):
+class ChainRunner(Threaded):
     """Runners one after another as one job (segmentation, then the model): every event passes through,
     the first failure or a cancel ends the chain, the last runner's final event is the chain's."""
 
@@ -40,16 +39,6 @@ class ChainRunner(_Base):
         super().__init__()
         self.runners = list(runners)
         self.current = None
-        self._thread = None
-
-    def start(self) -> "ChainRunner":
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
     def cancel(self) -> None:
         self._cancel_requested = True
