@@ -240,7 +240,7 @@ class ResultWriter:
             }
             offset += nbytes
         meta = {"schema_version": SCHEMA_VERSION, **metadata}
-        entries["__metadata__"] = {"stchain": json.dumps(meta, sort_keys=True, default=_json_default)}
+        entries["__metadata__"] = {"stchain": json.dumps(meta, sort_keys=True, default=json_default)}
         raw = json.dumps(entries, separators=(",", ":")).encode()
         raw += b" " * (-len(raw) % 8)
         return raw, order
@@ -312,7 +312,8 @@ def _dead(pid: str) -> bool:
     return False
 
 
-def _json_default(o):
+def json_default(o):
+    """numpy scalars / arrays and paths as plain JSON (result metadata, metrics files)."""
     if isinstance(o, (np.integer, np.floating)):
         return o.item()
     if isinstance(o, np.ndarray):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..contracts.result import json_default
 from .bench import Clip, read_bench
 from .errors import EvalError
 from .metrics.actionbench import PROTOCOL, protocol
@@ -61,7 +62,7 @@ def evaluate(bench, out, methods=("chain",), results=None, oracle=False, preset=
         "mean": {m: mean_metrics([r for r in rows if r["method"] == m]) for m in methods},
     }
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(report, indent=1, default=_plain), encoding="utf-8")
+    (out / "metrics.json").write_text(json.dumps(report, indent=1, default=json_default), encoding="utf-8")
     return report
 
 
@@ -139,11 +140,3 @@ def mean_metrics(rows) -> dict:
     if seconds:
         out["seconds"] = float(np.mean(seconds))
     return out
-
-
-def _plain(o):
-    if isinstance(o, (np.integer, np.floating)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o).__name__)
