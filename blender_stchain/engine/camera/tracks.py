@@ -8,6 +8,8 @@ from .geometry import project, to_camera
 
 
 BLOCK = 8  # frames per vectorised occlusion test: ~25 MB of face arrays for a 40k-face mesh
+SUBSET_STEPS = (16, 1)  # every 16th face first, then every face for the landmarks still unsettled
+PAIR_CHUNK = 1 << 17  # (landmark, face) pairs tested at once
 
 
 def _spread(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -20,8 +22,7 @@ def _pairs(q, seen, p, front):
     """(frame, landmark) x (frame, face) pairs whose image point / 2D face box share a cell of a
     uniform grid laid over each frame's landmarks: only these can occlude, so the depth test stays
     near-linear in mesh size. Landmark cells are sorted (few), face boxes look them up."""
-    L = seen.shape[1]
-    G = int(np.clip(2 * np.sqrt(L), 8, 256))
+    G = int(np.clip(np.sqrt(seen.sum(1).max()), 4, 256))  # ~1 landmark a cell: fewer face cells beat fewer pairs
     any_seen = seen.any(1)[:, None]
     origin = np.where(any_seen, np.where(seen[..., None], q, np.inf).min(1), 0.0)
     top = np.where(any_seen, np.where(seen[..., None], q, -np.inf).max(1), 1.0)
@@ -49,33 +50,51 @@ def _occluded(cam: np.ndarray, faces: np.ndarray, ids: np.ndarray, seen: np.ndar
     """(B, L): is any face in front of each seen landmark along its camera ray? Cam-space vertices
     (B, Nv, 3) of a block of frames, tested together.
 
-    Exact ray casting in the image plane: barycentric test of each landmark's normalised image point
-    against the projected faces, depth interpolated perspective-correctly (1/z is linear on screen).
-    Faces touching the landmark's vertex are skipped; faces reaching behind the camera are ignored.
+    Exact ray casting in the image plane (see ``_hits``). A sparse subset of the faces goes first:
+    on a mesh with many layers most landmarks are hidden by several faces, so the subset settles
+    them and only the rest meet every face. The answer is the same as testing every face at once.
     """
-    B, L = seen.shape
     z = cam[..., 2]
     q = cam[:, ids, :2] / np.where(z[:, ids] > 1e-9, z[:, ids], 1.0)[..., None]
-    front = (z[:, faces] > 1e-9).all(-1)
     xy = cam[..., :2] / np.where(z > 1e-9, z, 1.0)[..., None]
-    p = xy[:, faces]  # (B, F, 3, 2)
-    b, lm, f = _pairs(q, seen, p, front)
-    pf = p[b, f]
-    e1, e2 = pf[:, 1] - pf[:, 0], pf[:, 2] - pf[:, 0]
-    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
-    ok = np.abs(det) > 1e-18
-    inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
-    d = q[b, lm] - pf[:, 0]
-    b1 = (d[:, 0] * e2[:, 1] - d[:, 1] * e2[:, 0]) * inv
-    b2 = (e1[:, 0] * d[:, 1] - e1[:, 1] * d[:, 0]) * inv
-    b0 = 1 - b1 - b2
-    inside = ok & (b0 >= -1e-9) & (b1 >= -1e-9) & (b2 >= -1e-9)
-    zf = z[b[:, None], faces[f]]
-    inv_z = b0 / zf[:, 0] + b1 / zf[:, 1] + b2 / zf[:, 2]
-    depth = 1.0 / np.where(inside, inv_z, 1.0)
-    touching = (faces[f] == ids[lm, None]).any(1)
-    hit = inside & ~touching & (depth < z[b, ids[lm]] * (1 - tolerance))
-    return np.bincount(b * L + lm, weights=hit, minlength=B * L).reshape(B, L) > 0
+    hidden = np.zeros_like(seen)
+    for step in SUBSET_STEPS:
+        todo = seen & ~hidden
+        if not todo.any():
+            break
+        subset = faces[::step]
+        front = (z[:, subset] > 1e-9).all(-1)
+        p = xy[:, subset]  # (B, F', 3, 2)
+        pairs = _pairs(q, todo, p, front)
+        hidden |= _hits(pairs, p, z, q, subset, ids, tolerance, todo.shape)
+    return hidden
+
+
+def _hits(pairs, p, z, q, faces, ids, tolerance, shape) -> np.ndarray:
+    """(B, L): does a face of ``pairs`` (frame, landmark, face) hide the landmark? Barycentric test
+    of the landmark's normalised image point against the projected face, depth interpolated
+    perspective-correctly (1/z is linear on screen); faces touching the landmark's vertex are
+    skipped. ``PAIR_CHUNK`` pairs at a time keeps temporaries small (big ones cost page faults)."""
+    B, L = shape
+    count = np.zeros(B * L)
+    for s in range(0, len(pairs[0]), PAIR_CHUNK):
+        b, lm, f = (a[s:s + PAIR_CHUNK] for a in pairs)
+        pf, corners = p[b, f], faces[f]
+        e1, e2 = pf[:, 1] - pf[:, 0], pf[:, 2] - pf[:, 0]
+        det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+        ok = np.abs(det) > 1e-18
+        inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+        d = q[b, lm] - pf[:, 0]
+        b1 = (d[:, 0] * e2[:, 1] - d[:, 1] * e2[:, 0]) * inv
+        b2 = (e1[:, 0] * d[:, 1] - e1[:, 1] * d[:, 0]) * inv
+        b0 = 1 - b1 - b2
+        inside = ok & (b0 >= -1e-9) & (b1 >= -1e-9) & (b2 >= -1e-9)
+        zf = z[b[:, None], corners]
+        depth = 1.0 / np.where(inside, b0 / zf[:, 0] + b1 / zf[:, 1] + b2 / zf[:, 2], 1.0)
+        touching = (corners == ids[lm, None]).any(1)
+        hit = inside & ~touching & (depth < z[b, ids[lm]] * (1 - tolerance))
+        count += np.bincount(b * L + lm, weights=hit, minlength=B * L)
+    return count.reshape(B, L) > 0
 
 
 def tracks_2d(vertices, faces, landmark_ids, K, world_to_camera, image_size, depth_tolerance=1e-3, progress=None):
