@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .silhouette import Silhouette, mask_fields, outline_points
-from .solution import CameraSolution, default_camera, plausible
+from .solution import CameraSolution, absurd, default_camera, plausible
 from .solve import solve_long
 from .tracks import tracks_2d
 
@@ -65,9 +65,11 @@ def estimate(points3d, points2d, weights, sigma, image_size, vertices, faces, la
     T = len(points3d)
     first = solve_long(points3d, points2d, weights, image_size, focal_px=focal_px, uncertainty_px=sigma,
                        smoothness=smoothness, progress=span(0.0, 0.4, "solving the camera"))
-    _, seen = tracks_2d(vertices, faces, landmark_ids, first.K, first.world_to_camera, image_size,
-                        progress=span(0.4, 0.7, "checking which landmarks the camera sees"))
-    reweighted = np.asarray(weights) * np.where(seen > 0, 1.0, HIDDEN_WEIGHT)
+    reweighted = np.asarray(weights)
+    if absurd(first) is None:  # an absurd first camera says nothing about what is seen: keep the weights
+        _, seen = tracks_2d(vertices, faces, landmark_ids, first.K, first.world_to_camera, image_size,
+                            progress=span(0.4, 0.7, "checking which landmarks the camera sees"))
+        reweighted = reweighted * np.where(seen > 0, 1.0, HIDDEN_WEIGHT)
     sol = solve_long(points3d, points2d, reweighted, image_size, focal_px=focal_px, uncertainty_px=sigma,
                      initial=first, silhouette=masks and _outline_term(masks, vertices, first, image_size),
                      smoothness=smoothness,
