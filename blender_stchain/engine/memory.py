@@ -36,7 +36,11 @@ def _libc():
 
 def pin_heap(threshold_bytes: int = MMAP_BYTES) -> bool:
     """Fix glibc's mmap threshold (which also disables its adaptive growth) and leave trimming to
-    ``release_heap``; False elsewhere."""
+    ``release_heap``; False elsewhere. Also moves every object alive now (imported modules: hundreds
+    of thousands) out of the cyclic collector's reach after one full collection, so the collection
+    in ``release_heap`` scans only what the run made (90 ms -> a few ms per window)."""
+    gc.collect()
+    gc.freeze()
     libc = _libc()
     try:
         settings = ((M_MMAP_THRESHOLD, threshold_bytes), (M_TRIM_THRESHOLD, 2**31 - 1), (M_TOP_PAD, TOP_PAD_BYTES))
