@@ -35,10 +35,24 @@ class OutOfMemory(StchainError):
 OOM_TEXTS = ("out of memory", "can't allocate memory", "not enough memory")
 
 
+ONEDNN_NO_PRIMITIVE = "could not create a primitive"  # oneDNN (CPU) when building a kernel fails
+
+
 def out_of_memory(e: BaseException) -> bool:
     """Out of device or host memory, as Python and torch report it (CUDA and MPS: "... out of memory",
-    the CPU allocator: "can't allocate memory" / "not enough memory"); torch-free for the worker."""
-    return isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and any(s in str(e) for s in OOM_TEXTS))
+    the CPU allocator: "can't allocate memory" / "not enough memory"; oneDNN: "could not create a
+    primitive" when a kernel's own buffers cannot be allocated, whereas a layout it does not support
+    fails earlier, as "could not create a primitive descriptor ..."); torch-free for the worker."""
+    if isinstance(e, MemoryError):
+        return True
+    text = str(e).strip() if isinstance(e, RuntimeError) else ""
+    return any(s in text for s in OOM_TEXTS) or onednn_failed(e)
+
+
+def onednn_failed(e: BaseException) -> bool:
+    """oneDNN could not build a kernel; measured: once that happens for want of memory, oneDNN keeps
+    failing in that process even after memory is back, so a retry must run without it."""
+    return isinstance(e, RuntimeError) and str(e).strip().endswith(ONEDNN_NO_PRIMITIVE)
 
 
 class UsageError(StchainError):

@@ -8,7 +8,9 @@ cancel or failure leaves nothing behind.
 
 from __future__ import annotations
 
+import functools
 import platform
+import threading
 import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,7 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..contracts.errors import NumericalError, OutOfMemory, out_of_memory
+from ..contracts.errors import NumericalError, OutOfMemory, onednn_failed, out_of_memory
 from ..contracts.events import Reporter
 from ..contracts.job import JobSpec
 from ..contracts.result import ResultWriter
@@ -54,10 +56,18 @@ class Anchor:
     skinning_job: Future  # -> deform.Skinning: geodesics and skin weights, so dense motion per window is cheap
     shape: AnchorShape
     confidence_map: np.ndarray  # each vertex's nearest landmark (vertex confidence = its landmark's)
+    prepare: Callable[[], Future]  # submits the skinning job (again)
 
     @property
     def skinning(self) -> deform.Skinning:
-        return self.skinning_job.result()
+        """The host job's result; out of memory there, the job is submitted anew before the error goes
+        on, so the window's retry (``_retry_smaller``) finds fresh geodesics, not the stored failure."""
+        try:
+            return self.skinning_job.result()
+        except Exception as e:
+            if out_of_memory(e):
+                self.skinning_job = self.prepare()
+            raise
 
 
 @dataclass
@@ -76,10 +86,21 @@ class Run:
     host: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "stchain-host"))
     seconds: dict = field(default_factory=dict)
     model_seconds: dict = field(default_factory=dict)  # of ``seconds``: time inside model calls
+    reading: threading.Lock = field(default_factory=threading.Lock)  # one footage reader, two threads
+    prefetched: dict = field(default_factory=dict)  # window index -> Future of its model images
 
     def pixels(self, frames: range) -> torch.Tensor:
-        rgb, masks = self.clip.read_range(frames.start, frames.stop)
+        with self.reading:
+            rgb, masks = self.clip.read_range(frames.start, frames.stop)
         return apply_crop(rgb, masks, self.cmap).pixel_values
+
+    def window_pixels(self, windows, i: int) -> torch.Tensor:
+        """Window ``i``'s model images. They are decoded and cropped on the host thread while the model
+        works on the anchor or the previous window; asking for window i starts window i+1's read."""
+        job = self.prefetched.pop(i, None) or self.host.submit(self.pixels, windows[i].frames)
+        if i + 1 < len(windows):
+            self.prefetched[i + 1] = self.host.submit(self.pixels, windows[i + 1].frames)
+        return job.result()
 
     @property
     def footage_size(self) -> tuple[int, int]:
@@ -99,11 +120,14 @@ def run(job: JobSpec, on_event=None, cancel=None, backbones=None) -> Path:
         warnings.simplefilter("ignore")
         clip = open_footage(job.footage, masks=job.masks, frames=job.frames)
     r = Run(job, m, job.resolved_settings(), rep, clip, load=backbones or load_backbone)
+    onednn = torch.backends.mkldnn.enabled
     try:
         return _run_clip(r, t0)
     finally:
+        torch.backends.mkldnn.enabled = onednn
         r.host.shutdown(wait=False, cancel_futures=True)  # a cancel does not wait for the geodesics
-        clip.close()
+        with r.reading:  # ... but a frame read under way finishes before the reader closes
+            clip.close()
 
 
 def _run_clip(r: Run, t0: float) -> Path:
@@ -124,7 +148,7 @@ def _run_clip(r: Run, t0: float) -> Path:
     r.writer = ResultWriter(job.out)
     try:
         with _timed(r, "anchor"):
-            anchor = _make_anchor(r, anchor_index)
+            anchor = _make_anchor(r, anchor_index, windows)
         with _timed(r, "windows"):
             tracks = _run_windows(r, windows, anchor)
         with _timed(r, "camera"):
@@ -164,27 +188,29 @@ def _mask_areas(clip) -> np.ndarray:
     return clip.mask_area if clip.mask_area is not None else np.ones(clip.count)
 
 
-def _make_anchor(r: Run, anchor_index: int) -> Anchor:
-    """Stage 0 and its surface, then everything the windows reuse; the stage-0 models are dropped after."""
+def _make_anchor(r: Run, anchor_index: int, windows) -> Anchor:
+    """Stage 0 and its surface, then everything the windows reuse; the stage-0 models are dropped after.
+    The first window's frames are read beside it."""
     progress = lambda i, n: _anchor_progress(r.rep, i, n)
+    pixels = r.pixels(range(anchor_index, anchor_index + 1))
+    r.prefetched[0] = r.host.submit(r.pixels, windows[0].frames)
     with r.backbone.autocast():
-        mesh, latent = _retry_smaller(_anchor, r, anchor_index, progress=progress)
+        mesh, latent = _retry_smaller(_anchor, r, anchor_index, pixels, progress=progress)
     if r.load is load_backbone:  # a shared (cached) backbone keeps stage 0 for the next clip
         r.backbone.release()
     r.rep.progress("surface", 1, message=f"anchor mesh: {len(mesh.vertices)} vertices")
     ids = deform.farthest_point_landmarks(mesh.vertices, r.settings.landmarks)
     # the geodesics (host work, seconds) run beside the first window's model work, which does not need them
-    skinning = r.host.submit(deform.Skinning.prepare, mesh.vertices, mesh.faces, ids, device=r.backbone.device,
-                             **r.settings.to_dict())
+    prepare = functools.partial(r.host.submit, deform.Skinning.prepare, mesh.vertices, mesh.faces, ids,
+                                device=r.backbone.device, **r.settings.to_dict())
     shape = AnchorShape(torch.as_tensor(mesh.faces, dtype=torch.long), torch.as_tensor(ids, dtype=torch.long))
-    return Anchor(anchor_index, mesh, latent, ids, skinning, shape, _nearest_landmark(mesh.vertices, ids))
+    return Anchor(anchor_index, mesh, latent, ids, prepare(), shape, _nearest_landmark(mesh.vertices, ids), prepare)
 
 
-def _anchor(r: Run, anchor_index: int, settings, progress):
+def _anchor(r: Run, anchor_index: int, pixels, settings, progress):
     """Stage 0 on the anchor frame, then its surface: the mesh whose topology every frame keeps."""
     bb = r.backbone
-    latent = bb.sample_anchor(r.pixels(range(anchor_index, anchor_index + 1)), settings,
-                              r.method.anchor_steps(settings), progress)
+    latent = bb.sample_anchor(pixels, settings, r.method.anchor_steps(settings), progress)
     _check_finite(latent, "anchor sampling (stage 0)")
     mesh = surface.extract(bb.sdf(latent), resolution=settings.grid_resolution,
                            coarse_resolution=settings.coarse_resolution, device=bb.device,
@@ -205,9 +231,10 @@ def _run_windows(r: Run, windows, anchor: Anchor) -> camera_stage.Matches:
         def progress(done, total, w=w):
             r.rep.progress("windows", w.index + done / total, len(windows), f"window {w.index + 1}/{len(windows)}")
 
+        pixels = r.window_pixels(windows, w.index)
         try:
             with r.backbone.autocast():  # one scope per window: no autocast state outlives it
-                out, verts = _retry_smaller(_window, r, w, known, anchor, progress=progress)
+                out, verts = _retry_smaller(_window, r, w, pixels, known, anchor, progress=progress)
         except NumericalError as e:
             raise NumericalError(f"window {w.index + 1} (frames {clip.frame_numbers[w.start]}-"
                                  f"{clip.frame_numbers[w.stop - 1]}): {e}") from None
@@ -223,10 +250,10 @@ def _run_windows(r: Run, windows, anchor: Anchor) -> camera_stage.Matches:
     return tracks
 
 
-def _window(r: Run, w, known: Known, anchor: Anchor, settings, progress):
+def _window(r: Run, w, pixels, known: Known, anchor: Anchor, settings, progress):
     """One window, all of it (images, chain or baseline, dense motion): the unit an OOM retry repeats."""
     bb = r.backbone
-    context = bb.encode_images(r.pixels(w.frames))
+    context = bb.encode_images(pixels)
     known_index = anchor.index - w.start if w.index == 0 else 0
     out = r.method.window(bb, context, known_index, known, anchor.shape, settings, progress,
                           settings.stage1_seed + w.index)
@@ -248,11 +275,14 @@ def _retry_smaller(fn, r: Run, *args, **kw):
         except Exception as e:  # anything but running out of memory is raised again at once
             if not out_of_memory(e):
                 raise
+            without_onednn = onednn_failed(e)
         _free(device)
+        if without_onednn:  # for the rest of the run (``run`` restores the flag)
+            torch.backends.mkldnn.enabled = False
         if attempt is settings:
             rep.warning(f"out of memory on {device}: retrying with quartered chunks (decode_chunk "
                         f"{smaller.decode_chunk}, attention_chunk {smaller.attention_chunk}, vertex_chunk "
-                        f"{smaller.vertex_chunk})")
+                        f"{smaller.vertex_chunk}){' and without oneDNN kernels' if without_onednn else ''}")
     advice = "close other programs" if device.type == "cpu" else "use --precision bf16, or run with --device cpu"
     raise OutOfMemory(f"out of memory on {device} even with smaller chunks: lower candidate_resolution, "
                       f"grid_resolution, window_size or face_budget, or {advice}")

@@ -147,3 +147,29 @@ def test_capture_layers_setting_chooses_the_averaged_layers(tiny_weights):
     first = attention((0,))
     assert torch.equal(first, attention((0,)))  # deterministic, so a difference below is the layers'
     assert (first - attention((0, 3, 6))).abs().max() > 1e-4
+
+
+def test_frames_are_decoded_once_on_the_host_thread(tiny_weights, tmp_path, monkeypatch):
+    """Issue 11 item 3: each window's frames are decoded once, on the host thread, while the model works
+    on the anchor or the previous window; only the anchor frame and the frames two windows share are
+    decoded again."""
+    import threading
+
+    from blender_stchain.engine.footage import reader
+
+    reads = []
+    original = reader.Footage.read
+    monkeypatch.setattr(reader.Footage, "read",
+                        lambda self, i: reads.append((i, threading.current_thread().name)) or original(self, i))
+    job = quick_job(DATA / "horsejump_gt/video", tmp_path / "r.safetensors", tiny_weights,
+                    masks=str(DATA / "horsejump_gt/masks"), frames=(1, 20), settings=dict(window_size=8))
+    r = load_result(run(job))
+    anchor = r.metadata["anchor_frame"] - 1
+    counts = np.bincount([i for i, _ in reads], minlength=20)
+    boundaries = [7, 14]  # windows 0-7, 7-14, 14-19 share their first frame with the previous one
+    expected = np.ones(20, int)
+    expected[boundaries] += 1
+    expected[anchor] += 1
+    assert counts.tolist() == expected.tolist()
+    on_host = [i for i, name in reads if name.startswith("stchain-host")]
+    assert len(on_host) == 20 + len(boundaries)  # every window's frames, none on the main thread

@@ -128,6 +128,8 @@ def test_real_allocation_failures_count_as_out_of_memory():
             caught.append(e)
     assert len(caught) == 2 and all(out_of_memory(e) for e in caught)
     assert not out_of_memory(RuntimeError("shapes cannot be multiplied")) and not out_of_memory(ValueError("x"))
+    assert out_of_memory(RuntimeError("could not create a primitive"))  # oneDNN, seen in the capped run below
+    assert not out_of_memory(RuntimeError("could not create a primitive descriptor for a matmul primitive"))
 
 
 # Runs the pipeline in a fresh process whose address space is capped at its current size as soon as

@@ -112,10 +112,11 @@ def _outline_term(masks, vertices, first: CameraSolution, image_size):
 
 
 def _clip_masks(clip):
-    """``masks(lo, hi)`` reading the clip's per-frame masks one at a time; None without them."""
+    """``masks(lo, hi)`` reading the clip's per-frame masks one at a time (a mask folder decodes no
+    frame); None without them."""
     if clip.mask_kind == "none" or clip.mask_area is None:  # no per-frame masks
         return None
-    return lambda lo, hi: (clip.read(i)[1] for i in range(lo, hi))
+    return lambda lo, hi: (clip.read_masks(i, i + 1)[0] for i in range(lo, hi))
 
 
 def trusted_or_default(sol: CameraSolution, T: int, image_size) -> CameraSolution:
