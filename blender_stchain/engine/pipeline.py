@@ -25,7 +25,7 @@ from ..contracts.events import Reporter
 from ..contracts.job import JobSpec
 from ..contracts.result import ResultWriter
 from ..contracts.settings import Settings
-from . import camera, deform
+from . import camera, deform, estimate
 from .backbone import load_backbone
 from .camera import stage as camera_stage
 from .chain.windows import choose_anchor, plan_windows
@@ -76,6 +76,7 @@ class Run:
     host: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "stchain-host"))
     seconds: dict = field(default_factory=dict)
     model_seconds: dict = field(default_factory=dict)  # of ``seconds``: time inside model calls
+    estimate: estimate.Estimate | None = None  # the time estimate's counts and measurements
 
     def pixels(self, frames: range) -> torch.Tensor:
         rgb, masks = self.clip.read_range(frames.start, frames.stop)
@@ -119,6 +120,9 @@ def _run_clip(r: Run, t0: float) -> Path:
     windows = plan_windows(r.clip.count, r.settings.window_size)
     r.rep.resize("windows", r.method.plan["windows"] * len(windows))  # the plan's cost is per window
     anchor_index = choose_anchor(_mask_areas(r.clip), windows[0], r.settings.anchor_frame)
+    r.estimate = estimate.start(job.method, r.settings, windows, anchor_index - windows[0].start, r.backbone,
+                                r.clip.count)
+    r.rep.use_costs(r.estimate.costs)
     r.seconds["load"] = time.perf_counter() - t0
     r.rep.progress("load", 1, message="weights loaded")
     r.writer = ResultWriter(job.out)
@@ -169,6 +173,7 @@ def _make_anchor(r: Run, anchor_index: int) -> Anchor:
     progress = lambda i, n: _anchor_progress(r.rep, i, n)
     with r.backbone.autocast():
         mesh, latent = _retry_smaller(_anchor, r, anchor_index, progress=progress)
+    r.estimate.anchor_surface_done()
     if r.load is load_backbone:  # a shared (cached) backbone keeps stage 0 for the next clip
         r.backbone.release()
     r.rep.progress("surface", 1, message=f"anchor mesh: {len(mesh.vertices)} vertices")
@@ -186,7 +191,7 @@ def _anchor(r: Run, anchor_index: int, settings, progress):
     latent = bb.sample_anchor(r.pixels(range(anchor_index, anchor_index + 1)), settings,
                               r.method.anchor_steps(settings), progress)
     _check_finite(latent, "anchor sampling (stage 0)")
-    mesh = surface.extract(bb.sdf(latent), resolution=settings.grid_resolution,
+    mesh = surface.extract(r.estimate.metered(bb.sdf(latent)), resolution=settings.grid_resolution,
                            coarse_resolution=settings.coarse_resolution, device=bb.device,
                            chunk=settings.decode_chunk,
                            min_component_ratio=settings.min_component_ratio, face_budget=settings.face_budget)
@@ -201,9 +206,10 @@ def _run_windows(r: Run, windows, anchor: Anchor) -> camera_stage.Matches:
     clip = r.clip
     tracks = camera_stage.Matches(clip.count, len(anchor.landmark_ids))
     known = Known(anchor.latent, torch.as_tensor(anchor.mesh.vertices, dtype=torch.float32))
+    starts, items = r.estimate.window_start, r.estimate.window_items  # progress counts the estimate's items
     for w in windows:
-        def progress(done, total, w=w):
-            r.rep.progress("windows", w.index + done / total, len(windows), f"window {w.index + 1}/{len(windows)}")
+        def progress(done, total, w=w):  # item 0 of a window: its images; then the method's steps and frames
+            r.rep.progress("windows", starts[w.index] + 1 + done, items, f"window {w.index + 1}/{len(windows)}")
 
         try:
             with r.backbone.autocast():  # one scope per window: no autocast state outlives it
@@ -227,6 +233,7 @@ def _window(r: Run, w, known: Known, anchor: Anchor, settings, progress):
     """One window, all of it (images, chain or baseline, dense motion): the unit an OOM retry repeats."""
     bb = r.backbone
     context = bb.encode_images(r.pixels(w.frames))
+    progress(0, 1)  # the images are encoded
     known_index = anchor.index - w.start if w.index == 0 else 0
     out = r.method.window(bb, context, known_index, known, anchor.shape, settings, progress,
                           settings.stage1_seed + w.index)
@@ -325,6 +332,7 @@ def _metadata(r: Run, anchor_index: int, cam) -> dict:
         "anchor_frame": int(clip.frame_numbers[anchor_index]),
         "seconds": {k: round(v, 3) for k, v in r.seconds.items()},
         "model_seconds": {k: round(v, 3) for k, v in r.model_seconds.items()},
+        "time_estimate": r.estimate.summary(),
         "camera": camera_stage.metadata(cam),
         "versions": {"blender_stchain": blender_stchain.__version__, "torch": torch.__version__,
                      "numpy": np.__version__, "python": platform.python_version()},
