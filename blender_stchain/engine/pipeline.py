@@ -208,7 +208,7 @@ def _run_windows(r: Run, windows, anchor: Anchor) -> camera_stage.Matches:
     known = Known(anchor.latent, torch.as_tensor(anchor.mesh.vertices, dtype=torch.float32))
     starts, items = r.estimate.window_start, r.estimate.window_items  # progress counts the estimate's items
     for w in windows:
-        def progress(done, total, w=w):  # item 0 of a window: its images; then the method's steps and frames
+        def progress(done, total, w=w):  # a window's items: its images, then the method's steps and frames
             r.rep.progress("windows", starts[w.index] + 1 + done, items, f"window {w.index + 1}/{len(windows)}")
 
         try:
@@ -233,7 +233,6 @@ def _window(r: Run, w, known: Known, anchor: Anchor, settings, progress):
     """One window, all of it (images, chain or baseline, dense motion): the unit an OOM retry repeats."""
     bb = r.backbone
     context = bb.encode_images(r.pixels(w.frames))
-    progress(0, 1)  # the images are encoded
     known_index = anchor.index - w.start if w.index == 0 else 0
     out = r.method.window(bb, context, known_index, known, anchor.shape, settings, progress,
                           settings.stage1_seed + w.index)
