@@ -69,8 +69,11 @@ class Calibration:
 
 
 def _sync(device) -> None:
+    """Wait for the device, so a timing covers the work and not just its launch."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def calibrate(bb, settings) -> Calibration:
