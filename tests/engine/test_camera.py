@@ -327,3 +327,24 @@ def test_occlusion_by_face_subsets_equals_every_face_at_once(monkeypatch):
     print(f"\nmany layers: {fast.mean():.2f} visible")
     assert 0.05 < fast.mean() < 0.6
     assert (fast == whole).all()
+
+
+def test_absurd_cameras_are_told_apart_from_merely_doubtful_ones():
+    """``absurd`` (no field of view a lens has, or non-finite) is what makes the camera stage skip the
+    visibility reweighting; a camera that is only doubtful (plausible would refuse it for its
+    matches) still counts as a camera there."""
+    from blender_stchain.engine.camera.solution import CameraSolution, absurd
+
+    s = scene("orbit", matches=10)
+    T = len(s.w2c)
+
+    def sol(K, w2c=s.w2c, error=1.0):
+        return CameraSolution(K, w2c, np.full(T, error), np.zeros(T, int), s.image_size)
+
+    assert absurd(sol(s.K)) is None
+    assert "field of view" in absurd(sol(np.diag([1.1e6, 1.1e6, 1.0]) + s.K * [[0, 0, 1], [0, 0, 1], [0, 0, 0]]))
+    assert "field of view" in absurd(sol(np.diag([0.5, 0.5, 1.0])))
+    assert "converge" in absurd(sol(s.K, np.where(np.eye(4, dtype=bool), np.nan, s.w2c)))
+    assert camera.plausible(sol(s.K)) is None
+    doubtful = sol(s.K, error=np.nan)  # no frame has consistent matches
+    assert "consistent" in camera.plausible(doubtful) and absurd(doubtful) is None

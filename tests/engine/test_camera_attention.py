@@ -99,3 +99,18 @@ def test_mask_outline_helps_where_matches_are_few():
           f"{100 * b['centre']:.2f}% ({plain.reason or 'trusted'} -> {helped.reason or 'trusted'})")
     assert helped.estimated
     assert b["rotation_deg"] < a["rotation_deg"] and b["centre"] < a["centre"]
+
+
+def test_an_absurd_first_camera_is_judged_without_refinement(monkeypatch):
+    """Garbage matches whose first solve has a field of view no lens has: the stage gives its verdict
+    on that camera (one solve, no visibility pass, no refinement) and says why."""
+    from blender_stchain.engine.camera.solution import absurd
+
+    m = generate("octopus", "static", "garbage", seed=0, landmarks=256)
+    solves = []
+    original = stage.solve_long
+    monkeypatch.setattr(stage, "solve_long", lambda *a, **k: solves.append(original(*a, **k)) or solves[-1])
+    sol = run_stage(m)
+    assert len(solves) == 1 and absurd(solves[0]) is not None
+    assert not sol.estimated and sol.reason == absurd(solves[0])
+    assert sol.warnings[-1] == f"camera not estimated ({sol.reason}); using a default front camera"

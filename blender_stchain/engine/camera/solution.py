@@ -46,6 +46,18 @@ def _distances(solution: CameraSolution) -> np.ndarray:
     return np.linalg.norm(-np.einsum("tji,tj->ti", R, t) - centre, axis=-1)
 
 
+def absurd(solution: CameraSolution, fov_deg=(5.0, 140.0)) -> str | None:
+    """Why a camera is no camera at all (non-finite, or a field of view no lens has), else None.
+    Such a camera cannot even say which landmarks it sees."""
+    W, H = solution.image_size
+    if not (np.isfinite(solution.K).all() and np.isfinite(solution.world_to_camera).all()):
+        return "the solve did not converge"
+    fov = np.degrees(2 * np.arctan(0.5 * max(W, H) / float(solution.K[0, 0])))
+    if not fov_deg[0] <= fov <= fov_deg[1]:
+        return f"the solved field of view ({fov:.1f} deg) is implausible"
+    return None
+
+
 def plausible(solution: CameraSolution, min_inlier_share: float = 0.2, fov_deg=(5.0, 140.0),
               max_bad_frames: float = 0.2, max_jump_frames: float = 0.05, min_object_px: float = 0.01,
               focal_edge: float = 0.02, max_match_error: float = 3.0) -> str | None:
@@ -53,13 +65,11 @@ def plausible(solution: CameraSolution, min_inlier_share: float = 0.2, fov_deg=(
     non-finite, absurd or range-edge focal, too few inliers in too many frames, pose jumps the
     matches do not support, an object too small in the image for its size and the camera's
     distance (a speck tens of thousands of units away), or matches that disagree with the camera."""
+    why = absurd(solution, fov_deg)
+    if why is not None:
+        return why
     W, H = solution.image_size
-    if not (np.isfinite(solution.K).all() and np.isfinite(solution.world_to_camera).all()):
-        return "the solve did not converge"
     focal = float(solution.K[0, 0])
-    fov = np.degrees(2 * np.arctan(0.5 * max(W, H) / focal))
-    if not fov_deg[0] <= fov <= fov_deg[1]:
-        return f"the solved field of view ({fov:.1f} deg) is implausible"
     share = float(np.mean(np.nan_to_num(solution.reprojection_error_px, nan=np.inf) < np.inf))
     if share < min_inlier_share:
         return f"only {share:.0%} of the frames have consistent 2D-3D matches"

@@ -18,15 +18,17 @@ def _spread(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return run, np.arange(len(run)) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
-def _pairs(q, seen, p, front):
-    """(frame, landmark) x (frame, face) pairs whose image point / 2D face box share a cell of a
-    uniform grid laid over each frame's landmarks: only these can occlude, so the depth test stays
-    near-linear in mesh size. Landmark cells are sorted (few), face boxes look them up."""
+def _grid(q, seen):
+    """A uniform grid over each frame's seen landmarks: origin (B, 2), cell size (B,), cells per side."""
     G = int(np.clip(np.sqrt(seen.sum(1).max()), 4, 256))  # ~1 landmark a cell: fewer face cells beat fewer pairs
     any_seen = seen.any(1)[:, None]
     origin = np.where(any_seen, np.where(seen[..., None], q, np.inf).min(1), 0.0)
     top = np.where(any_seen, np.where(seen[..., None], q, -np.inf).max(1), 1.0)
-    cell = np.maximum((top - origin).max(-1), 1e-12) / G * (1 + 1e-9)
+    return origin, np.maximum((top - origin).max(-1), 1e-12) / G * (1 + 1e-9), G
+
+
+def _face_cells(p, front, origin, cell, G):
+    """(frame, face) and grid key of every cell a front face's 2D box touches."""
     lo = np.floor((p.min(2) - origin[:, None]) / cell[:, None, None])
     hi = np.floor((p.max(2) - origin[:, None]) / cell[:, None, None])
     fb, ff = np.nonzero(front & (hi >= 0).all(-1) & (lo <= G).all(-1))
@@ -34,16 +36,30 @@ def _pairs(q, seen, p, front):
     hi = np.clip(hi[fb, ff], 0, G).astype(np.int64)
     nx = hi[:, 0] - lo[:, 0] + 1
     box, local = _spread(nx * (hi[:, 1] - lo[:, 1] + 1))
-    face_key = (fb[box] * (G + 1) + lo[box, 1] + local // nx[box]) * (G + 1) + lo[box, 0] + local % nx[box]
+    key = (fb[box] * (G + 1) + lo[box, 1] + local // nx[box]) * (G + 1) + lo[box, 0] + local % nx[box]
+    return fb[box], ff[box], key
+
+
+def _pairs(q, seen, p, front, nearest, limit):
+    """(frame, landmark) x (frame, face) pairs whose image point / 2D face box share a cell of a
+    uniform grid laid over each frame's landmarks, leaving out faces whose nearest corner (``nearest``,
+    (B, F)) lies behind every landmark of the cell (``limit``, (B, L): the depth a hiding face must
+    beat): only these can occlude, so the depth test stays near-linear in mesh size."""
+    origin, cell, G = _grid(q, seen)
+    deepest_in_frame = np.where(seen, limit, -np.inf).max(1)[:, None]
+    fb, ff, face_key = _face_cells(p, front & (nearest < deepest_in_frame), origin, cell, G)
     lb, ll = np.nonzero(seen)
     qc = np.floor((q[lb, ll] - origin[lb]) / cell[lb, None]).astype(np.int64)
     lm_key = (lb * (G + 1) + qc[:, 1]) * (G + 1) + qc[:, 0]
-    order = np.argsort(lm_key)
-    start = np.searchsorted(lm_key[order], face_key, "left")
-    counts = np.searchsorted(lm_key[order], face_key, "right") - start
-    which, offset = _spread(counts)
-    lm = order[np.repeat(start, counts) + offset]
-    return lb[lm], ll[lm], ff[box[which]]
+    order = np.argsort(lm_key, kind="stable")
+    keys, first, counts = np.unique(lm_key[order], return_index=True, return_counts=True)
+    deepest = np.maximum.reduceat(limit[lb, ll][order], first) if len(first) else first
+    at = np.minimum(np.searchsorted(keys, face_key), max(len(keys) - 1, 0))
+    keep = (keys[at] == face_key) & (nearest[fb, ff] < deepest[at]) if len(keys) else np.zeros(len(at), bool)
+    at, fb, ff = at[keep], fb[keep], ff[keep]
+    which, offset = _spread(counts[at])
+    lm = order[first[at][which] + offset]
+    return lb[lm], ll[lm], ff[which]
 
 
 def _occluded(cam: np.ndarray, faces: np.ndarray, ids: np.ndarray, seen: np.ndarray, tolerance: float) -> np.ndarray:
@@ -57,6 +73,7 @@ def _occluded(cam: np.ndarray, faces: np.ndarray, ids: np.ndarray, seen: np.ndar
     z = cam[..., 2]
     q = cam[:, ids, :2] / np.where(z[:, ids] > 1e-9, z[:, ids], 1.0)[..., None]
     xy = cam[..., :2] / np.where(z > 1e-9, z, 1.0)[..., None]
+    limit = z[:, ids] * (1 - tolerance)  # (B, L) a face must come nearer than this to hide a landmark
     hidden = np.zeros_like(seen)
     for step in SUBSET_STEPS:
         todo = seen & ~hidden
@@ -65,20 +82,24 @@ def _occluded(cam: np.ndarray, faces: np.ndarray, ids: np.ndarray, seen: np.ndar
         subset = faces[::step]
         front = (z[:, subset] > 1e-9).all(-1)
         p = xy[:, subset]  # (B, F', 3, 2)
-        pairs = _pairs(q, todo, p, front)
-        hidden |= _hits(pairs, p, z, q, subset, ids, tolerance, todo.shape)
+        nearest = z[:, subset].min(-1)  # (B, F') depth of each face's nearest corner
+        pairs = _pairs(q, todo, p, front, nearest, limit)
+        hidden |= _hits(pairs, p, z, q, subset, ids, limit, nearest)
     return hidden
 
 
-def _hits(pairs, p, z, q, faces, ids, tolerance, shape) -> np.ndarray:
+def _hits(pairs, p, z, q, faces, ids, limit, nearest) -> np.ndarray:
     """(B, L): does a face of ``pairs`` (frame, landmark, face) hide the landmark? Barycentric test
     of the landmark's normalised image point against the projected face, depth interpolated
-    perspective-correctly (1/z is linear on screen); faces touching the landmark's vertex are
-    skipped. ``PAIR_CHUNK`` pairs at a time keeps temporaries small (big ones cost page faults)."""
-    B, L = shape
+    perspective-correctly (1/z is linear on screen) against ``limit``; faces touching the landmark's
+    vertex are skipped, and so is every face whose nearest corner lies behind the landmark (before
+    the arithmetic). ``PAIR_CHUNK`` pairs at a time keeps temporaries small (big ones cost page faults)."""
+    B, L = limit.shape
     count = np.zeros(B * L)
     for s in range(0, len(pairs[0]), PAIR_CHUNK):
         b, lm, f = (a[s:s + PAIR_CHUNK] for a in pairs)
+        near = nearest[b, f] < limit[b, lm]
+        b, lm, f = b[near], lm[near], f[near]
         pf, corners = p[b, f], faces[f]
         e1, e2 = pf[:, 1] - pf[:, 0], pf[:, 2] - pf[:, 0]
         det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
@@ -92,7 +113,7 @@ def _hits(pairs, p, z, q, faces, ids, tolerance, shape) -> np.ndarray:
         zf = z[b[:, None], corners]
         depth = 1.0 / np.where(inside, b0 / zf[:, 0] + b1 / zf[:, 1] + b2 / zf[:, 2], 1.0)
         touching = (corners == ids[lm, None]).any(1)
-        hit = inside & ~touching & (depth < z[b, ids[lm]] * (1 - tolerance))
+        hit = inside & ~touching & (depth < limit[b, lm])
         count += np.bincount(b * L + lm, weights=hit, minlength=B * L)
     return count.reshape(B, L) > 0
 

@@ -179,9 +179,24 @@ def face_components(faces: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- cleanup
 
 
+def _row_ids(rows: torch.Tensor) -> torch.Tensor:
+    """Group id of each row of an integer matrix (equal rows, equal ids), columns folded two at a
+    time into one int64 key: 1-D ``unique`` is many times faster than ``unique(dim=0)``."""
+    ids = rows[:, 0]
+    for c in range(1, rows.shape[1]):
+        ids = torch.unique(ids * (1 << 32) + (rows[:, c] & 0xFFFFFFFF), return_inverse=True)[1]
+    return ids
+
+
 def merge_coincident(vertices: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weld vertices with bit-identical positions."""
-    unique, inverse = torch.unique(vertices, dim=0, return_inverse=True)
+    """Weld vertices with equal positions (compared bit by bit, -0.0 made 0.0 first)."""
+    bits = (vertices + 0.0).contiguous().view(torch.int32 if vertices.dtype == torch.float32 else torch.int64)
+    if bits.dtype == torch.int64:  # float64: compare each coordinate's two halves
+        bits = torch.stack([bits >> 32, bits & 0xFFFFFFFF], -1).reshape(len(vertices), -1)
+    inverse = _row_ids(bits.to(torch.int64))
+    unique = torch.empty((int(inverse.max()) + 1 if len(inverse) else 0, 3), dtype=vertices.dtype,
+                         device=vertices.device)
+    unique[inverse] = vertices
     return unique, inverse[faces]
 
 
@@ -195,8 +210,7 @@ def drop_degenerate_faces(faces: torch.Tensor) -> torch.Tensor:
     faces = _proper(faces)
     if faces.numel() == 0:
         return faces
-    key = faces.sort(dim=1).values
-    _, inverse = torch.unique(key, dim=0, return_inverse=True)
+    inverse = _row_ids(faces.sort(dim=1).values)
     first = torch.full((int(inverse.max()) + 1,), len(faces), device=faces.device)
     first.scatter_reduce_(0, inverse, torch.arange(len(faces), device=faces.device), reduce="amin")
     return faces[first.sort().values]
