@@ -194,8 +194,10 @@ class Reporter:
             self._first = (now, part)
         eta = self._measure(stage, part, now, new_stage) if self.costs is not None else None
         self._last = now
-        if eta is not None:  # the bar agrees with the ETA: the elapsed share of elapsed + left
-            self.fraction = min(1.0, max(self.fraction, (now - self.start) / (now - self.start + eta or 1.0)))
+        if eta is not None:  # the bar agrees with the ETA: the elapsed share of elapsed + left; full when done
+            last = stage == list(self.plan)[-1] and part >= 1.0
+            share = (now - self.start) / (now - self.start + eta or 1.0)
+            self.fraction = 1.0 if last else min(0.999, max(self.fraction, share))
         else:
             base, span = self._offset(stage)
             self.fraction = min(1.0, max(self.fraction, base + span * part))
