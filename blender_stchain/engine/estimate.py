@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -24,7 +25,6 @@ CONTEXT_TOKENS = 257  # DINOv2 tokens per 224 px image (CLS + 16 x 16 patches)
 # the camera stage is host work: 0.5 s + 6e-5 s per landmark x frame on the 2-core dev CPU (bench/eta.py),
 # a small share of a run with real weights; measured nowhere else, as it comes once at the end
 CAMERA_S = (0.5, 6e-5)
-AUTOENCODER_SHARE = 0.25  # stage II vs one unguided denoiser step over the window (a narrower model; measured after)
 PROBE_POINTS = 4096  # SDF queries timed by the calibration (per-point cost is linear in the count)
 SPHERE_RADIUS = 0.6  # a compact object like the footage's: its surface sets the query count's prior
 
@@ -41,6 +41,10 @@ def step_flops(dims, tokens: int, frames: int = 1, batch: int = 1, inflated=(), 
         if dims.has_skip(layer):
             macs += frames * s * 2 * w * w
     return 2.0 * batch * macs
+
+
+def _denoiser_step(den, tokens: int, frames: int, batch: int) -> float:
+    return step_flops(den.dims, tokens, frames, batch, den.inflated)
 
 
 def _levels(resolution: int, coarse: int) -> list[int]:
@@ -115,21 +119,22 @@ class Estimate:
     """One run's cost model and what feeds it: the window item layout the pipeline reports in,
     and the anchor surface's meter."""
 
-    def __init__(self, method: str, settings, windows, anchor_offset: int, bb, cal: Calibration, frames: int):
-        self.method, self.settings, self.cal = method, settings, cal
-        den, dit = bb.models["denoiser"], bb.models["transformer"]
-        n = bb.num_tokens
-        self.windows, self.window_start = [], []
-        for w in windows:
-            self.window_start.append(sum(len(x) for x in self.windows))
-            known = anchor_offset if w.index == 0 else 0
-            self.windows.append(self._window_items(len(w), known, den, n))
-        anchor_items = [Item("dit", step_flops(dit.dims, n, batch=2))] * _anchor_steps(method, settings)
+    def __init__(self, method, settings, windows, anchor_offset: int, bb, cal: Calibration, frames: int):
+        """``method``: the ``engine.methods.Method`` record (its anchor steps and its windows' work)."""
+        self.settings, self.cal = settings, cal
+        den, dit, n = bb.models["denoiser"], bb.models["transformer"], bb.num_tokens
+        per_window, self.window_start = [], []
+        for w in windows:  # a window's images, then one item per report of the method's window
+            self.window_start.append(sum(len(x) for x in per_window))
+            flops = partial(_denoiser_step, den, n, len(w))
+            per_window.append([Item("image", len(w))] + method.window_work(
+                settings, len(w), anchor_offset if w.index == 0 else 0, flops))
+        anchor_items = [Item("dit", step_flops(dit.dims, n, batch=2))] * method.anchor_steps(settings)
         res, coarse = settings.grid_resolution, settings.coarse_resolution
         self.costs = CostModel(
             {"load": [], "anchor": anchor_items,
              "surface": [Item("anchor_surface", surface_queries(res, coarse, cal.band))],
-             "windows": [i for w in self.windows for i in w],
+             "windows": [i for w in per_window for i in w],
              "camera": [Item("camera")], "write": [Item("write")]},
             calibrated={"image": cal.image_s, "anchor_surface": cal.query_s + cal.host_query_s,
                         "frame": self._frame_seconds(cal.band, cal.query_s, cal.host_query_s),
@@ -141,19 +146,6 @@ class Estimate:
     @property
     def window_items(self) -> int:
         return len(self.costs.stages["windows"])
-
-    def _window_items(self, frames: int, known: int, den, tokens: int) -> list[Item]:
-        """Items of one window, in the order its progress reports them: the images, then the method's."""
-        s = self.settings
-
-        def flops(batch):
-            return step_flops(den.dims, tokens, frames, batch, den.inflated)
-
-        if self.method == "actionmesh":
-            steps = [Item("denoiser", flops(2))] * s.baseline_steps
-            return [Item("image", frames)] + steps + [Item("stage2", AUTOENCODER_SHARE * flops(1))]
-        steps = [Item("denoiser", flops(1 if s.stage1_guidance is None else 2))] * s.chain_steps
-        return [Item("image", frames)] + steps + [Item("known" if f == known else "frame") for f in range(frames)]
 
     def _frame_seconds(self, band: float, query_s: float, host_s: float) -> float:
         """One chained frame: its decoder kv cache, its candidate surface, the attention of its vertices."""
@@ -196,10 +188,6 @@ class Estimate:
                 "prior": {k: float(f"{u:.4g}") for k, u in self.costs.calibrated.items()}}
 
 
-def _anchor_steps(method: str, settings) -> int:
-    return settings.baseline_anchor_steps if method == "actionmesh" else settings.anchor_steps
-
-
-def start(method: str, settings, windows, anchor_offset: int, bb, frames: int) -> Estimate:
+def start(method, settings, windows, anchor_offset: int, bb, frames: int) -> Estimate:
     """Calibrate and build the run's estimate (call once the weights are loaded)."""
     return Estimate(method, settings, windows, anchor_offset, bb, calibrate(bb, settings), frames)
