@@ -3,11 +3,13 @@ the weights load and then measured (``contracts.costs`` holds the maths, this mo
 
 Counts: stage-0 DiT and stage-I denoiser FLOPs per step (from the models' sizes, ``step_flops``), SDF
 queries of a surface at a grid setting (``surface_queries``: the dense coarse level plus a band around
-the surface at each finer level), frames, windows, landmarks. Calibration, on the run's device: one
-decoder kv cache and one chunk of SDF queries on a dummy latent, one image through DINOv2, and the host
-side of a surface extraction on a sphere at the candidate grid. The DiT's unit comes from the anchor's
-own steps (so the first ETA arrives at its second step); the anchor surface's real query count and time
-then correct the per-frame candidate surfaces; every kind is measured again as its items finish.
+the surface at each finer level), frames, windows (each method lays out its windows' items,
+``Method.window_work``), landmarks. Calibration, on the run's device: one decoder kv cache and one chunk
+of SDF queries on a dummy latent, one image through DINOv2, and a surface extraction of a sphere at the
+candidate grid (its host work and query count). The DiT's FLOPs are priced by the anchor's own steps
+(so the first ETA arrives at its second step), the denoiser's by the DiT's until its steps are measured;
+the anchor surface's real query count and time correct the per-frame candidate surfaces; every kind is
+measured again as its items finish.
 """
 
 from __future__ import annotations
@@ -116,8 +118,8 @@ def calibrate(bb, settings) -> Calibration:
 
 
 class Estimate:
-    """One run's cost model and what feeds it: the window item layout the pipeline reports in,
-    and the anchor surface's meter."""
+    """One run's cost model and what feeds it: the windows' item layout the pipeline reports in
+    (``window_start``, ``window_items``) and the anchor surface's meter."""
 
     def __init__(self, method, settings, windows, anchor_offset: int, bb, cal: Calibration, frames: int):
         """``method``: the ``engine.methods.Method`` record (its anchor steps and its windows' work)."""
