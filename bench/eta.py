@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from blender_stchain.contracts.job import JobSpec  # noqa: E402
 from blender_stchain.contracts.options import parse_frames  # noqa: E402
+from blender_stchain.contracts.result import load_result  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -38,13 +39,16 @@ def main(argv=None) -> int:
     job = JobSpec(footage=args.footage, out=args.out, weights=args.weights, preset=args.preset, masks=args.masks,
                   method=args.method,
                   frames=parse_frames(args.frames), allow_random_weights=True)
-    run(job, on_event=lambda e: seen.append((time.monotonic() - t0, e)) if e.get("event") == "progress" else None)
+    path = run(job, on_event=lambda e: seen.append((time.monotonic() - t0, e)) if e.get("event") == "progress"
+               else None)
     total = time.monotonic() - t0
     if args.events:
         Path(args.events).write_text("".join(json.dumps({"t": round(t, 3), **e}) + "\n" for t, e in seen))
     timed = [(t, e["eta_s"], e["stage"]) for t, e in seen if e.get("eta_s") is not None]
     first = timed[0][0] if timed else None
     print(f"total {total:.1f} s; first ETA after {first:.1f} s ({timed[0][2]})" if timed else "no ETA")
+    estimate = load_result(path).metadata.get("time_estimate", {})
+    print(f"calibration {estimate.get('calibration_s')} s; seconds per unit {estimate.get('seconds_per_unit')}")
     for share in (0.1, 0.25, 0.5, 0.75):
         t, eta, stage = min(timed, key=lambda x: abs(x[0] - share * total))
         truth = total - t
