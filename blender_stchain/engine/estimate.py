@@ -4,12 +4,12 @@ the weights load and then measured (``contracts.costs`` holds the maths, this mo
 Counts: stage-0 DiT and stage-I denoiser FLOPs per step (from the models' sizes, ``step_flops``), SDF
 queries of a surface at a grid setting (``surface_queries``: the dense coarse level plus a band around
 the surface at each finer level), frames, windows (each method lays out its windows' items,
-``Method.window_work``), landmarks. Calibration, on the run's device: one decoder kv cache and one chunk
-of SDF queries on a dummy latent, one image through DINOv2, and a surface extraction of a sphere at the
-candidate grid (its host work and query count). The DiT's FLOPs are priced by the anchor's own steps
-(so the first ETA arrives at its second step), the denoiser's by the DiT's until its steps are measured;
-the anchor surface's real query count and time correct the per-frame candidate surfaces; every kind is
-measured again as its items finish.
+``Method.window_work``), landmarks. Calibration, on the run's device: one decoder kv cache and one
+chunk of SDF queries on a dummy latent, one image through DINOv2, one footage frame read, and a surface
+extraction of a sphere at the candidate grid (its host work and query count). The DiT's FLOPs are
+priced by the anchor's own steps (so the first ETA arrives at its second step), the denoiser's by the
+DiT's until its steps are measured; the anchor surface's real query count corrects the size of the
+per-frame candidate surfaces; every kind is measured again as its items finish.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ class Calibration:
     band: float  # refined queries per resolution^2 of the prior shape (a sphere)
     vertices_per_band: float  # candidate surface vertices per unit of ``band``
     image_s: float  # one image through DINOv2
+    read_s: float  # one footage frame read, cropped and resized for the model
     seconds: float  # the calibration itself
 
 
@@ -84,9 +85,12 @@ def _sync(device) -> None:
         torch.mps.synchronize()
 
 
-def calibrate(bb, settings) -> Calibration:
-    """Time the small things on the run's device with dummy inputs (no RNG drawn, nothing kept)."""
+def calibrate(bb, settings, read_frame) -> Calibration:
+    """Time the small things on the run's device with dummy inputs (no RNG drawn, nothing kept), and
+    ``read_frame()``: one footage frame as the model reads it."""
     t0 = time.perf_counter()
+    read_frame()
+    read = time.perf_counter() - t0
     dev = bb.device
     with torch.no_grad(), bb.autocast():
         t = time.perf_counter()
@@ -114,7 +118,8 @@ def calibrate(bb, settings) -> Calibration:
     mesh = surface.extract(sphere, resolution=res, coarse_resolution=coarse, device=dev)
     host = (time.perf_counter() - t) / max(1, queries[0])
     band = _band(queries[0], res, coarse)
-    return Calibration(kv, query, host, band, len(mesh.vertices) / max(band, 1e-9), image, time.perf_counter() - t0)
+    return Calibration(kv, query, host, band, len(mesh.vertices) / max(band, 1e-9), image, read,
+                       time.perf_counter() - t0)
 
 
 class Estimate:
@@ -138,12 +143,12 @@ class Estimate:
              "surface": [Item("anchor_surface", surface_queries(res, coarse, cal.band))],
              "windows": [i for w in per_window for i in w],
              "camera": [Item("camera")], "write": [Item("write")]},
-            calibrated={"image": cal.image_s, "anchor_surface": cal.query_s + cal.host_query_s,
+            calibrated={"image": cal.image_s + cal.read_s, "anchor_surface": cal.query_s + cal.host_query_s,
                         "frame": self._frame_seconds(cal.band, cal.query_s, cal.host_query_s),
                         "known": 0.0, "camera": CAMERA_S[0] + CAMERA_S[1] * frames * settings.landmarks,
                         "write": 0.0},
             like={"denoiser": "dit", "stage2": "denoiser"})
-        self._meter = [0, 0.0, 0.0]  # queries, decoder seconds, start
+        self._meter = [0]  # the anchor surface's SDF queries
 
     @property
     def window_items(self) -> int:
@@ -156,29 +161,23 @@ class Estimate:
         return cal.kv_s + q * (query_s + host_s) + cal.vertices_per_band * band * query_s
 
     def metered(self, sdf):
-        """``sdf`` counting its queries and seconds (the anchor surface's real size and pace)."""
-        self._meter = [0, 0.0, time.perf_counter()]
+        """``sdf`` counting its queries (the anchor surface's real size)."""
+        self._meter = [0]
 
         def counted(points):
-            t = time.perf_counter()
-            out = sdf(points)
             self._meter[0] += len(points)
-            self._meter[1] += time.perf_counter() - t  # the decoder's clock synchronises the device
-            return out
+            return sdf(points)
 
         return counted
 
     def anchor_surface_done(self) -> None:
-        """The anchor surface's real queries and seconds set the candidate surfaces' prior: its shape's
-        band (area) and the decoder's and the host's seconds per query on real sizes."""
-        queries, decoder_s, start = self._meter
-        if queries == 0:
-            return
-        s, host_total = self.settings, time.perf_counter() - start - decoder_s
-        band = _band(queries, s.grid_resolution, s.coarse_resolution)
-        host = min(self.cal.host_query_s, max(0.0, host_total) / queries)  # the anchor's also decimates
-        self.costs.calibrated["frame"] = self._frame_seconds(band, decoder_s / queries, host)
-
+        """The anchor surface's real query count sets the candidate surfaces' band (the object's area);
+        their per-query seconds stay the calibration's, timed on chunks of a candidate's size (the
+        anchor's chunks are far larger, and per-call overheads dominate small models)."""
+        queries = self._meter[0]
+        if queries:
+            band = _band(queries, self.settings.grid_resolution, self.settings.coarse_resolution)
+            self.costs.calibrated["frame"] = self._frame_seconds(band, self.cal.query_s, self.cal.host_query_s)
 
     def summary(self) -> dict:
         """The result metadata's ``time_estimate``: the calibration's seconds and each kind's seconds per
@@ -190,6 +189,6 @@ class Estimate:
                 "prior": {k: float(f"{u:.4g}") for k, u in self.costs.calibrated.items()}}
 
 
-def start(method, settings, windows, anchor_offset: int, bb, frames: int) -> Estimate:
+def start(method, settings, windows, anchor_offset: int, bb, frames: int, read_frame) -> Estimate:
     """Calibrate and build the run's estimate (call once the weights are loaded)."""
-    return Estimate(method, settings, windows, anchor_offset, bb, calibrate(bb, settings), frames)
+    return Estimate(method, settings, windows, anchor_offset, bb, calibrate(bb, settings, read_frame), frames)

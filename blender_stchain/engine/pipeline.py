@@ -121,7 +121,7 @@ def _run_clip(r: Run, t0: float) -> Path:
     r.rep.resize("windows", r.method.plan["windows"] * len(windows))  # the plan's cost is per window
     anchor_index = choose_anchor(_mask_areas(r.clip), windows[0], r.settings.anchor_frame)
     r.estimate = estimate.start(r.method, r.settings, windows, anchor_index - windows[0].start, r.backbone,
-                                r.clip.count)
+                                r.clip.count, read_frame=lambda: r.pixels(range(anchor_index, anchor_index + 1)))
     r.rep.use_costs(r.estimate.costs)
     r.seconds["load"] = time.perf_counter() - t0
     r.rep.progress("load", 1, message="weights loaded")
