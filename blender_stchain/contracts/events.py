@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Callable, ClassVar
 
+from .costs import CostModel
 from .errors import Cancelled as CancelledError
 
 PROTOCOL_KEY = "event"
@@ -143,11 +144,14 @@ def part_of(done: float, total: float) -> float:
 class Reporter:
     """Maps per-stage progress onto one overall fraction with an ETA and checks for cancel.
 
-    ``plan`` gives each stage a relative cost (a first guess; ``resize`` corrects a stage once its
-    size is known). The ETA is measured, not planned: the current stage's remaining steps at its own
-    measured pace, plus the later stages at the measured seconds per plan unit so far. It is given
-    only once a stage has measured some steps (``eta_s`` None until then), so it never starts with a
-    made-up figure and then climbs.
+    With a cost model (``use_costs``: the pipeline's work counted from its settings and clip, unit
+    times calibrated and then measured, see ``contracts.costs``) the ETA is the predicted seconds of
+    every item not done yet, and each report's interval measures the items it finished; the fraction
+    is the elapsed share of elapsed + ETA. Without one (or before its first prediction) ``plan`` gives
+    each stage a relative cost (``resize`` corrects one once its size is known), and the ETA is the
+    current stage at its own measured pace plus later stages at the measured seconds per plan unit.
+    Either way ``eta_s`` is None until something is measured, so it never starts with a made-up
+    figure and then climbs.
     """
 
     def __init__(self, sink: EventSink | None, cancel: Callable[[], bool] | None, plan: dict[str, float],
@@ -163,6 +167,12 @@ class Reporter:
         self._stage_start = self._last = self.start
         self._first = (self.start, 0.0)  # (time, part) of the current stage's first report
         self._spent: dict[str, float] = {}  # seconds of finished stages
+        self.costs: CostModel | None = None
+        self._pos, self._pos_time = 0.0, self.start  # items done in the current stage, and since when
+
+    def use_costs(self, costs: CostModel) -> None:
+        """Predict from ``costs`` from now on (the pipeline builds it once the weights are loaded)."""
+        self.costs = costs
 
     def resize(self, stage: str, cost: float) -> None:
         """Correct one stage's relative cost (e.g. once the number of windows is known)."""
@@ -175,19 +185,44 @@ class Reporter:
     def progress(self, stage: str, done: float, total: float = 1.0, message: str = "") -> None:
         """Report ``done/total`` of ``stage`` and raise Cancelled if the user asked to stop."""
         now = self.clock()
-        if stage != self._stage:  # a stage starts where the previous report left off
+        part = part_of(done, total)
+        new_stage = stage != self._stage
+        if new_stage:  # a stage starts where the previous report left off
             if self._stage is not None:
                 self._spent[self._stage] = self._spent.get(self._stage, 0.0) + self._last - self._stage_start
             self._stage, self._stage_start = stage, self._last
-            self._first = (now, part_of(done, total))
+            self._first = (now, part)
+        eta = self._measure(stage, part, now, new_stage) if self.costs is not None else None
         self._last = now
-        part = part_of(done, total)
-        base, span = self._offset(stage)
-        self.fraction = min(1.0, max(self.fraction, base + span * part))
-        eta = self.eta(stage, part, now)
+        if eta is not None:  # the bar agrees with the ETA: the elapsed share of elapsed + left; full when done
+            last = stage == list(self.plan)[-1] and part >= 1.0
+            share = (now - self.start) / (now - self.start + eta or 1.0)
+            self.fraction = 1.0 if last else min(0.999, max(self.fraction, share))
+        else:
+            base, span = self._offset(stage)
+            self.fraction = min(1.0, max(self.fraction, base + span * part))
+            eta = self.eta(stage, part, now) if self.costs is None else None
         self.sink(Progress(stage, round(self.fraction, 4), message, None if eta is None else round(eta, 1),
                            done, total))
         self.check()
+
+    def _measure(self, stage: str, part: float, now: float, new_stage: bool) -> float | None:
+        """Feed the cost model the items this report finished (within a stage: the interval since the
+        previous report is theirs), then its ETA: the items left, less the time the one in progress
+        has run. None in a warm-up stage, while a unit is unknown, and once that item overruns."""
+        costs = self.costs
+        pos = costs.position(stage, part)
+        if not new_stage and pos > self._pos:
+            costs.advance(stage, self._pos, pos, now - self._last)
+        if new_stage or pos != self._pos:
+            self._pos, self._pos_time = pos, now
+        if stage in self.warmup or stage not in costs.stages:
+            return None
+        left, item = costs.remaining(stage, pos), costs.current(stage, pos)
+        running = now - self._pos_time
+        if left is None or (item is not None and running > item):
+            return None
+        return max(0.0, left - running)
 
     def eta(self, stage: str, part: float, now: float) -> float | None:
         """Seconds left: this stage at its own pace between its first and latest report (the first step

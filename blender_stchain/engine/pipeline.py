@@ -27,7 +27,7 @@ from ..contracts.events import Reporter
 from ..contracts.job import JobSpec
 from ..contracts.result import ResultWriter
 from ..contracts.settings import Settings
-from . import camera, deform
+from . import camera, deform, estimate
 from .backbone import load_backbone
 from .camera import stage as camera_stage
 from .chain.windows import choose_anchor, plan_windows
@@ -88,6 +88,7 @@ class Run:
     model_seconds: dict = field(default_factory=dict)  # of ``seconds``: time inside model calls
     reading: threading.Lock = field(default_factory=threading.Lock)  # one footage reader, two threads
     prefetched: dict = field(default_factory=dict)  # window index -> Future of its model images
+    estimate: estimate.Estimate | None = None  # the time estimate's counts and measurements
 
     def pixels(self, frames: range) -> torch.Tensor:
         with self.reading:
@@ -143,12 +144,17 @@ def _run_clip(r: Run, t0: float) -> Path:
     windows = plan_windows(r.clip.count, r.settings.window_size)
     r.rep.resize("windows", r.method.plan["windows"] * len(windows))  # the plan's cost is per window
     anchor_index = choose_anchor(_mask_areas(r.clip), windows[0], r.settings.anchor_frame)
+    anchor_pixels = []  # read once: timed by the calibration, used by stage 0
+    r.estimate = estimate.start(r.method, r.settings, windows, anchor_index - windows[0].start, r.backbone,
+                                r.clip.count, read_frame=lambda: anchor_pixels.append(
+                                    r.pixels(range(anchor_index, anchor_index + 1))))
+    r.rep.use_costs(r.estimate.costs)
     r.seconds["load"] = time.perf_counter() - t0
     r.rep.progress("load", 1, message="weights loaded")
     r.writer = ResultWriter(job.out)
     try:
         with _timed(r, "anchor"):
-            anchor = _make_anchor(r, anchor_index, windows)
+            anchor = _make_anchor(r, anchor_index, anchor_pixels[-1], windows)
         with _timed(r, "windows"):
             tracks = _run_windows(r, windows, anchor)
         with _timed(r, "camera"):
@@ -188,14 +194,14 @@ def _mask_areas(clip) -> np.ndarray:
     return clip.mask_area if clip.mask_area is not None else np.ones(clip.count)
 
 
-def _make_anchor(r: Run, anchor_index: int, windows) -> Anchor:
+def _make_anchor(r: Run, anchor_index: int, pixels, windows) -> Anchor:
     """Stage 0 and its surface, then everything the windows reuse; the stage-0 models are dropped after.
     The first window's frames are read beside it."""
     progress = lambda i, n: _anchor_progress(r.rep, i, n)
-    pixels = r.pixels(range(anchor_index, anchor_index + 1))
     r.prefetched[0] = r.host.submit(r.pixels, windows[0].frames)
     with r.backbone.autocast():
         mesh, latent = _retry_smaller(_anchor, r, anchor_index, pixels, progress=progress)
+    r.estimate.anchor_surface_done()
     if r.load is load_backbone:  # a shared (cached) backbone keeps stage 0 for the next clip
         r.backbone.release()
     r.rep.progress("surface", 1, message=f"anchor mesh: {len(mesh.vertices)} vertices")
@@ -212,7 +218,7 @@ def _anchor(r: Run, anchor_index: int, pixels, settings, progress):
     bb = r.backbone
     latent = bb.sample_anchor(pixels, settings, r.method.anchor_steps(settings), progress)
     _check_finite(latent, "anchor sampling (stage 0)")
-    mesh = surface.extract(bb.sdf(latent), resolution=settings.grid_resolution,
+    mesh = surface.extract(r.estimate.metered(bb.sdf(latent)), resolution=settings.grid_resolution,
                            coarse_resolution=settings.coarse_resolution, device=bb.device,
                            chunk=settings.decode_chunk,
                            min_component_ratio=settings.min_component_ratio, face_budget=settings.face_budget)
@@ -227,9 +233,10 @@ def _run_windows(r: Run, windows, anchor: Anchor) -> camera_stage.Matches:
     clip = r.clip
     tracks = camera_stage.Matches(clip.count, len(anchor.landmark_ids))
     known = Known(anchor.latent, torch.as_tensor(anchor.mesh.vertices, dtype=torch.float32))
+    starts, items = r.estimate.window_start, r.estimate.window_items  # progress counts the estimate's items
     for w in windows:
-        def progress(done, total, w=w):
-            r.rep.progress("windows", w.index + done / total, len(windows), f"window {w.index + 1}/{len(windows)}")
+        def progress(done, total, w=w):  # a window's items: its images, then the method's steps and frames
+            r.rep.progress("windows", starts[w.index] + 1 + done, items, f"window {w.index + 1}/{len(windows)}")
 
         pixels = r.window_pixels(windows, w.index)
         try:
@@ -355,6 +362,7 @@ def _metadata(r: Run, anchor_index: int, cam) -> dict:
         "anchor_frame": int(clip.frame_numbers[anchor_index]),
         "seconds": {k: round(v, 3) for k, v in r.seconds.items()},
         "model_seconds": {k: round(v, 3) for k, v in r.model_seconds.items()},
+        "time_estimate": r.estimate.summary(),
         "camera": camera_stage.metadata(cam),
         "versions": {"blender_stchain": blender_stchain.__version__, "torch": torch.__version__,
                      "numpy": np.__version__, "python": platform.python_version()},

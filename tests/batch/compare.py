@@ -1,8 +1,8 @@
 """What "identical to `run`" means for a batch result, and the clips the batch tests use.
 
 Every tensor is bit-identical (same names, dtypes, shapes and bytes) and the metadata is equal except
-``seconds`` and ``model_seconds``, the measured fields (stage wall times and their model-call part); the files as
-a whole differ by those numbers.
+``seconds``, ``model_seconds`` and ``time_estimate``, the measured fields (stage wall times, their model-call part,
+the time estimate's calibration and unit times); the files as a whole differ by those numbers.
 """
 
 import json
@@ -11,7 +11,7 @@ from blender_stchain.contracts.safetensors_io import read_header
 
 from ..conftest import DATA
 
-MEASURED = ("seconds", "model_seconds")
+MEASURED = ("seconds", "model_seconds", "time_estimate")
 QUICK = ["anchor_steps=4", "grid_resolution=64", "coarse_resolution=32", "face_budget=3000", "landmarks=128",
          "candidate_resolution=48"]
 CAMEL = {"footage": str(DATA / "rgba_frames/davis_camel"), "frames": [1, 6], "name": "camel"}
