@@ -322,7 +322,8 @@ def _camera_stage(r: Run, tracks: camera_stage.Matches, anchor: Anchor):
         cam = _move_camera(cam, tracks, r.writer)
     tracks2d, visible = camera.tracks_2d(r.writer.spooled("vertices"), anchor.mesh.faces, anchor.landmark_ids,
                                          cam.K, cam.world_to_camera, r.footage_size,
-                                         progress=_span(r.rep, "camera", 0.5, 1.0, "projecting the tracks"))
+                                         progress=_span(r.rep, "camera", 0.5, 1.0, "projecting the tracks"),
+                                         pool=r.host)
     return cam, tracks2d, visible
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -302,7 +304,7 @@ def test_tracks_visibility_on_the_octopus_matches_brute_force_ray_casts():
 
 
 def test_occlusion_by_face_subsets_equals_every_face_at_once(monkeypatch):
-    """The subset-first occlusion test and the pair chunking change the cost, never the answer: on
+    """The subset-first occlusion test, the pair chunking and a second thread change the cost, never the answer: on
     the octopus plus a crumpled many-layer sheet (most landmarks hidden several times over) the
     visibility equals one pass over every face, in one chunk."""
     from blender_stchain.engine.camera import tracks
@@ -321,6 +323,10 @@ def test_occlusion_by_face_subsets_equals_every_face_at_once(monkeypatch):
     V = np.concatenate([verts[frames], np.broadcast_to(np.concatenate(sheets), (3, 9600, 3))], 1)
     ids = rng.choice(V.shape[1], 400, replace=False)
     _, fast = camera.tracks_2d(V, F, ids, s.K, s.w2c[frames], s.image_size)
+    with ThreadPoolExecutor(1) as pool:  # every other block of frames on a second thread
+        monkeypatch.setattr(tracks, "BLOCK", 1)
+        _, pooled = camera.tracks_2d(V, F, ids, s.K, s.w2c[frames], s.image_size, pool=pool)
+    assert (pooled == fast).all()
     monkeypatch.setattr(tracks, "SUBSET_STEPS", (1,))
     monkeypatch.setattr(tracks, "PAIR_CHUNK", 1 << 40)
     _, whole = camera.tracks_2d(V, F, ids, s.K, s.w2c[frames], s.image_size)

@@ -118,29 +118,44 @@ def _hits(pairs, p, z, q, faces, ids, limit, nearest) -> np.ndarray:
     return count.reshape(B, L) > 0
 
 
-def tracks_2d(vertices, faces, landmark_ids, K, world_to_camera, image_size, depth_tolerance=1e-3, progress=None):
+def _visible(w2c, block, uv, faces, ids, size, tolerance) -> np.ndarray:
+    """(B, L) visibility of a block of frames: in front of the camera, inside the image, not hidden."""
+    W, H = size
+    cam = to_camera(w2c, block)
+    seen = (cam[:, ids, 2] > 0) & (uv[..., 0] >= 0) & (uv[..., 0] < W) & (uv[..., 1] >= 0) & (uv[..., 1] < H)
+    return seen & ~_occluded(cam, faces, ids, seen, tolerance)
+
+
+def tracks_2d(vertices, faces, landmark_ids, K, world_to_camera, image_size, depth_tolerance=1e-3, progress=None,
+              pool=None):
     """Projected landmarks (T, L, 2) float32 and visibility (T, L) uint8.
 
     Not visible: behind the camera, outside the image, or hidden by the mesh (depth test by ray
     casting; ``depth_tolerance`` is relative to the landmark's depth). Tracks of landmarks behind
     the camera are 0 (they have no image; always check ``visible``). ``progress(done, total)``
-    every 32 frames (it may raise to cancel).
+    every 32 frames (it may raise to cancel). ``pool``: an executor whose thread tests every other
+    block of frames beside this one (numpy releases the GIL, so a second core works); the frames
+    are still read here, in order (a spool has one open file).
     """
     F = np.asarray(faces, np.int64)
     ids = np.asarray(landmark_ids, np.int64)
     w2c = np.asarray(world_to_camera, np.float64)
-    W, H = image_size
     T = len(vertices)
     tracks = np.empty((T, len(ids), 2))
     visible = np.zeros((T, len(ids)), np.uint8)
     for a in range(0, T, 32):  # 32 frames at a time: ``vertices`` may be the spool of a long clip
         block = np.asarray(vertices[a:a + 32], np.float64)
         tracks[a:a + 32] = project(K, w2c[a:a + 32], block[:, ids])
+        jobs = []
         for s in range(0, len(block), BLOCK):
-            cam = to_camera(w2c[a + s:a + s + BLOCK], block[s:s + BLOCK])
-            uv = tracks[a + s:a + s + len(cam)]
-            seen = (cam[:, ids, 2] > 0) & (uv[..., 0] >= 0) & (uv[..., 0] < W) & (uv[..., 1] >= 0) & (uv[..., 1] < H)
-            visible[a + s:a + s + len(cam)] = seen & ~_occluded(cam, F, ids, seen, depth_tolerance)
+            rows = slice(a + s, min(a + s + BLOCK, T))
+            args = (w2c[rows], block[s:s + BLOCK], tracks[rows], F, ids, image_size, depth_tolerance)
+            if pool is not None and s // BLOCK % 2:
+                jobs.append((rows, pool.submit(_visible, *args)))
+            else:
+                visible[rows] = _visible(*args)
+        for rows, job in jobs:
+            visible[rows] = job.result()
         if progress is not None:
             progress(min(a + 32, T), T)
     return np.nan_to_num(tracks, nan=0.0).astype(np.float32), visible
