@@ -180,20 +180,30 @@ def face_components(faces: torch.Tensor) -> torch.Tensor:
 
 
 def _row_ids(rows: torch.Tensor) -> torch.Tensor:
-    """Group id of each row of an integer matrix (equal rows, equal ids), columns folded two at a
-    time into one int64 key: 1-D ``unique`` is many times faster than ``unique(dim=0)``."""
-    ids = rows[:, 0]
+    """Rank of each row of a matrix of 32-bit unsigned keys among the distinct rows, in lexicographic
+    order (``unique(dim=0)``'s ``inverse``), one column at a time folded into an int64 key: 1-D
+    ``unique`` is many times faster than ``unique(dim=0)``."""
+    ids = torch.unique(rows[:, 0], return_inverse=True)[1]
     for c in range(1, rows.shape[1]):
-        ids = torch.unique(ids * (1 << 32) + (rows[:, c] & 0xFFFFFFFF), return_inverse=True)[1]
+        ids = torch.unique(ids * (1 << 32) + rows[:, c], return_inverse=True)[1]
     return ids
 
 
+def _sortable(values: torch.Tensor) -> torch.Tensor:
+    """Float matrix (N, C) -> (N, C') 32-bit unsigned keys (two per float64) ordered as the values are
+    (-0.0 as 0.0): a negative float's magnitude bits are flipped, then the sign bit."""
+    values = values + 0.0
+    if values.dtype == torch.float64:
+        bits = values.contiguous().view(torch.int64)
+        bits = torch.where(bits < 0, bits ^ 0x7FFFFFFFFFFFFFFF, bits)
+        return torch.stack([(bits >> 32) + (1 << 31), bits & 0xFFFFFFFF], -1).reshape(len(values), -1)
+    bits = values.to(torch.float32).contiguous().view(torch.int32).to(torch.int64)
+    return torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits) + (1 << 31)
+
+
 def merge_coincident(vertices: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weld vertices with equal positions (compared bit by bit, -0.0 made 0.0 first)."""
-    bits = (vertices + 0.0).contiguous().view(torch.int32 if vertices.dtype == torch.float32 else torch.int64)
-    if bits.dtype == torch.int64:  # float64: compare each coordinate's two halves
-        bits = torch.stack([bits >> 32, bits & 0xFFFFFFFF], -1).reshape(len(vertices), -1)
-    inverse = _row_ids(bits.to(torch.int64))
+    """Weld vertices with equal positions; the welded vertices come in ``torch.unique(dim=0)``'s order."""
+    inverse = _row_ids(_sortable(vertices))
     unique = torch.empty((int(inverse.max()) + 1 if len(inverse) else 0, 3), dtype=vertices.dtype,
                          device=vertices.device)
     unique[inverse] = vertices
