@@ -17,9 +17,9 @@ import torch
 from ..contracts.costs import Item
 from ..contracts.settings import Settings
 from .backbone.facade import CORE_PARTS
-from .weights.preflight import PARTS
 from .chain.baseline import baseline_window
 from .chain.window import WindowTracks, track_window
+from .weights.preflight import PARTS
 
 
 @dataclass

@@ -6,7 +6,6 @@ import numpy as np
 
 from .geometry import project, to_camera
 
-
 BLOCK = 8  # frames per vectorised occlusion test: ~25 MB of face arrays for a 40k-face mesh
 SUBSET_STEPS = (16, 1)  # every 16th face first, then every face for the landmarks still unsettled
 PAIR_CHUNK = 1 << 17  # (landmark, face) pairs tested at once
