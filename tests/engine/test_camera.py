@@ -324,7 +324,7 @@ def test_occlusion_by_face_subsets_equals_every_face_at_once(monkeypatch):
     ids = rng.choice(V.shape[1], 400, replace=False)
     _, fast = camera.tracks_2d(V, F, ids, s.K, s.w2c[frames], s.image_size)
     with ThreadPoolExecutor(1) as pool:  # every other block of frames on a second thread
-        monkeypatch.setattr(tracks, "BLOCK", 1)
+        monkeypatch.setattr(tracks, "FACE_FRAMES", 1)  # one frame a block
         _, pooled = camera.tracks_2d(V, F, ids, s.K, s.w2c[frames], s.image_size, pool=pool)
     assert (pooled == fast).all()
     monkeypatch.setattr(tracks, "SUBSET_STEPS", (1,))

@@ -6,7 +6,7 @@ import numpy as np
 
 from .geometry import project, to_camera
 
-BLOCK = 8  # frames per vectorised occlusion test: ~25 MB of face arrays for a 40k-face mesh
+FACE_FRAMES = 80_000  # faces x frames per vectorised occlusion test (~4 MB of face corners per 10k)
 SUBSET_STEPS = (16, 1)  # every 16th face first, then every face for the landmarks still unsettled
 PAIR_CHUNK = 1 << 17  # (landmark, face) pairs tested at once
 
@@ -145,11 +145,11 @@ def tracks_2d(vertices, faces, landmark_ids, K, world_to_camera, image_size, dep
     for a in range(0, T, 32):  # 32 frames at a time: ``vertices`` may be the spool of a long clip
         block = np.asarray(vertices[a:a + 32], np.float64)
         tracks[a:a + 32] = project(K, w2c[a:a + 32], block[:, ids])
-        jobs = []
-        for s in range(0, len(block), BLOCK):
-            rows = slice(a + s, min(a + s + BLOCK, T))
-            args = (w2c[rows], block[s:s + BLOCK], tracks[rows], F, ids, image_size, depth_tolerance)
-            if pool is not None and s // BLOCK % 2:
+        jobs, step = [], max(1, FACE_FRAMES // max(len(F), 1))  # small blocks: fewer cache misses, finer sharing
+        for s in range(0, len(block), step):
+            rows = slice(a + s, a + min(s + step, len(block)))
+            args = (w2c[rows], block[s:s + step], tracks[rows], F, ids, image_size, depth_tolerance)
+            if pool is not None and s // step % 2:
                 jobs.append((rows, pool.submit(_visible, *args)))
             else:
                 visible[rows] = _visible(*args)
