@@ -5,11 +5,12 @@ Counts: stage-0 DiT and stage-I denoiser FLOPs per step (from the models' sizes,
 queries of a surface at a grid setting (``surface_queries``: the dense coarse level plus a band around
 the surface at each finer level), frames, windows (each method lays out its windows' items,
 ``Method.window_work``), landmarks. Calibration, on the run's device: one decoder kv cache and one
-chunk of SDF queries on a dummy latent, one image through DINOv2, one footage frame read, and a surface
-extraction of a sphere at the candidate grid (its host work and query count). The DiT's FLOPs are
-priced by the anchor's own steps (so the first ETA arrives at its second step), the denoiser's by the
-DiT's until its steps are measured; the anchor surface's real query count corrects the size of the
-per-frame candidate surfaces; every kind is measured again as its items finish.
+chunk of SDF queries on a dummy latent, one image through DINOv2, and a surface extraction of a sphere
+at the candidate grid (its host work and query count); footage frames are read on the host thread
+beside the model, so reading is not priced. The DiT's FLOPs are priced by the anchor's own steps (so
+the first ETA arrives at its second step), the denoiser's by the DiT's until its steps are measured;
+the anchor surface's real query count corrects the size of the per-frame candidate surfaces; every
+kind is measured again as its items finish.
 """
 
 from __future__ import annotations
@@ -73,7 +74,6 @@ class Calibration:
     band: float  # refined queries per resolution^2 of the prior shape (a sphere)
     vertices_per_band: float  # candidate surface vertices per unit of ``band``
     image_s: float  # one image through DINOv2
-    read_s: float  # one footage frame read, cropped and resized for the model
     seconds: float  # the calibration itself
 
 
@@ -85,12 +85,9 @@ def _sync(device) -> None:
         torch.mps.synchronize()
 
 
-def calibrate(bb, settings, read_frame) -> Calibration:
-    """Time the small things on the run's device with dummy inputs (no RNG drawn, nothing kept), and
-    ``read_frame()``: one footage frame as the model reads it."""
+def calibrate(bb, settings) -> Calibration:
+    """Time the small things on the run's device with dummy inputs (no RNG drawn, nothing kept)."""
     t0 = time.perf_counter()
-    read_frame()
-    read = time.perf_counter() - t0
     dev = bb.device
     with torch.no_grad(), bb.autocast():
         t = time.perf_counter()
@@ -118,7 +115,7 @@ def calibrate(bb, settings, read_frame) -> Calibration:
     mesh = surface.extract(sphere, resolution=res, coarse_resolution=coarse, device=dev)
     host = (time.perf_counter() - t) / max(1, queries[0])
     band = _band(queries[0], res, coarse)
-    return Calibration(kv, query, host, band, len(mesh.vertices) / max(band, 1e-9), image, read,
+    return Calibration(kv, query, host, band, len(mesh.vertices) / max(band, 1e-9), image,
                        time.perf_counter() - t0)
 
 
@@ -143,8 +140,7 @@ class Estimate:
              "surface": [Item("anchor_surface", surface_queries(res, coarse, cal.band))],
              "windows": [i for w in per_window for i in w],
              "camera": [Item("camera")], "write": [Item("write")]},
-            calibrated={"image": cal.image_s,  # frames are read on the host thread, beside the model
-                        "anchor_surface": cal.query_s + cal.host_query_s,
+            calibrated={"image": cal.image_s, "anchor_surface": cal.query_s + cal.host_query_s,
                         "frame": self._frame_seconds(cal.band, cal.query_s, cal.host_query_s),
                         "known": 0.0, "camera": CAMERA_S[0] + CAMERA_S[1] * frames * settings.landmarks,
                         "write": 0.0},
@@ -190,6 +186,6 @@ class Estimate:
                 "prior": {k: float(f"{u:.4g}") for k, u in self.costs.calibrated.items()}}
 
 
-def start(method, settings, windows, anchor_offset: int, bb, frames: int, read_frame) -> Estimate:
+def start(method, settings, windows, anchor_offset: int, bb, frames: int) -> Estimate:
     """Calibrate and build the run's estimate (call once the weights are loaded)."""
-    return Estimate(method, settings, windows, anchor_offset, bb, calibrate(bb, settings, read_frame), frames)
+    return Estimate(method, settings, windows, anchor_offset, bb, calibrate(bb, settings), frames)

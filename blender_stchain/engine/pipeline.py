@@ -144,17 +144,15 @@ def _run_clip(r: Run, t0: float) -> Path:
     windows = plan_windows(r.clip.count, r.settings.window_size)
     r.rep.resize("windows", r.method.plan["windows"] * len(windows))  # the plan's cost is per window
     anchor_index = choose_anchor(_mask_areas(r.clip), windows[0], r.settings.anchor_frame)
-    anchor_pixels = []  # read once: timed by the calibration, used by stage 0
     r.estimate = estimate.start(r.method, r.settings, windows, anchor_index - windows[0].start, r.backbone,
-                                r.clip.count, read_frame=lambda: anchor_pixels.append(
-                                    r.pixels(range(anchor_index, anchor_index + 1))))
+                                r.clip.count)
     r.rep.use_costs(r.estimate.costs)
     r.seconds["load"] = time.perf_counter() - t0
     r.rep.progress("load", 1, message="weights loaded")
     r.writer = ResultWriter(job.out)
     try:
         with _timed(r, "anchor"):
-            anchor = _make_anchor(r, anchor_index, anchor_pixels[-1], windows)
+            anchor = _make_anchor(r, anchor_index, windows)
         with _timed(r, "windows"):
             tracks = _run_windows(r, windows, anchor)
         with _timed(r, "camera"):
@@ -194,10 +192,11 @@ def _mask_areas(clip) -> np.ndarray:
     return clip.mask_area if clip.mask_area is not None else np.ones(clip.count)
 
 
-def _make_anchor(r: Run, anchor_index: int, pixels, windows) -> Anchor:
+def _make_anchor(r: Run, anchor_index: int, windows) -> Anchor:
     """Stage 0 and its surface, then everything the windows reuse; the stage-0 models are dropped after.
     The first window's frames are read beside it."""
     progress = lambda i, n: _anchor_progress(r.rep, i, n)
+    pixels = r.pixels(range(anchor_index, anchor_index + 1))
     r.prefetched[0] = r.host.submit(r.pixels, windows[0].frames)
     with r.backbone.autocast():
         mesh, latent = _retry_smaller(_anchor, r, anchor_index, pixels, progress=progress)

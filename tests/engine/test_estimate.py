@@ -1,13 +1,12 @@
 """The pipeline's time estimate (engine.estimate): its work counts against independent counters, and
 a real tiny-weights run of each method for the ETA's structure (timing accuracy is bench/eta.py's)."""
 
-import contextlib
 import math
 
 import pytest
-import torch
-from torch.utils.flop_counter import FlopCounterMode
 
+from bench.flops import flops as counted  # torch's own FLOP counter on meta tensors
+from bench.flops import meta
 from blender_stchain.contracts.result import load_result
 from blender_stchain.engine.estimate import CONTEXT_TOKENS, _band, step_flops, surface_queries
 from blender_stchain.engine.geometry import surface
@@ -18,23 +17,8 @@ from tests.conftest import DATA
 from tests.helpers import quick_job
 
 
-def counted(fn) -> int:
-    """FLOPs torch counts for ``fn`` on meta tensors (the models' fp32 islands open autocast scopes on
-    the tensors' device, which meta has not)."""
-    real = torch.autocast
-    torch.autocast = lambda device_type, *a, **k: contextlib.nullcontext() if device_type == "meta" else real(
-        device_type, *a, **k)
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            fn()
-    finally:
-        torch.autocast = real
-    return counter.get_total_flops()
-
-
 @pytest.mark.parametrize("size", ["tiny", "small"])
 def test_step_flops_match_torchs_count(size):
-    meta = lambda *shape: torch.empty(*shape, device="meta")  # noqa: E731
     dit = build("transformer", component_config("transformer", size), "meta")
     den = build("denoiser", component_config("denoiser", size), "meta")
     n, c, d = component_config("denoiser", size)["num_tokens_nominal"], dit.dims.in_channels, dit.dims.cross_dim

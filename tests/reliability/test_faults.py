@@ -132,6 +132,44 @@ def test_real_allocation_failures_count_as_out_of_memory():
     assert not out_of_memory(RuntimeError("could not create a primitive descriptor for a matmul primitive"))
 
 
+def test_only_a_onednn_failure_turns_onednn_off_for_the_retry():
+    """The retry runs without oneDNN only when oneDNN itself failed (it stays broken in the process); a
+    plain allocation failure (a real numpy MemoryError) retries with oneDNN on and says nothing of it."""
+    from types import SimpleNamespace
+
+    from blender_stchain.contracts.events import Reporter
+    from blender_stchain.contracts.settings import Settings
+    from blender_stchain.engine.pipeline import _retry_smaller
+
+    def once(error):
+        calls, warnings = [], []
+        r = SimpleNamespace(backbone=SimpleNamespace(device=torch.device("cpu")), settings=Settings(),
+                            rep=Reporter(lambda e: warnings.append(e.message), None, {"windows": 1.0}))
+
+        def work(r, settings):
+            calls.append((settings.decode_chunk, torch.backends.mkldnn.enabled))
+            if len(calls) == 1:
+                error()
+            return "done"
+
+        before = torch.backends.mkldnn.enabled
+        try:
+            assert _retry_smaller(work, r) == "done"
+        finally:
+            torch.backends.mkldnn.enabled = before  # ``run`` restores it; this test calls the retry alone
+        return calls, warnings
+
+    calls, warnings = once(lambda: np.empty(1 << 50, np.uint8))
+    assert [on for _, on in calls] == [True, True] and calls[1][0] < calls[0][0]
+    assert len(warnings) == 1 and "oneDNN" not in warnings[0]
+
+    def onednn():  # oneDNN cannot be made to fail here on demand: its message, as seen in the capped run below
+        raise RuntimeError("could not create a primitive")
+
+    calls, warnings = once(onednn)
+    assert [on for _, on in calls] == [True, False] and warnings[0].endswith("and without oneDNN kernels")
+
+
 # Runs the pipeline in a fresh process whose address space is capped at its current size as soon as
 # the first window starts: every new block fails inside the window, as on a full GPU. With "lift",
 # the cap goes when the pipeline announces its retry, so the retry must complete the run.

@@ -59,7 +59,8 @@ def estimate(points3d, points2d, weights, sigma, image_size, vertices, faces, la
     the result. A first camera no lens has (``absurd``) is judged as it is: it cannot say which
     landmarks it sees, and on the attention-like scenes of ``tests/engine/attention_matches.py``
     (octopus and mushroom, static and orbiting, moderate / heavy / garbage noise, seeds 0-2: 36 runs,
-    11 absurd first cameras) refining one never gave a plausible camera: it would only cost time. ``progress(fraction, message)`` (it may raise to cancel)."""
+    11 absurd first cameras) refining one never gave a plausible camera: it would only cost time.
+    ``progress(fraction, message)`` (it may raise to cancel)."""
     progress = progress or (lambda fraction, message: None)
 
     def span(lo, hi, what):

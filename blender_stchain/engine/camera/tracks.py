@@ -52,9 +52,9 @@ def _pairs(q, seen, p, front, nearest, limit):
     lm_key = (lb * (G + 1) + qc[:, 1]) * (G + 1) + qc[:, 0]
     order = np.argsort(lm_key, kind="stable")
     keys, first, counts = np.unique(lm_key[order], return_index=True, return_counts=True)
-    deepest = np.maximum.reduceat(limit[lb, ll][order], first) if len(first) else first
-    at = np.minimum(np.searchsorted(keys, face_key), max(len(keys) - 1, 0))
-    keep = (keys[at] == face_key) & (nearest[fb, ff] < deepest[at]) if len(keys) else np.zeros(len(at), bool)
+    deepest = np.maximum.reduceat(limit[lb, ll][order], first)  # ``seen`` is never empty (see _occluded)
+    at = np.minimum(np.searchsorted(keys, face_key), len(keys) - 1)
+    keep = (keys[at] == face_key) & (nearest[fb, ff] < deepest[at])
     at, fb, ff = at[keep], fb[keep], ff[keep]
     which, offset = _spread(counts[at])
     lm = order[first[at][which] + offset]
