@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tests.conftest import DATA
-from tests.engine.camera_scenes import look_at, pinhole
+from tests.engine.camera_scenes import intrinsics, orbit, pinhole
 
 PATCHES = 37  # DINOv2 patches across the model image
 
@@ -63,16 +63,9 @@ def generate(name="octopus", kind="static", quality="moderate", landmarks=512, i
     centre3 = verts.reshape(-1, 3).mean(0)
     size = np.linalg.norm(verts[0].max(0) - verts[0].min(0))
     W, H = image_size
-    f = 0.5 * W / np.tan(np.radians(fov_deg) / 2)
-    distance = 0.9 * f * size / H  # the object spans about 90% of the image height
-    K = np.array([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1.0]])
-    w2c = []
-    for t in range(T):
-        az = np.radians(30.0) + (np.radians(60.0) * t / (T - 1) if kind == "orbit" else 0.0)
-        el = np.radians(12.0)
-        C = centre3 + distance * np.array([np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)])
-        w2c.append(look_at(C, centre3))
-    w2c = np.stack(w2c)
+    K = intrinsics(image_size, fov_deg)
+    distance = 0.9 * K[0, 0] * size / H  # the object spans about 90% of the image height
+    w2c = orbit(centre3, distance, T, kind, 30.0, 60.0, 12.0)
     ids = rng.choice(verts.shape[1], landmarks, replace=False)
     X = verts[:, ids]
     clean = np.stack([pinhole(K, w2c[t], X[t]) for t in range(T)])

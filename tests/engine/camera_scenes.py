@@ -50,6 +50,25 @@ class Scene:
     distance: float  # camera to object centre
 
 
+def intrinsics(image_size, fov_deg: float) -> np.ndarray:
+    """Pinhole K with the principal point at the centre and the given horizontal field of view."""
+    W, H = image_size
+    f = 0.5 * W / np.tan(np.radians(fov_deg) / 2)
+    return np.array([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1.0]])
+
+
+def orbit(target, distance: float, T: int, kind: str, start_deg: float, sweep_deg: float, elev_deg: float):
+    """(T, 4, 4) world-to-camera looking at ``target``: fixed at ``start_deg`` ("static") or sweeping
+    ``sweep_deg`` of azimuth over the clip ("orbit"), at ``elev_deg`` elevation."""
+    w2c = []
+    for t in range(T):
+        az = np.radians(start_deg) + (np.radians(sweep_deg) * t / (T - 1) if kind == "orbit" else 0.0)
+        el = np.radians(elev_deg)
+        C = target + distance * np.array([np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)])
+        w2c.append(look_at(C, target))
+    return np.stack(w2c)
+
+
 def scene(kind: str, matches=300, image_size=(1280, 720), fov_deg=50.0, noise=1.0, outliers=0.2, seed=0):
     verts, _ = octopus()
     T = len(verts)
@@ -58,15 +77,8 @@ def scene(kind: str, matches=300, image_size=(1280, 720), fov_deg=50.0, noise=1.
     distance = 4 * size
     target = verts.reshape(-1, 3).mean(0)
     W, H = image_size
-    f = 0.5 * W / np.tan(np.radians(fov_deg) / 2)
-    K = np.array([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1.0]])
-    w2c = []
-    for t in range(T):
-        angle = np.radians(20.0) + (np.radians(90.0) * t / (T - 1) if kind == "orbit" else 0.0)
-        elev = np.radians(15.0)
-        C = target + distance * np.array([np.sin(angle) * np.cos(elev), np.sin(elev), np.cos(angle) * np.cos(elev)])
-        w2c.append(look_at(C, target))
-    w2c = np.stack(w2c)
+    K = intrinsics(image_size, fov_deg)
+    w2c = orbit(target, distance, T, kind, 20.0, 90.0, 15.0)
     idx = rng.choice(verts.shape[1], matches, replace=False)
     pts = verts[:, idx]
     clean = np.stack([pinhole(K, w2c[t], pts[t]) for t in range(T)])
