@@ -9,20 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from blender_stchain.contracts.result import Result
-
-
-def look_at_w2c(eye, target=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0)) -> np.ndarray:
-    """OpenCV world->camera (x right, y down, z forward) for a camera at ``eye`` facing ``target``."""
-    eye, target, up = (np.asarray(v, np.float64) for v in (eye, target, up))
-    z = target - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, up)
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    m = np.eye(4)
-    m[:3, :3] = np.stack([x, y, z])
-    m[:3, 3] = -m[:3, :3] @ eye
-    return m
+from blender_stchain.evaluation.synthetic.scenes import look_at
 
 
 def project(K, w2c, points) -> np.ndarray:
@@ -44,7 +31,7 @@ def result_from_npz(npz, frames=None, size=(640, 480), tracks=12, first_frame=1)
     radius = 4.0 * float(np.ptp(verts[0], axis=0).max())
     center = verts[0].mean(0)
     w2c = np.stack(
-        [look_at_w2c(center + radius * np.array([np.sin(a), 0.3, np.cos(a)]), center) for a in np.linspace(0, 0.6, T)]
+        [look_at(center + radius * np.array([np.sin(a), 0.3, np.cos(a)]), center, up=(0.0, 1.0, 0.0)) for a in np.linspace(0, 0.6, T)]
     )
     result = Result(
         faces=d["faces"],

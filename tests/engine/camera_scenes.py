@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from blender_stchain.evaluation.synthetic import scenes
 from tests.conftest import DATA
 
 OCTOPUS = DATA / "animated_glb" / "octopus.npz"
@@ -22,15 +23,7 @@ def octopus():
 
 def look_at(centre, target, up=(0.0, 1.0, 0.0)) -> np.ndarray:
     """OpenCV world_to_camera (4,4) of a camera at ``centre`` looking at ``target`` (y-up world)."""
-    z = np.asarray(target, float) - centre
-    z /= np.linalg.norm(z)
-    x = np.cross(-np.asarray(up, float), z)  # y = -up (image down), x = y cross z
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    R = np.stack([x, y, z])
-    out = np.eye(4)
-    out[:3, :3], out[:3, 3] = R, -R @ centre
-    return out
+    return scenes.look_at(centre, target, up)
 
 
 def pinhole(K, w2c, pts):
