@@ -110,6 +110,35 @@ class LatentDecoder:
         return cap.result()[0, : len(points)].float()
 
 
+@dataclass
+class LatentsDecoder:
+    """Several latents' decoder kv caches from one ``decode_kv`` call: their SDF queries batched
+    (``sdf_many``, for ``surface.extract_many``) and each one's own decoder (``frame``)."""
+
+    backbone: Backbone
+    kv: torch.Tensor  # (B, N, W)
+
+    @property
+    def clock(self) -> ModelClock:
+        return self.backbone.clock
+
+    @_clocked
+    @torch.no_grad()
+    def sdf_many(self, surfaces: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """Row r of points (R, M, 3) against latent ``surfaces[r]`` -> SDF proxy (R, M), positive inside;
+        rows zero-padded to ``query_bucket(M)`` (few kernel shapes, as for one latent)."""
+        vae = self.backbone.models["vae"]
+        rows, m = points.shape[:2]
+        padded = points.new_zeros(rows, query_bucket(m), 3)
+        padded[:, :m] = points
+        kv = self.kv[surfaces.to(self.kv.device)]
+        return vae.query(kv, padded.to(self.backbone.device, torch.float32))[:, :m, 0].float()
+
+    def frame(self, index: int) -> LatentDecoder:
+        """The decoder of latent ``index`` alone (a view of its kv cache): its attention maps."""
+        return LatentDecoder(self.backbone, self.kv[index : index + 1])
+
+
 def _queries(points: torch.Tensor, device) -> torch.Tensor:
     """Query points (1, bucket(M), 3) on the device, zero-padded: queries are independent, and a few
     sizes (not one per surface) keep the kernel caches bounded (oneDNN compiles and keeps a GELU kernel
@@ -195,6 +224,11 @@ class Backbone:
         """The VAE decoder of one latent (its kv cache computed once): SDF values and attention maps."""
         with torch.no_grad(), self.clock():
             return LatentDecoder(self, self.models["vae"].decode_kv(latent[None].to(self.device)))
+
+    def decoders(self, latents: torch.Tensor) -> LatentsDecoder:
+        """The VAE decoder of several latents (B, N, C), their kv caches computed in one call."""
+        with torch.no_grad(), self.clock():
+            return LatentsDecoder(self, self.models["vae"].decode_kv(latents.to(self.device)))
 
     def sdf(self, latent: torch.Tensor):
         """points (M, 3) -> SDF proxy (M,), positive inside (the VAE's logits)."""
