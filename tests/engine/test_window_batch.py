@@ -11,6 +11,7 @@ import torch
 from blender_stchain.contracts.errors import Cancelled
 from blender_stchain.contracts.settings import Settings
 from blender_stchain.engine.backbone import load_backbone, query_bucket
+from blender_stchain.engine.backbone.facade import LatentsDecoder
 from blender_stchain.engine.chain import window
 from blender_stchain.engine.chain.blend import blend, token_to_surface
 from blender_stchain.engine.geometry import surface
@@ -131,3 +132,32 @@ def test_a_frame_without_surface_keeps_its_points_with_no_confidence(backbone, i
     _, positions, confidence = per_frame(backbone, run, A_VZ, points, SETTINGS)  # frames 0, 1, 3, 4
     torch.testing.assert_close(torch.stack([out[0][0], out[2][0]]), positions[[0, 2]], atol=1e-5, rtol=0)
     torch.testing.assert_close(torch.stack([out[0][1], out[2][1]]), confidence[[0, 2]], atol=1e-5, rtol=0)
+
+
+def test_decode_chunk_bounds_every_batched_call(backbone, inputs, monkeypatch):
+    """The OOM retry quarters ``decode_chunk`` (to 4096 at least): each batched SDF call, padding
+    included, stays within it, and the window's result does not change."""
+    context, latent, points = inputs
+    vae, shapes, inside = backbone.models["vae"], [], [False]
+    query, sdf_many = vae.query, LatentsDecoder.sdf_many
+
+    def recording_query(kv, pts, *a, **kw):
+        if inside[0]:
+            shapes.append(tuple(pts.shape[:2]))
+        return query(kv, pts, *a, **kw)
+
+    def recording_sdf_many(self, surfaces, pts):
+        inside[0] = True
+        try:
+            return sdf_many(self, surfaces, pts)
+        finally:
+            inside[0] = False
+
+    monkeypatch.setattr(vae, "query", recording_query)
+    monkeypatch.setattr(LatentsDecoder, "sdf_many", recording_sdf_many)
+    small = window.track_window(backbone, context, KNOWN, latent, points, SETTINGS.updated(decode_chunk=4096))
+    print(f"decode_chunk 4096: {len(shapes)} SDF calls, shapes {sorted(set(shapes))}")
+    assert all(rows * width <= 4096 for rows, width in shapes) and max(rows for rows, _ in shapes) > 1
+    monkeypatch.undo()
+    default = window.track_window(backbone, context, KNOWN, latent, points, SETTINGS)
+    torch.testing.assert_close(small.positions, default.positions, atol=1e-5, rtol=0)
