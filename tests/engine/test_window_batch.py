@@ -11,7 +11,7 @@ import torch
 from blender_stchain.contracts.errors import Cancelled
 from blender_stchain.contracts.settings import Settings
 from blender_stchain.engine.backbone import load_backbone, query_bucket
-from blender_stchain.engine.backbone.facade import LatentsDecoder
+from blender_stchain.engine.backbone.facade import LatentDecoder, LatentsDecoder
 from blender_stchain.engine.chain import window
 from blender_stchain.engine.chain.blend import blend, token_to_surface
 from blender_stchain.engine.geometry import surface
@@ -37,19 +37,28 @@ def inputs(backbone):
 
 
 def calls_of(backbone, fn):
-    """``fn()`` with the VAE's query calls counted."""
-    vae, count = backbone.models["vae"], [0]
-    original = vae.query
+    """``fn()`` with its SDF decoder calls counted (one latent's, or a batch's: the calls a GPU launches;
+    on a CPU a batch's call is run row by row, see ``LatentsDecoder.sdf_many``) and its kv caches."""
+    count = {"sdf": 0, "kv": 0}
+    originals = {(LatentDecoder, "sdf"): LatentDecoder.sdf, (LatentsDecoder, "sdf_many"): LatentsDecoder.sdf_many}
+    vae = backbone.models["vae"]
+    decode_kv = vae.decode_kv
 
-    def counted(*a, **kw):
-        count[0] += 1
-        return original(*a, **kw)
+    def counted(original, key):
+        def call(*a, **kw):
+            count[key] += 1
+            return original(*a, **kw)
+        return call
 
-    vae.query = counted
+    for (cls, name), original in originals.items():
+        setattr(cls, name, counted(original, "sdf"))
+    vae.decode_kv = counted(decode_kv, "kv")
     try:
-        return fn(), count[0]
+        return fn(), count
     finally:
-        del vae.query
+        for (cls, name), original in originals.items():
+            setattr(cls, name, original)
+        del vae.decode_kv
 
 
 def per_frame(backbone, run, A_VZ, points, s):
@@ -94,10 +103,9 @@ def test_batched_window_matches_frame_by_frame(backbone, inputs):
     torch.testing.assert_close(tracks.positions[frames], positions, atol=1e-5, rtol=0)
     torch.testing.assert_close(tracks.confidence[frames], confidence, atol=1e-5, rtol=0)
     assert torch.equal(tracks.positions[KNOWN], points) and bool((tracks.confidence[KNOWN] == 1).all())
-    attention = len(frames)  # one attention map per chained frame either way (+ the known frame's, batched)
-    print(f"decoder query calls per window: {single_calls} frame by frame, {batched_calls} batched "
-          f"(SDF: {single_calls - attention} vs {batched_calls - attention - 1})")
-    assert batched_calls - attention - 1 < (single_calls - attention) / 2
+    print(f"per window: SDF decoder calls {single_calls['sdf']} frame by frame, {batched_calls['sdf']} batched; "
+          f"kv caches {single_calls['kv']} vs {batched_calls['kv'] - 1} (+1 for the known frame)")
+    assert batched_calls["sdf"] < single_calls["sdf"] / 2 and batched_calls["kv"] == 2
     done = [d for d, _ in reports]
     assert done == sorted(set(done)) and reports[-1] == (SETTINGS.chain_steps + T,) * 2
     assert len(reports) > SETTINGS.chain_steps + T - 1  # steps, batched calls, frames
@@ -138,26 +146,27 @@ def test_decode_chunk_bounds_every_batched_call(backbone, inputs, monkeypatch):
     """The OOM retry quarters ``decode_chunk`` (to 4096 at least): each batched SDF call, padding
     included, stays within it, and the window's result does not change."""
     context, latent, points = inputs
-    vae, shapes, inside = backbone.models["vae"], [], [False]
-    query, sdf_many = vae.query, LatentsDecoder.sdf_many
+    shapes, sdf_many = [], LatentsDecoder.sdf_many
 
-    def recording_query(kv, pts, *a, **kw):
-        if inside[0]:
-            shapes.append(tuple(pts.shape[:2]))
-        return query(kv, pts, *a, **kw)
+    def recording(self, surfaces, pts):
+        shapes.append(tuple(pts.shape[:2]))
+        return sdf_many(self, surfaces, pts)
 
-    def recording_sdf_many(self, surfaces, pts):
-        inside[0] = True
-        try:
-            return sdf_many(self, surfaces, pts)
-        finally:
-            inside[0] = False
-
-    monkeypatch.setattr(vae, "query", recording_query)
-    monkeypatch.setattr(LatentsDecoder, "sdf_many", recording_sdf_many)
+    monkeypatch.setattr(LatentsDecoder, "sdf_many", recording)
     small = window.track_window(backbone, context, KNOWN, latent, points, SETTINGS.updated(decode_chunk=4096))
     print(f"decode_chunk 4096: {len(shapes)} SDF calls, shapes {sorted(set(shapes))}")
-    assert all(rows * width <= 4096 for rows, width in shapes) and max(rows for rows, _ in shapes) > 1
+    assert all(rows * query_bucket(width) <= 4096 for rows, width in shapes) and max(r for r, _ in shapes) > 1
     monkeypatch.undo()
     default = window.track_window(backbone, context, KNOWN, latent, points, SETTINGS)
     torch.testing.assert_close(small.positions, default.positions, atol=1e-5, rtol=0)
+
+
+def test_one_call_path_answers_as_the_row_by_row_one(backbone, inputs):
+    """An accelerator queries a batch in one call (gathered kv rows); a CPU row by row: same values."""
+    latents = torch.randn(3, backbone.num_tokens, backbone.latent_channels, generator=torch.Generator().manual_seed(5))
+    decoders = backbone.decoders(latents)
+    surfaces = torch.tensor([2, 0, 2, 1])
+    points = torch.rand(4, 5000, 3, generator=torch.Generator().manual_seed(6)) * 2 - 1
+    rows = decoders.sdf_many(surfaces, points)
+    torch.testing.assert_close(decoders._query(decoders.kv[surfaces], points), rows, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(rows[1], backbone.sdf(latents[0])(points[1]), atol=1e-5, rtol=1e-5)

@@ -362,27 +362,44 @@ def _row_length(chunk: int, surfaces: int, pad: Callable[[int], int]) -> int:
     return lo
 
 
+def _calls(requests: dict[int, torch.Tensor], chunk: int, pad: Callable[[int], int]) -> list[list[tuple]]:
+    """Rows (surface, start, stop) grouped into calls: every request cut into rows of ``_row_length``,
+    longest first; a call takes rows while ``pad(width) x rows <= chunk`` and its rows fill at least
+    3/4 of its padded queries (full rows together, short ones with short ones: little padding)."""
+    m = _row_length(chunk, len(requests), pad)
+    rows = [(i, s, min(s + m, len(p))) for i, p in requests.items() for s in range(0, len(p), m)]
+    rows.sort(key=lambda r: r[2] - r[1], reverse=True)
+    calls: list[list[tuple]] = []
+    filled = 0
+    for row in rows:
+        n = row[2] - row[1]
+        width = pad(calls[-1][0][2] - calls[-1][0][1]) if calls else 0
+        rows_after = len(calls[-1]) + 1 if calls else 0
+        if calls and rows_after * width <= chunk and 4 * (filled + n) >= 3 * rows_after * width:
+            calls[-1].append(row)
+            filled += n
+        else:
+            calls.append([row])
+            filled = n
+    return calls
+
+
 def _evaluate_many(sdf_many: SdfManyFn, requests: dict[int, torch.Tensor], chunk: int,
                    pad: Callable[[int], int], on_call) -> dict[int, torch.Tensor]:
-    """Values at every surface's requested points, in calls of rows of at most ``_row_length`` points,
-    ``pad(row) x rows <= chunk`` queries per call (unless one padded row alone is larger)."""
-    m = _row_length(chunk, len(requests), pad)
-    per_call = max(1, chunk // pad(m))
-    pieces = [(i, s, min(s + m, len(p))) for i, p in requests.items() for s in range(0, len(p), m)]
-    out: dict[int, list[torch.Tensor]] = {i: [] for i in requests}
+    """Values at every surface's requested points, in the calls of ``_calls``."""
+    parts: dict[int, list[tuple[int, torch.Tensor]]] = {i: [] for i in requests}
     device = next(iter(requests.values())).device
-    for c in range(0, len(pieces), per_call):
-        group = pieces[c : c + per_call]
-        rows = torch.zeros(len(group), max(b - a for _, a, b in group), 3, device=device)
-        for r, (i, a, b) in enumerate(group):
-            rows[r, : b - a] = requests[i][a:b]
+    for call in _calls(requests, chunk, pad):
+        points = torch.zeros(len(call), call[0][2] - call[0][1], 3, device=device)
+        for r, (i, a, b) in enumerate(call):
+            points[r, : b - a] = requests[i][a:b]
         with torch.no_grad():
-            values = _finite(sdf_many(torch.tensor([i for i, _, _ in group], device=device), rows).to(torch.float32))
-        for r, (i, a, b) in enumerate(group):
-            out[i].append(values[r, : b - a])
+            values = _finite(sdf_many(torch.tensor([i for i, _, _ in call], device=device), points).to(torch.float32))
+        for r, (i, a, b) in enumerate(call):
+            parts[i].append((a, values[r, : b - a]))
         if on_call is not None:
-            on_call(sum(b - a for _, a, b in group))
-    return {i: torch.cat(v) for i, v in out.items()}
+            on_call(sum(b - a for _, a, b in call))
+    return {i: torch.cat([v for _, v in sorted(p, key=lambda x: x[0])]) for i, p in parts.items()}
 
 
 def sample_many(
