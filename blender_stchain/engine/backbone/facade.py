@@ -44,6 +44,7 @@ def query_bucket(n: int, minimum: int = 256) -> int:
 
 
 HOST_QUERIES = 4096  # SDF queries per decoder call of a batch on a CPU (see ``LatentsDecoder.sdf_many``)
+HOST_CALL_ROWS = 16  # rows of HOST_QUERIES per batched call on a CPU (a progress report after each)
 
 
 class ModelClock:
@@ -137,6 +138,12 @@ class LatentsDecoder:
         return torch.stack([torch.cat([self._query(self.kv[s : s + 1], part[None])[0]
                                        for part in row.split(HOST_QUERIES)])
                             for s, row in zip(surfaces.tolist(), points)])
+
+    def call_queries(self, limit: int) -> int:
+        """Queries per ``sdf_many`` call: ``limit`` (the memory knob) on an accelerator; on a CPU, which
+        gains nothing from larger calls, at most ``HOST_CALL_ROWS`` rows, so a cancel is seen as often
+        as when each frame was decoded alone."""
+        return limit if self.backbone.device.type != "cpu" else min(limit, HOST_CALL_ROWS * HOST_QUERIES)
 
     def _query(self, kv: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         """points (R, M, 3) zero-padded to ``query_bucket(M)`` (few kernel shapes) -> (R, M)."""

@@ -87,7 +87,8 @@ def _chain_frames(backbone, A_VZ, run, frames: list[int], fallback, settings, ti
     ticks.batch(len(frames))
     candidates = surface.extract_many(decoders.sdf_many, len(frames), resolution=settings.candidate_resolution,
                                       coarse_resolution=settings.candidate_coarse_resolution,
-                                      device=backbone.device, chunk=settings.decode_chunk, pad=query_bucket,
+                                      device=backbone.device, chunk=decoders.call_queries(settings.decode_chunk),
+                                      pad=query_bucket,
                                       on_call=ticks.queries)
     for i, (f, cand) in enumerate(zip(frames, candidates)):
         yield _blend_frame(decoders.frame(i), A_VZ, run.token_attention[f], cand, fallback, settings)
@@ -126,7 +127,8 @@ class _FrameProgress:
     def queries(self, count: int) -> None:
         """After a batched decoder call: the extraction's share done, approaching its end."""
         self.asked += count
-        share = self.asked / (self.asked + self.expected * self.size)
+        x = self.asked / (self.expected * self.size)
+        share = 0.9 * x if x <= 1 else 1 - 0.1 / x  # in step with the prior's count, below 1 past it
         self._report(self.base + self.size * EXTRACTION_SHARE * share)
 
     def frame(self) -> None:
