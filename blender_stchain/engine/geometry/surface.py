@@ -11,6 +11,8 @@ cubes (CUDA-only) and reverses its faces; we run primal marching cubes whose tab
 
 The triangle tables are derived here from the cube's face rings (see ``_case_loops``), not copied.
 Everything runs as torch ops on the device of the given tensors: CPU and CUDA share the same code.
+Several surfaces can be sampled in lockstep, each level's queries of all of them in a few batched SDF
+calls (``extract_many``: a chain window's candidate surfaces), with the single-surface algorithm.
 """
 
 from __future__ import annotations
