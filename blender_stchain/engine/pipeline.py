@@ -14,6 +14,7 @@ import threading
 import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,36 +229,86 @@ def _anchor(r: Run, anchor_index: int, pixels, settings, progress):
 
 
 def _run_windows(r: Run, windows, anchor: Anchor) -> camera_stage.Matches:
-    """Each window starts from the known frame (anchor, then the shared boundary frame) and streams out."""
+    """Each window starts from the known frame (anchor, then the shared boundary frame) and streams out.
+    Only the boundary frame's vertices are skinned before the next window starts: the rest of a window
+    is skinned and written on the host thread beside the next window's model work (one window in
+    flight, so memory stays flat)."""
     clip = r.clip
     tracks = camera_stage.Matches(clip.count, len(anchor.landmark_ids))
     known = Known(anchor.latent, torch.as_tensor(anchor.mesh.vertices, dtype=torch.float32))
     starts, items = r.estimate.window_start, r.estimate.window_items  # progress counts the estimate's items
-    for w in windows:
-        def progress(done, total, w=w):  # a window's items: its images, then the method's steps and frames
-            r.rep.progress("windows", starts[w.index] + 1 + done, items, f"window {w.index + 1}/{len(windows)}")
+    storing = None
+    try:
+        for w in windows:
+            def progress(done, total, w=w):  # a window's items: its images, the method's steps and frames
+                r.rep.progress("windows", starts[w.index] + 1 + done, items, f"window {w.index + 1}/{len(windows)}")
 
-        pixels = r.window_pixels(windows, w.index)
-        try:
-            with r.backbone.autocast():  # one scope per window: no autocast state outlives it
-                out, verts = _retry_smaller(_window, r, w, pixels, known, anchor, progress=progress)
-        except NumericalError as e:
-            raise NumericalError(f"window {w.index + 1} (frames {clip.frame_numbers[w.start]}-"
-                                 f"{clip.frame_numbers[w.stop - 1]}): {e}") from None
-        first = 0 if w.index == 0 else 1  # the boundary frame was written by the previous window
-        conf = out.confidence.float().cpu().numpy()[first:]
-        tracks.put(w.start + first, verts[first:, anchor.landmark_ids],
-                   *camera_stage.window_matches(out, clip, r.cmap, first, conf))
-        r.writer.add_frames(vertices=verts[first:], confidence=conf[:, anchor.confidence_map],
-                            frame_numbers=np.asarray(clip.frame_numbers[w.start + first:w.stop]))
-        known = Known(out.latents[-1], torch.as_tensor(verts[-1]))
-        del out
-        release_heap()
+            pixels = r.window_pixels(windows, w.index)
+            try:
+                with r.backbone.autocast():  # one scope per window: no autocast state outlives it
+                    out, frames = _retry_smaller(_window, r, w, pixels, known, anchor, progress=progress)
+            except NumericalError as e:
+                raise NumericalError(f"window {w.index + 1} (frames {clip.frame_numbers[w.start]}-"
+                                     f"{clip.frame_numbers[w.stop - 1]}): {e}") from None
+            last = frames(len(w.frames) - 1, None)  # the next window's known frame
+            _settle(r, storing)  # the previous window is on disk before this one goes
+            storing = _Storing(functools.partial(_store, r, w, out, frames, last, tracks, anchor))
+            storing.job = r.host.submit(storing.work)
+            known = Known(out.latents[-1], torch.as_tensor(last[0]))
+            del out, frames
+            release_heap()
+        _settle(r, storing)
+    except BaseException:
+        _abandon(storing)
+        raise
     return tracks
 
 
+@dataclass
+class _Storing:
+    """A window's frames going to the result spool on the host thread."""
+
+    work: Callable[[], None]
+    job: Future | None = None
+
+
+def _settle(r: Run, storing: _Storing | None) -> None:
+    """Waits for a window's storing. Out of memory there (skinning on the device), it runs once more here,
+    after what the failed try held is freed; it writes nothing before its skinning is done."""
+    if storing is None:
+        return
+    try:
+        storing.job.result()
+    except Exception as e:
+        if not out_of_memory(e):
+            raise
+        _free(r.backbone.device)
+        r.rep.warning(f"out of memory on {r.backbone.device} skinning a window beside the model: skinning it again "
+                      "after the model's work")
+        storing.work()
+
+
+def _abandon(storing: _Storing | None) -> None:
+    """A failed or cancelled run waits for the storing under way (a fraction of a second), so the
+    writer's files are not removed under it; its own failure no longer matters."""
+    if storing is not None and storing.job is not None and not storing.job.cancel():
+        futures_wait([storing.job])
+
+
+def _store(r: Run, w, out, frames, last: np.ndarray, tracks: camera_stage.Matches, anchor: Anchor) -> None:
+    """Window ``w``'s vertices to the result spool and its landmarks to the camera's matches."""
+    first = 0 if w.index == 0 else 1  # the boundary frame was written by the previous window
+    verts = np.concatenate([frames(first, len(w.frames) - 1), last])  # later windows have >= 2 frames
+    conf = out.confidence.float().cpu().numpy()[first:]
+    tracks.put(w.start + first, verts[:, anchor.landmark_ids],
+               *camera_stage.window_matches(out, r.clip, r.cmap, first, conf))
+    r.writer.add_frames(vertices=verts, confidence=conf[:, anchor.confidence_map],
+                        frame_numbers=np.asarray(r.clip.frame_numbers[w.start + first:w.stop]))
+
+
 def _window(r: Run, w, pixels, known: Known, anchor: Anchor, settings, progress):
-    """One window, all of it (images, chain or baseline, dense motion): the unit an OOM retry repeats."""
+    """One window, all of it (images, chain or baseline, the landmarks' motion): the unit an OOM retry
+    repeats. Returns its output and ``frames(start, stop)``: the vertices of those frames."""
     bb = r.backbone
     context = bb.encode_images(pixels)
     known_index = anchor.index - w.start if w.index == 0 else 0
@@ -265,8 +316,12 @@ def _window(r: Run, w, pixels, known: Known, anchor: Anchor, settings, progress)
                           settings.stage1_seed + w.index)
     _check_finite(out.positions, "the chain")
     if out.vertices is not None:
-        return out, out.vertices.float().cpu().numpy()
-    return out, anchor.skinning.move(out.positions.float(), out.confidence.float())
+        return out, functools.partial(_predicted, out.vertices)
+    return out, anchor.skinning.motion(out.positions.float(), out.confidence.float()).vertices
+
+
+def _predicted(vertices: torch.Tensor, start: int, stop: int | None) -> np.ndarray:
+    return vertices[start:stop].float().cpu().numpy()
 
 
 def _retry_smaller(fn, r: Run, *args, **kw):

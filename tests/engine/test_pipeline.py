@@ -173,3 +173,66 @@ def test_frames_are_decoded_once_on_the_host_thread(tiny_weights, tmp_path, monk
     assert counts.tolist() == expected.tolist()
     on_host = [i for i, name in reads if name.startswith("stchain-host")]
     assert len(on_host) == 20 + len(boundaries)  # every window's frames, none on the main thread
+
+
+def test_windows_are_skinned_and_written_beside_the_next_window(tiny_weights, tmp_path, monkeypatch):
+    """Issue 11 item 3: only each window's last frame (the next window's known frame) is skinned on the
+    main thread; the other frames are skinned and written on the host thread while the model works on
+    the next window. The file still holds exactly what skinning each whole window at once gives."""
+    import threading
+
+    from blender_stchain.contracts.result import ResultWriter
+    from blender_stchain.engine import deform
+
+    motions, skinned, writes = [], [], []
+    motion, vertices, add = deform.Skinning.motion, deform.Motion.vertices, ResultWriter.add_frames
+    monkeypatch.setattr(deform.Skinning, "motion", lambda *a: motions.append(motion(*a)) or motions[-1])
+    monkeypatch.setattr(deform.Motion, "vertices", lambda self, a=0, b=None: skinned.append(
+        (len(self), a, b, threading.current_thread().name)) or vertices(self, a, b))
+    monkeypatch.setattr(ResultWriter, "add_frames", lambda self, **kw: writes.append(
+        threading.current_thread().name) or add(self, **kw))
+    job = quick_job(DATA / "horsejump_gt/video", tmp_path / "r.safetensors", tiny_weights,
+                    masks=str(DATA / "horsejump_gt/masks"), frames=(1, 20), settings=dict(window_size=8))
+    r = load_result(run(job))
+    assert len(motions) == 3 and len(writes) == 3 and all(name.startswith("stchain-host") for name in writes)
+    on_main = [(n, a, b) for n, a, b, name in skinned if name == "MainThread"]
+    assert on_main == [(8, 7, None), (8, 7, None), (6, 5, None)]  # the last frame only
+    assert [(n, a, b) for n, a, b, name in skinned if name != "MainThread"] == [(8, 0, 7), (8, 1, 7), (6, 1, 5)]
+    whole = np.concatenate([vertices(m)[0 if i == 0 else 1:] for i, m in enumerate(motions)])
+    assert np.array_equal(r.vertices, whole)
+
+
+def test_storing_a_window_out_of_memory_runs_it_again_once_and_says_so():
+    """A real allocation failure while a window is skinned beside the model: the storing runs once more on
+    the main thread, with a warning; any other failure is raised as it is, not run again."""
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    import torch
+
+    from blender_stchain.contracts.events import Reporter
+    from blender_stchain.engine.pipeline import _settle, _Storing
+
+    def settle(error):
+        calls, warnings = [], []
+        r = SimpleNamespace(backbone=SimpleNamespace(device=torch.device("cpu")),
+                            rep=Reporter(lambda e: warnings.append(e.message), None, {"windows": 1.0}))
+
+        def work():
+            calls.append(1)
+            if len(calls) == 1:
+                error()
+
+        storing = _Storing(work)
+        with ThreadPoolExecutor(1) as pool:
+            storing.job = pool.submit(work)
+            try:
+                _settle(r, storing)
+            except ValueError:
+                pass
+        return len(calls), warnings
+
+    calls, warnings = settle(lambda: np.empty(1 << 50, np.uint8))
+    assert calls == 2 and len(warnings) == 1 and "out of memory on cpu skinning a window" in warnings[0]
+    calls, warnings = settle(lambda: int("not a number"))
+    assert calls == 1 and warnings == []

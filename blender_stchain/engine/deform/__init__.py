@@ -2,10 +2,11 @@
 
 from .motion import (
     DeformSettings,
+    Motion,
     Skinning,
     farthest_point_landmarks,
     nearest_landmarks,
     propagate,
 )
 
-__all__ = ["DeformSettings", "Skinning", "farthest_point_landmarks", "nearest_landmarks", "propagate"]
+__all__ = ["DeformSettings", "Motion", "Skinning", "farthest_point_landmarks", "nearest_landmarks", "propagate"]

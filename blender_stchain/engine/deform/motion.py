@@ -98,6 +98,11 @@ class Skinning:
 
     def move(self, landmark_positions, confidence) -> np.ndarray:
         """Vertices per frame (T, Nv, 3) float32 from landmark tracks (T, L, 3) with confidence (T, L)."""
+        return self.motion(landmark_positions, confidence).vertices()
+
+    def motion(self, landmark_positions, confidence) -> Motion:
+        """The landmarks' rigid transforms per frame (cheap: landmarks only); ``Motion.vertices`` skins
+        the vertices of any frames, so a pipeline can skin the frame it needs now and the rest later."""
         dtype, dev = self.vertices.dtype, self.device
         P = torch.as_tensor(np.asarray(landmark_positions), dtype=dtype).to(dev)
         C = torch.as_tensor(np.asarray(confidence), dtype=dtype).to(dev)
@@ -106,7 +111,26 @@ class Skinning:
         P, C = smooth_tracks(P, C, self.cfg.smooth_sigma)
         R, t, valid = local_rigid_fits(self.vertices[self.landmark_ids], P, C, self.fit_neighbours)
         R, t = fill_invalid(R, t, valid, self.fill_neighbours)
-        return skin(self.vertices, self.skin_weights, self.skin_sources, R, t, valid)
+        return Motion(self, R, t, valid)
+
+
+@dataclass(frozen=True)
+class Motion:
+    """One window's landmark transforms (smoothed over its frames, gaps filled); the vertices of its
+    frames on demand. A frame's vertices depend on its own transforms only."""
+
+    skinning: Skinning
+    R: torch.Tensor  # (T, L, 3, 3)
+    t: torch.Tensor  # (T, L, 3)
+    valid: torch.Tensor  # (T, L) the transform was fitted, not borrowed
+
+    def __len__(self) -> int:
+        return self.R.shape[0]
+
+    def vertices(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Vertices (stop - start, Nv, 3) float32 of frames ``start:stop``."""
+        s, frames = self.skinning, slice(start, stop)
+        return skin(s.vertices, s.skin_weights, s.skin_sources, self.R[frames], self.t[frames], self.valid[frames])
 
 
 def _dtype(device) -> torch.dtype:
