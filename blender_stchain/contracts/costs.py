@@ -28,6 +28,7 @@ class CostModel:
     calibrated: dict[str, float] = field(default_factory=dict)  # kind -> seconds per unit
     like: dict[str, str] = field(default_factory=dict)  # kind -> kind whose unit stands in for it
     measured: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # kind -> [(units, seconds)]
+    _open: tuple | None = field(default=None, repr=False, compare=False)  # (stage, stop, begin, seconds) of parts
 
     def unit(self, kind: str, _seen: frozenset = frozenset()) -> float | None:
         """Seconds per unit of ``kind``: its mean pace measured after its first observation (the first
@@ -90,14 +91,23 @@ class CostModel:
     def advance(self, stage: str, start: float, stop: float, seconds: float) -> None:
         """Items ``start``..``stop`` of ``stage`` took ``seconds``: measured when they are whole items of
         one kind (a span over several kinds cannot say which took the time, and a stage reporting parts
-        of an item, such as the camera's phases, does not spend its time evenly over them)."""
-        if not (_whole(start) and _whole(stop)):
+        of an item, such as the camera's phases, does not spend its time evenly over them). Consecutive
+        reports in parts add up: from a whole position through parts to the next whole one is measured
+        as one span (a window's batched frames finish together and are reported in fractions)."""
+        begin, before = start, 0.0
+        if self._open is not None and self._open[:2] == (stage, start):
+            begin, before = self._open[2], self._open[3]
+        self._open = None
+        if not _whole(begin):
+            return
+        if not _whole(stop):
+            self._open = (stage, stop, begin, before + seconds)
             return
         items = self.stages.get(stage, ())
-        spans = [(item, min(i + 1, stop) - max(i, start)) for i, item in enumerate(items)]
+        spans = [(item, min(i + 1, stop) - max(i, begin)) for i, item in enumerate(items)]
         spans = [(item, share) for item, share in spans if share > 0]
         if spans and len({item.kind for item, _ in spans}) == 1:
-            self.observe(spans[0][0].kind, sum(item.count * share for item, share in spans), seconds)
+            self.observe(spans[0][0].kind, sum(item.count * share for item, share in spans), before + seconds)
 
     def total(self) -> float | None:
         parts = [self.seconds(s) for s in self.stages]

@@ -142,7 +142,7 @@ class Estimate:
              "camera": [Item("camera")], "write": [Item("write")]},
             calibrated={"image": cal.image_s, "anchor_surface": cal.query_s + cal.host_query_s,
                         "frame": self._frame_seconds(cal.band, cal.query_s, cal.host_query_s),
-                        "known": 0.0, "camera": CAMERA_S[0] + CAMERA_S[1] * frames * settings.landmarks,
+                        "camera": CAMERA_S[0] + CAMERA_S[1] * frames * settings.landmarks,
                         "write": 0.0},
             like={"denoiser": "dit", "stage2": "denoiser"})
         self._meter = [0]  # the anchor surface's SDF queries

@@ -65,9 +65,9 @@ def _baseline_window(backbone, context, known_index, known: Known, shape: Anchor
 
 def _chain_work(settings, frames: int, known_index: int, step_flops) -> list[Item]:
     """K truncated stage-I steps, then each frame (the known one costs nothing), as ``track_window``
-    reports them."""
+    reports them: its frames are batched and end together, so they are one kind (measured as one span)."""
     steps = [Item("denoiser", step_flops(1 if settings.stage1_guidance is None else 2))] * settings.chain_steps
-    return steps + [Item("known" if f == known_index else "frame") for f in range(frames)]
+    return steps + [Item("frame", 0.0 if f == known_index else 1.0) for f in range(frames)]
 
 
 def _baseline_work(settings, frames: int, known_index: int, step_flops) -> list[Item]:

@@ -63,6 +63,23 @@ def test_only_whole_items_of_one_kind_are_measured():
     assert c.current("windows", 5.0) is None
 
 
+def test_parts_from_a_whole_position_to_the_next_are_measured_as_one_span():
+    """A window's batched frames are reported in fractions and end together: the span from the last
+    step (whole) through the parts to the end (whole) is the frames' time; a chain of parts that does
+    not start whole, or is broken, is not."""
+    c = CostModel({"windows": [Item("denoiser", 40)] * 2 + [Item("frame", 0.0)] + [Item("frame")] * 2})
+    c.advance("windows", 2, 2.6, 1.0)
+    c.advance("windows", 2.6, 4.2, 2.0)
+    c.advance("windows", 4.2, 5, 0.5)  # the known frame (0 units) and two chained frames
+    assert c.measured == {"frame": [(2.0, 3.5)]}
+    c.advance("windows", 2.5, 3, 1.0)  # began mid-item
+    c.advance("windows", 2, 2.5, 1.0)
+    c.advance("windows", 2.7, 5, 1.0)  # does not follow 2.5: the time of 2.5-2.7 is not known
+    c.advance("windows", 1, 2.5, 1.0)
+    c.advance("windows", 2.5, 5, 1.0)  # a denoiser step and frames: which took the time?
+    assert c.measured == {"frame": [(2.0, 3.5)]}
+
+
 def test_like_cycles_end_in_no_prediction():
     c = CostModel({"s": [Item("a")]}, like={"a": "b", "b": "a"})
     assert c.unit("a") is None and c.remaining("s", 0) is None

@@ -173,8 +173,9 @@ def test_hole_closing_recovers_removed_cells():
     cells, values, _ = surface.sample_surface_cells(fn, resolution=32, coarse_resolution=32)
     keep = torch.ones(len(cells), dtype=torch.bool)
     keep[::7] = False  # punch holes all over the surface
-    sampler = surface._Sampler(fn, BOUNDS, 4096, finest=32, device="cpu")
-    closed, closed_values = surface._close_holes(cells[keep], values[keep], sampler, 32, max_rounds=128)
+    sampler = surface._Sampler(BOUNDS, finest=32, device="cpu")
+    closing = surface._close_holes(cells[keep], values[keep], sampler, 32, max_rounds=128)
+    closed, closed_values = surface._drive(closing, fn, 4096)
     closed = closed[surface._crossed(closed_values)]
     print(f"removed {int((~keep).sum())} of {len(cells)} crossed cells; closing re-queried {sampler.queries} points")
     assert {tuple(c) for c in closed.tolist()} == {tuple(c) for c in cells.tolist()}

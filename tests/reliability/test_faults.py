@@ -172,14 +172,16 @@ def test_only_a_onednn_failure_turns_onednn_off_for_the_retry():
 
 # Runs the pipeline in a fresh process whose address space is capped at its current size as soon as
 # the first window starts: every new block fails inside the window, as on a full GPU. With "lift",
-# the cap goes when the pipeline announces its retry, so the retry must complete the run.
+# the cap goes when the pipeline announces its retry, so the retry must complete the run; without, the
+# room the failed attempt freed is taken as well (as another program would), else the retry's smaller
+# chunks can fit in it (a window's candidate surfaces are decoded in small calls on a CPU).
 OOM_RUN = """
 import json, resource, sys
 sys.path.insert(0, {repo!r})
 from blender_stchain.contracts.errors import StchainError
 from blender_stchain.contracts.job import JobSpec
 from blender_stchain.engine.pipeline import run
-lift, capped, warnings = sys.argv[1] == "lift", [], []
+lift, capped, warnings, hoard = sys.argv[1] == "lift", [], [], []
 
 def vm_size():
     return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize"))
@@ -190,8 +192,15 @@ def on_event(e):
         resource.setrlimit(resource.RLIMIT_AS, (capped[0], resource.RLIM_INFINITY))
     if e["event"] == "warning":
         warnings.append(e["message"])
-        if lift and "out of memory" in e["message"]:
+        if "out of memory" in e["message"] and lift:
             resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        elif "out of memory" in e["message"]:  # keep: the room the failed attempt freed is taken too
+            resource.setrlimit(resource.RLIMIT_AS, (vm_size(), resource.RLIM_INFINITY))
+            try:
+                while True:
+                    hoard.append(bytearray(1 << 20))
+            except MemoryError:
+                del hoard[-8:]  # a little room for the error path
 
 try:
     outcome = {{"result": str(run(JobSpec.load({job!r}), on_event))}}

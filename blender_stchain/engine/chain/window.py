@@ -13,9 +13,17 @@ from dataclasses import dataclass
 
 import torch
 
+from ..backbone.facade import query_bucket
+from ..estimate import surface_queries
 from ..geometry import surface
 from .blend import blend, token_to_surface
 from .correspond import patch_distribution, peak_position
+
+
+FRAMES_PER_BATCH = 16  # candidate surfaces decoded together (full size: kv caches ~8 MB per frame)
+EXTRACTION_SHARE = 0.9  # a chained frame's time spent on its candidate surface (~50k queries vs a few k for
+# its attention map at default settings; it shapes the progress bar only)
+PRIOR_BAND = 10.0  # refined queries per resolution^2 of a compact object (see ``estimate.surface_queries``)
 
 
 @dataclass
@@ -46,7 +54,9 @@ def track_window(backbone, context, known_index: int, known_latent, known_points
     """Chain ``known_points`` (L, 3) on frame ``known_index`` to every frame of the window.
 
     ``context`` (T, S, D) image tokens of the window; ``known_latent`` (N, C). ``progress(done,
-    total)`` is called after each step and each frame (it may raise Cancelled).
+    total)`` is called after each step, each batched decoder call and each frame (it may raise
+    Cancelled); ``total`` is K steps + T frames, and the frames' reports are fractions of that span
+    until its end (see ``_FrameProgress``).
     """
     T, K = context.shape[0], settings.chain_steps
     total = K + T
@@ -58,27 +68,75 @@ def track_window(backbone, context, known_index: int, known_latent, known_points
     L = known_points.shape[0]
     positions = known_points.new_zeros(T, L, 3)
     confidence = known_points.new_zeros(T, L)
-    for f in range(T):
-        if f == known_index:
-            positions[f], confidence[f] = known_points, 1.0
-        else:
-            positions[f], confidence[f] = _chain_frame(backbone, A_VZ, run.token_attention[f], run.x0[f],
-                                                       known_points, settings)
-        if progress is not None:
-            progress(K + f + 1, total)
+    positions[known_index], confidence[known_index] = known_points, 1.0
+    others = [f for f in range(T) if f != known_index]
+    ticks = _FrameProgress(progress, K, T, len(others), settings)
+    for g in range(0, len(others), FRAMES_PER_BATCH):
+        frames = others[g : g + FRAMES_PER_BATCH]
+        for f, (p, c) in zip(frames, _chain_frames(backbone, A_VZ, run, frames, known_points, settings, ticks)):
+            positions[f], confidence[f] = p, c
+    if progress is not None:
+        progress(total, total)
     xy, xy_conf, xy_sigma = image_positions(backbone, A_VZ, run)
     return WindowTracks(positions, confidence, xy, xy_conf, run.x0, image_sigma=xy_sigma)
 
 
-def _chain_frame(backbone, A_VZ, A_af, latent, fallback, settings):
-    """Candidates on frame f's own surface, token->surface map, sharp blend."""
-    decoder = backbone.decoder(latent)  # one kv cache for the surface and the attention map
-    cand = surface.extract(decoder.sdf, resolution=settings.candidate_resolution,
-                           coarse_resolution=settings.candidate_coarse_resolution, device=backbone.device,
-                           chunk=settings.decode_chunk)
+def _chain_frames(backbone, A_VZ, run, frames: list[int], fallback, settings, ticks):
+    """Candidates of ``frames`` on their own surfaces, decoded together (one kv call, batched SDF
+    queries); then per frame its token->surface map and the sharp blend. Yields (positions, confidence)."""
+    decoders = backbone.decoders(run.x0[frames])
+    ticks.batch(len(frames))
+    candidates = surface.extract_many(decoders.sdf_many, len(frames), resolution=settings.candidate_resolution,
+                                      coarse_resolution=settings.candidate_coarse_resolution,
+                                      device=backbone.device, chunk=decoders.call_queries(settings.decode_chunk),
+                                      pad=query_bucket,
+                                      on_call=ticks.queries)
+    for i, (f, cand) in enumerate(zip(frames, candidates)):
+        yield _blend_frame(decoders.frame(i), A_VZ, run.token_attention[f], cand, fallback, settings)
+        ticks.frame()
+
+
+def _blend_frame(decoder, A_VZ, A_af, cand, fallback, settings):
+    """Frame f's candidates (its surface's vertices): token->surface map, sharp blend."""
     X = torch.as_tensor(cand.vertices, dtype=torch.float32, device=A_VZ.device)
     if X.shape[0] == 0:  # no surface predicted on this frame: keep the points, with no confidence
         return fallback, torch.zeros(fallback.shape[0], device=fallback.device)
     A_fS = token_to_surface(decoder.attention(X, settings.attention_chunk))
     res = blend(A_VZ, A_af, A_fS, X, top_k=settings.top_k, tau=settings.tau, vertex_chunk=settings.vertex_chunk)
     return res.positions, res.confidence
+
+
+class _FrameProgress:
+    """A window's frame reports: positions from K (the steps done) to K + T, strictly increasing.
+
+    The frames' work is batched, so no frame finishes on its own: each report is a fraction of the
+    frames' span (a frame unit: its share of its batch's extraction, ``EXTRACTION_SHARE``, then its
+    attention and blend), and only the last one is whole. The time estimate measures the whole span
+    as the window's frames (``contracts.costs``), so these fractions shape the bar, not the pace.
+    """
+
+    def __init__(self, progress, steps: int, frames: int, chained: int, settings):
+        self.progress, self.steps, self.frames, self.chained = progress, steps, frames, chained
+        self.expected = surface_queries(settings.candidate_resolution, settings.candidate_coarse_resolution,
+                                        PRIOR_BAND)  # one surface's queries, the prior's
+        self.base, self.size, self.asked, self.blended = 0, 0, 0, 0
+
+    def batch(self, size: int) -> None:
+        """A batch of ``size`` frames starts (the previous one's frames are all done)."""
+        self.base, self.size, self.asked, self.blended = self.base + self.size, size, 0, 0
+
+    def queries(self, count: int) -> None:
+        """After a batched decoder call: the extraction's share done, approaching its end."""
+        self.asked += count
+        x = self.asked / (self.expected * self.size)
+        share = 0.9 * x if x <= 1 else 1 - 0.1 / x  # in step with the prior's count, below 1 past it
+        self._report(self.base + self.size * EXTRACTION_SHARE * share)
+
+    def frame(self) -> None:
+        """After a frame's attention and blend."""
+        self.blended += 1
+        self._report(self.base + self.size * EXTRACTION_SHARE + self.blended * (1 - EXTRACTION_SHARE))
+
+    def _report(self, units: float) -> None:
+        if self.progress is not None and units < self.chained - 1e-9:  # the end is reported whole
+            self.progress(self.steps + self.frames * units / self.chained, self.steps + self.frames)

@@ -11,11 +11,13 @@ cubes (CUDA-only) and reverses its faces; we run primal marching cubes whose tab
 
 The triangle tables are derived here from the cube's face rings (see ``_case_loops``), not copied.
 Everything runs as torch ops on the device of the given tensors: CPU and CUDA share the same code.
+Several surfaces can be sampled in lockstep, each level's queries of all of them in a few batched SDF
+calls (``extract_many``: a chain window's candidate surfaces), with the single-surface algorithm.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Generator
 
 import numpy as np
 import torch
@@ -133,59 +135,68 @@ def march(cells: torch.Tensor, corner_values: torch.Tensor, resolution: int, bou
 
 # ----------------------------------------------------------------------------- sampling
 
+# A surface's sampling as a generator: it yields the object-space points (P, 3) float32 whose SDF
+# values it needs and receives those values (P,); it returns its crossed cells, their corner values
+# and its query count. One driver evaluates a single surface, another many in lockstep (batched).
+Sampling = Generator[torch.Tensor, torch.Tensor, "tuple[torch.Tensor, torch.Tensor, int]"]
 
-def _evaluate(sdf_fn: SdfFn, points: torch.Tensor, resolution: int, bounds: float, chunk: int) -> torch.Tensor:
-    """SDF values at integer lattice points (P,3), in chunks of ``chunk`` queries."""
-    out = []
-    scale = 2.0 * bounds / resolution
+
+def _finite(values: torch.Tensor) -> torch.Tensor:
+    if not bool(torch.isfinite(values).all()):
+        raise NumericalError("the SDF decoder returned NaN or Inf; check the latent and weights")
+    return values
+
+
+def _evaluate(sdf_fn: SdfFn, xyz: torch.Tensor, chunk: int) -> torch.Tensor:
+    """SDF values at points (P,3), in chunks of ``chunk`` queries."""
     with torch.no_grad():
-        for i in range(0, len(points), chunk):
-            xyz = points[i : i + chunk].to(torch.float32) * scale - bounds
-            values = sdf_fn(xyz).reshape(-1).to(torch.float32)
-            if not bool(torch.isfinite(values).all()):
-                raise NumericalError("the SDF decoder returned NaN or Inf; check the latent and weights")
-            out.append(values)
-    return torch.cat(out) if out else torch.zeros(0, device=points.device)
+        out = [_finite(sdf_fn(xyz[i : i + chunk]).reshape(-1).to(torch.float32)) for i in range(0, len(xyz), chunk)]
+    return torch.cat(out) if out else torch.zeros(0, device=xyz.device)
 
 
 class _Sampler:
     """Queries each lattice point at most once over all levels (values are kept by finest-lattice key).
 
     Reuse saves decoder work, and it keeps shared points consistent: a decoder whose output depends on
-    the batch can never give one lattice point two signs, which would crack the surface.
+    the batch can never give one lattice point two signs, which would crack the surface. Its methods
+    are generators (see ``Sampling``): they yield the points they need and receive their values.
     """
 
-    def __init__(self, sdf_fn: SdfFn, bounds: float, chunk: int, finest: int, device: torch.device | str):
-        self.sdf_fn, self.bounds, self.chunk, self.finest = sdf_fn, bounds, chunk, finest
+    def __init__(self, bounds: float, finest: int, device: torch.device | str):
+        self.bounds, self.finest = bounds, finest
         self.keys = torch.full((1,), -1, device=device)  # sorted finest-lattice keys; -1 never matches
         self.values = torch.zeros(1, device=device)
         self.queries = 0
 
-    def point_values(self, points: torch.Tensor, resolution: int) -> torch.Tensor:
+    def point_values(self, points: torch.Tensor, resolution: int):
         """Values at distinct integer lattice points (P,3) of a ``resolution`` grid."""
         keys = _keys(points * (self.finest // resolution), self.finest + 1)
         pos = torch.searchsorted(self.keys, keys).clamp_max(len(self.keys) - 1)
         found = self.keys[pos] == keys
         values = torch.empty(len(points), device=points.device)
         values[found] = self.values[pos[found]]
-        values[~found] = _evaluate(self.sdf_fn, points[~found], resolution, self.bounds, self.chunk)
-        self.queries += int((~found).sum())
+        missing = points[~found]
+        if len(missing):
+            values[~found] = yield missing.to(torch.float32) * (2.0 * self.bounds / resolution) - self.bounds
+        self.queries += len(missing)
         self.keys, order = torch.sort(torch.cat([self.keys, keys[~found]]))
         self.values = torch.cat([self.values, values[~found]])[order]
         return values
 
-    def corner_values(self, cells: torch.Tensor, resolution: int) -> torch.Tensor:
+    def corner_values(self, cells: torch.Tensor, resolution: int):
         """Values (M,8) at the corners of ``cells`` on a ``resolution`` grid."""
         size = resolution + 1
         keys = _keys(cells[:, None, :] + torch.as_tensor(CORNERS, device=cells.device), size)
         unique, inverse = torch.unique(keys.reshape(-1), return_inverse=True)
         points = torch.stack([unique // (size * size), unique // size % size, unique % size], dim=1)
-        return self.point_values(points, resolution)[inverse].reshape(-1, 8)
+        values = yield from self.point_values(points, resolution)
+        return values[inverse].reshape(-1, 8)
 
-    def dense(self, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def dense(self, resolution: int):
         """Every cell of a ``resolution`` grid with its corner values, by slicing the value grid."""
         r = torch.arange(resolution + 1, device=self.keys.device)
-        grid = self.point_values(torch.cartesian_prod(r, r, r), resolution).reshape(resolution + 1, -1, resolution + 1)
+        values = yield from self.point_values(torch.cartesian_prod(r, r, r), resolution)
+        grid = values.reshape(resolution + 1, -1, resolution + 1)
         n = resolution
         corners = torch.stack([grid[x : x + n, y : y + n, z : z + n] for x, y, z in CORNERS.tolist()], dim=-1)
         return torch.cartesian_prod(r[:-1], r[:-1], r[:-1]), corners.reshape(-1, 8)
@@ -242,7 +253,7 @@ def _close_holes(cells, values, sampler: _Sampler, resolution: int, max_rounds: 
         if len(cand) == 0:
             break
         cells = torch.cat([cells, cand])
-        values = torch.cat([values, sampler.corner_values(cand, resolution)])
+        values = torch.cat([values, (yield from sampler.corner_values(cand, resolution))])
     return cells, values
 
 
@@ -252,6 +263,20 @@ def _levels(resolution: int, coarse_resolution: int) -> list[int]:
     while levels[0] > coarse_resolution and levels[0] % 2 == 0:
         levels.insert(0, levels[0] // 2)
     return levels
+
+
+def _sampling(bounds: float, resolution: int, coarse_resolution: int, band: float, dilation: int,
+              device: torch.device | str) -> Sampling:
+    """One surface's coarse-to-fine sampling (see ``sample_surface_cells``), as a ``Sampling``."""
+    levels = _levels(resolution, coarse_resolution)
+    sampler = _Sampler(bounds, resolution, device)
+    cells, values = yield from sampler.dense(levels[0])
+    for coarse, fine in zip(levels, levels[1:]):
+        cells = _children(_dilate(cells[_near(values, band)], coarse, dilation))
+        values = yield from sampler.corner_values(cells, fine)
+    cells, values = yield from _close_holes(cells, values, sampler, resolution, max_rounds=4 * resolution)
+    crossed = _crossed(values)
+    return cells[crossed], values[crossed], sampler.queries
 
 
 def sample_surface_cells(
@@ -275,15 +300,25 @@ def sample_surface_cells(
     where |logit| < 0.95); 0 keeps sign changes only, right for metric SDFs. ``chunk`` bounds the points
     per ``sdf_fn`` call (the decoder's memory knob).
     """
-    levels = _levels(resolution, coarse_resolution)
-    sampler = _Sampler(sdf_fn, bounds, chunk, resolution, device)
-    cells, values = sampler.dense(levels[0])
-    for coarse, fine in zip(levels, levels[1:]):
-        cells = _children(_dilate(cells[_near(values, band)], coarse, dilation))
-        values = sampler.corner_values(cells, fine)
-    cells, values = _close_holes(cells, values, sampler, resolution, max_rounds=4 * resolution)
-    crossed = _crossed(values)
-    return cells[crossed], values[crossed], sampler.queries
+    return _drive(_sampling(bounds, resolution, coarse_resolution, band, dilation, device), sdf_fn, chunk)
+
+
+def _drive(sampling: Generator, sdf_fn: SdfFn, chunk: int):
+    """Run one sampling generator to its end against ``sdf_fn``; its return value."""
+    try:
+        points = next(sampling)
+        while True:
+            points = sampling.send(_evaluate(sdf_fn, points, chunk))
+    except StopIteration as done:
+        return done.value
+
+
+def _mesh(cells, values, resolution: int, bounds: float, min_component_ratio: float, face_budget: int | None) -> Mesh:
+    vertices, faces = clean(*march(cells, values, resolution, bounds))
+    vertices, faces = remove_small_components(vertices, faces, min_component_ratio)
+    if face_budget is not None and len(faces) > face_budget:
+        vertices, faces = decimate(vertices, faces, face_budget)
+    return Mesh.from_torch(vertices, faces)
 
 
 def extract(
@@ -306,8 +341,119 @@ def extract(
     An SDF without a zero crossing gives an empty mesh.
     """
     cells, values, _ = sample_surface_cells(sdf_fn, bounds, resolution, coarse_resolution, band, dilation, chunk, device)
-    vertices, faces = clean(*march(cells, values, resolution, bounds))
-    vertices, faces = remove_small_components(vertices, faces, min_component_ratio)
-    if face_budget is not None and len(faces) > face_budget:
-        vertices, faces = decimate(vertices, faces, face_budget)
-    return Mesh.from_torch(vertices, faces)
+    return _mesh(cells, values, resolution, bounds, min_component_ratio, face_budget)
+
+
+# ----------------------------------------------------------------------------- many surfaces at once
+
+# sdf_many(surfaces (R,) int64, points (R, M, 3) float32) -> (R, M): row r holds points of surface
+# surfaces[r] (zero-padded past its own length; several rows may hold pieces of one surface)
+SdfManyFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _row_length(chunk: int, surfaces: int, pad: Callable[[int], int]) -> int:
+    """The longest row whose padded length ``pad(m)`` fits ``chunk // surfaces`` (one row per surface
+    per call), or one padded row of the smallest size when that is below it; at most ``chunk``."""
+    if pad(1) > chunk:
+        return chunk
+    target = max(chunk // surfaces, pad(1))
+    lo, hi = 1, target
+    while lo < hi:  # ``pad`` is non-decreasing: the largest m with pad(m) <= target
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if pad(mid) <= target else (lo, mid - 1)
+    return lo
+
+
+def _calls(requests: dict[int, torch.Tensor], chunk: int, pad: Callable[[int], int]) -> list[list[tuple]]:
+    """Rows (surface, start, stop) grouped into calls: every request cut into rows of ``_row_length``,
+    longest first; a call takes rows while ``pad(width) x rows <= chunk`` and its rows fill at least
+    3/4 of its padded queries (full rows together, short ones with short ones: little padding)."""
+    m = _row_length(chunk, len(requests), pad)
+    rows = [(i, s, min(s + m, len(p))) for i, p in requests.items() for s in range(0, len(p), m)]
+    rows.sort(key=lambda r: r[2] - r[1], reverse=True)
+    calls: list[list[tuple]] = []
+    filled = 0
+    for row in rows:
+        n = row[2] - row[1]
+        width = pad(calls[-1][0][2] - calls[-1][0][1]) if calls else 0
+        rows_after = len(calls[-1]) + 1 if calls else 0
+        if calls and rows_after * width <= chunk and 4 * (filled + n) >= 3 * rows_after * width:
+            calls[-1].append(row)
+            filled += n
+        else:
+            calls.append([row])
+            filled = n
+    return calls
+
+
+def _evaluate_many(sdf_many: SdfManyFn, requests: dict[int, torch.Tensor], chunk: int,
+                   pad: Callable[[int], int], on_call) -> dict[int, torch.Tensor]:
+    """Values at every surface's requested points, in the calls of ``_calls``."""
+    parts: dict[int, list[tuple[int, torch.Tensor]]] = {i: [] for i in requests}
+    device = next(iter(requests.values())).device
+    for call in _calls(requests, chunk, pad):
+        points = torch.zeros(len(call), call[0][2] - call[0][1], 3, device=device)
+        for r, (i, a, b) in enumerate(call):
+            points[r, : b - a] = requests[i][a:b]
+        with torch.no_grad():
+            values = _finite(sdf_many(torch.tensor([i for i, _, _ in call], device=device), points).to(torch.float32))
+        for r, (i, a, b) in enumerate(call):
+            parts[i].append((a, values[r, : b - a]))
+        if on_call is not None:
+            on_call(sum(b - a for _, a, b in call))
+    return {i: torch.cat([v for _, v in sorted(p, key=lambda x: x[0])]) for i, p in parts.items()}
+
+
+def sample_many(
+    sdf_many: SdfManyFn,
+    count: int,
+    bounds: float = 1.005,
+    resolution: int = 256,
+    coarse_resolution: int = 64,
+    band: float = 0.0,
+    dilation: int = 1,
+    chunk: int = 262_144,
+    device: torch.device | str = "cpu",
+    pad: Callable[[int], int] = lambda n: n,
+    on_call: Callable[[int], None] | None = None,
+) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+    """``sample_surface_cells`` of ``count`` surfaces advanced in lockstep: each round's requests of all
+    of them go to ``sdf_many`` together (few large calls instead of many small ones on a GPU).
+
+    Each surface runs the single-surface algorithm, so on a deterministic SDF the results are the
+    single ones exactly. ``chunk`` bounds the queries per call, counted after ``pad`` (the callback's
+    own padding of a row's length); ``on_call(queries)`` runs after each call (progress, cancel).
+    """
+    samplings = [_sampling(bounds, resolution, coarse_resolution, band, dilation, device) for _ in range(count)]
+    results: list = [None] * count
+    requests = {i: next(s) for i, s in enumerate(samplings)}  # the dense level always asks
+    while requests:
+        values = _evaluate_many(sdf_many, requests, chunk, pad, on_call)
+        for i in list(requests):
+            try:
+                requests[i] = samplings[i].send(values[i])
+            except StopIteration as done:
+                results[i] = done.value
+                del requests[i]
+    return results
+
+
+def extract_many(
+    sdf_many: SdfManyFn,
+    count: int,
+    bounds: float = 1.005,
+    resolution: int = 256,
+    coarse_resolution: int = 64,
+    band: float = 0.0,
+    dilation: int = 1,
+    chunk: int = 262_144,
+    device: torch.device | str = "cpu",
+    min_component_ratio: float = 0.0,
+    face_budget: int | None = None,
+    pad: Callable[[int], int] = lambda n: n,
+    on_call: Callable[[int], None] | None = None,
+) -> list[Mesh]:
+    """``extract`` of ``count`` surfaces, sampled together by ``sample_many`` (same meshes)."""
+    sampled = sample_many(sdf_many, count, bounds, resolution, coarse_resolution, band, dilation, chunk, device,
+                          pad, on_call)
+    return [_mesh(cells, values, resolution, bounds, min_component_ratio, face_budget) for cells, values, _ in sampled]
