@@ -6,7 +6,8 @@ Each model call the pipeline makes is run once on meta tensors in the official f
 under ``torch.utils.flop_counter`` (no weights, no memory); a run's total is each call's count
 times how often the method makes it. The model calls are exact; how many SDF queries a surface
 takes depends on the shape, so the query counts come from ``surface.sample_surface_cells`` on a
-sphere of radius 0.6 (a compact object like the footage's) at the run's grid settings.
+sphere of radius 0.6 (a compact object like the footage's) at the run's grid settings. Also the
+GiB of weights a bf16 GPU run holds before and after the stage-0 models are released.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from blender_stchain.contracts.settings import preset  # noqa: E402
+from blender_stchain.engine.backbone.facade import STAGE0_PARTS, store_in_compute_precision  # noqa: E402
 from blender_stchain.engine.chain.windows import plan_windows  # noqa: E402
 from blender_stchain.engine.geometry import surface  # noqa: E402
 from blender_stchain.engine.weights.loading import build  # noqa: E402
+from blender_stchain.engine.weights.preflight import PARTS  # noqa: E402
 from blender_stchain.engine.weights.random_checkpoints import component_config  # noqa: E402
 
 CONTEXT = 257  # DINOv2 tokens per 224 x 224 image (CLS + 16 x 16 patches)
@@ -112,13 +115,24 @@ def method_flops(method: str, frames: int, settings) -> dict:
     return out
 
 
+def resident_weights(method: str, dtype=torch.bfloat16) -> dict:
+    """GiB of weights a GPU run holds (meta device, stored as ``load_backbone`` stores them in ``dtype``):
+    during stage 0, and from the anchor surface on (the stage-0 models released)."""
+    models = {name: build(name, component_config(name, "full"), "meta") for name in PARTS[method]}
+    store_in_compute_precision(models, dtype)
+    size = {name: sum(t.numel() * t.element_size() for t in (*m.parameters(), *m.buffers())) for name, m in models.items()}
+    later = sum(v for name, v in size.items() if name not in STAGE0_PARTS)
+    return {"stage0": round(sum(size.values()) / 2**30, 2), "after_stage0": round(later / 2**30, 2)}
+
+
 def report(frames: int, preset_name: str) -> dict:
     s = preset(preset_name)
     chain, am = method_flops("chain", frames, s), method_flops("actionmesh", frames, s)
     return {"frames": frames, "preset": preset_name, "unit": "TFLOP",
             "chain": {k: round(v / 1e12, 2) for k, v in chain.items()},
             "actionmesh": {k: round(v / 1e12, 2) for k, v in am.items()},
-            "ratio_actionmesh_over_chain": round(am["total"] / chain["total"], 2)}
+            "ratio_actionmesh_over_chain": round(am["total"] / chain["total"], 2),
+            "resident_weights_gib_bf16": {m: resident_weights(m) for m in ("chain", "actionmesh")}}
 
 
 def main(argv=None) -> int:

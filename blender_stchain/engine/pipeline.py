@@ -194,16 +194,19 @@ def _mask_areas(clip) -> np.ndarray:
 
 
 def _make_anchor(r: Run, anchor_index: int, windows) -> Anchor:
-    """Stage 0 and its surface, then everything the windows reuse; the stage-0 models are dropped after.
-    The first window's frames are read beside it."""
+    """Stage 0, then its surface, then everything the windows reuse. The stage-0 models are dropped
+    before the surface is decoded: the decoder's queries are the run's largest activations, so the
+    peak holds the VAE and the stage-I models only. The first window's frames are read beside it."""
     progress = lambda i, n: _anchor_progress(r.rep, i, n)
     pixels = r.pixels(range(anchor_index, anchor_index + 1))
     r.prefetched[0] = r.host.submit(r.pixels, windows[0].frames)
     with r.backbone.autocast():
-        mesh, latent = _retry_smaller(_anchor, r, anchor_index, pixels, progress=progress)
-    r.estimate.anchor_surface_done()
+        latent = _retry_smaller(_anchor_latent, r, anchor_index, pixels, progress=progress)
     if r.load is load_backbone:  # a shared (cached) backbone keeps stage 0 for the next clip
         r.backbone.release()
+    with r.backbone.autocast():
+        mesh = _retry_smaller(_anchor_surface, r, latent)
+    r.estimate.anchor_surface_done()
     r.rep.progress("surface", 1, message=f"anchor mesh: {len(mesh.vertices)} vertices")
     ids = deform.farthest_point_landmarks(mesh.vertices, r.settings.landmarks)
     # the geodesics (host work, seconds) run beside the first window's model work, which does not need them
@@ -213,11 +216,16 @@ def _make_anchor(r: Run, anchor_index: int, windows) -> Anchor:
     return Anchor(anchor_index, mesh, latent, ids, prepare(), shape, _nearest_landmark(mesh.vertices, ids), prepare)
 
 
-def _anchor(r: Run, anchor_index: int, pixels, settings, progress):
-    """Stage 0 on the anchor frame, then its surface: the mesh whose topology every frame keeps."""
-    bb = r.backbone
-    latent = bb.sample_anchor(pixels, settings, r.method.anchor_steps(settings), progress)
+def _anchor_latent(r: Run, anchor_index: int, pixels, settings, progress):
+    """Stage 0 on the anchor frame: its clean latent."""
+    latent = r.backbone.sample_anchor(pixels, settings, r.method.anchor_steps(settings), progress)
     _check_finite(latent, "anchor sampling (stage 0)")
+    return latent
+
+
+def _anchor_surface(r: Run, latent, settings):
+    """The anchor latent's surface: the mesh whose topology every frame keeps."""
+    bb = r.backbone
     mesh = surface.extract(r.estimate.metered(bb.sdf(latent)), resolution=settings.grid_resolution,
                            coarse_resolution=settings.coarse_resolution, device=bb.device,
                            chunk=settings.decode_chunk,
@@ -225,7 +233,7 @@ def _anchor(r: Run, anchor_index: int, pixels, settings, progress):
     if len(mesh.faces) == 0:
         raise NumericalError("the anchor shape has no surface (stage 0 produced an empty SDF); "
                              "check the mask of the anchor frame")
-    return mesh, latent
+    return mesh
 
 
 def _run_windows(r: Run, windows, anchor: Anchor) -> camera_stage.Matches:

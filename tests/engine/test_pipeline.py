@@ -236,3 +236,27 @@ def test_storing_a_window_out_of_memory_runs_it_again_once_and_says_so():
     assert calls == 2 and len(warnings) == 1 and "out of memory on cpu skinning a window" in warnings[0]
     calls, warnings = settle(lambda: int("not a number"))
     assert calls == 1 and warnings == []
+
+
+def test_stage0_models_are_gone_before_the_anchor_surface_is_decoded(tiny_weights, tmp_path, monkeypatch):
+    """The decoder's queries are the run's largest activations: the DiT and its DINOv2 copy must be freed
+    before the anchor's surface is decoded, not after (GPU peak), and stay with a shared backbone."""
+    from blender_stchain.engine.backbone import facade
+
+    seen = []
+    sdf = facade.Backbone.sdf
+    monkeypatch.setattr(facade.Backbone, "sdf", lambda self, latent: seen.append(set(self.models)) or sdf(self, latent))
+    job = quick_job(DATA / "rgba_frames/davis_camel", tmp_path / "r.safetensors", tiny_weights)
+    run(job)
+    assert seen and seen[0] == {"dinov2", "vae", "denoiser"}  # the anchor surface: stage-I models and the VAE
+
+    from blender_stchain.engine.backbone import load_backbone
+
+    cache = {}
+
+    def shared(*args):  # a batch worker's cache: the same backbone for every clip
+        return cache.setdefault("bb", load_backbone(*args))
+
+    seen.clear()
+    run(quick_job(DATA / "rgba_frames/davis_camel", tmp_path / "s.safetensors", tiny_weights), backbones=shared)
+    assert {"transformer", "image_encoder_dinov2"} <= seen[0] and {"transformer"} <= set(cache["bb"].models)
