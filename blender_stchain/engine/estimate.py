@@ -54,6 +54,9 @@ def _levels(resolution: int, coarse: int) -> list[int]:
     return surface._levels(resolution, coarse)
 
 
+PRIOR_BAND = 10.0  # ``band`` of a compact object (a sphere of radius 0.6), before any surface is measured
+
+
 def surface_queries(resolution: int, coarse: int, band: float) -> float:
     """SDF queries of one surface: the dense first level plus ``band`` x resolution^2 per finer level
     (the refined cells follow the surface area; ``band`` is ~10 for a sphere of radius 0.6)."""

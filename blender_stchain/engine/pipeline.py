@@ -202,9 +202,8 @@ def _make_anchor(r: Run, anchor_index: int, windows) -> Anchor:
     r.prefetched[0] = r.host.submit(r.pixels, windows[0].frames)
     with r.backbone.autocast():
         latent = _retry_smaller(_anchor_latent, r, anchor_index, pixels, progress=progress)
-    if r.load is load_backbone:  # a shared (cached) backbone keeps stage 0 for the next clip
-        r.backbone.release()
-    with r.backbone.autocast():
+        if r.load is load_backbone:  # a shared (cached) backbone keeps stage 0 for the next clip
+            r.backbone.release()
         mesh = _retry_smaller(_anchor_surface, r, latent)
     r.estimate.anchor_surface_done()
     r.rep.progress("surface", 1, message=f"anchor mesh: {len(mesh.vertices)} vertices")
@@ -260,8 +259,8 @@ def _run_windows(r: Run, windows, anchor: Anchor) -> camera_stage.Matches:
                                      f"{clip.frame_numbers[w.stop - 1]}): {e}") from None
             last = frames(len(w.frames) - 1, None)  # the next window's known frame
             _settle(r, storing)  # the previous window is on disk before this one goes
-            storing = _Storing(functools.partial(_store, r, w, out, frames, last, tracks, anchor))
-            storing.job = r.host.submit(storing.work)
+            work = functools.partial(_store, r, w, out, frames, last, tracks, anchor)
+            storing = _Storing(work, r.host.submit(work))
             known = Known(out.latents[-1], torch.as_tensor(last[0]))
             del out, frames
             release_heap()
@@ -277,7 +276,7 @@ class _Storing:
     """A window's frames going to the result spool on the host thread."""
 
     work: Callable[[], None]
-    job: Future | None = None
+    job: Future
 
 
 def _settle(r: Run, storing: _Storing | None) -> None:
@@ -299,7 +298,7 @@ def _settle(r: Run, storing: _Storing | None) -> None:
 def _abandon(storing: _Storing | None) -> None:
     """A failed or cancelled run waits for the storing under way (a fraction of a second), so the
     writer's files are not removed under it; its own failure no longer matters."""
-    if storing is not None and storing.job is not None and not storing.job.cancel():
+    if storing is not None and not storing.job.cancel():
         futures_wait([storing.job])
 
 

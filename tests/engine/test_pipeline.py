@@ -223,9 +223,8 @@ def test_storing_a_window_out_of_memory_runs_it_again_once_and_says_so():
             if len(calls) == 1:
                 error()
 
-        storing = _Storing(work)
         with ThreadPoolExecutor(1) as pool:
-            storing.job = pool.submit(work)
+            storing = _Storing(work, pool.submit(work))
             try:
                 _settle(r, storing)
             except ValueError:

@@ -146,11 +146,9 @@ class LatentsDecoder:
         return limit if self.backbone.device.type != "cpu" else min(limit, HOST_CALL_ROWS * HOST_QUERIES)
 
     def _query(self, kv: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-        """points (R, M, 3) zero-padded to ``query_bucket(M)`` (few kernel shapes) -> (R, M)."""
-        rows, m = points.shape[:2]
-        padded = points.new_zeros(rows, query_bucket(m), 3)
-        padded[:, :m] = points
-        return self.backbone.models["vae"].query(kv, padded.to(self.backbone.device, torch.float32))[:, :m, 0].float()
+        """points (R, M, 3) against kv (R, N, W) -> (R, M)."""
+        vae = self.backbone.models["vae"]
+        return vae.query(kv, _queries(points, self.backbone.device))[:, : points.shape[1], 0].float()
 
     def frame(self, index: int) -> LatentDecoder:
         """The decoder of latent ``index`` alone (a view of its kv cache): its attention maps."""
@@ -158,12 +156,13 @@ class LatentsDecoder:
 
 
 def _queries(points: torch.Tensor, device) -> torch.Tensor:
-    """Query points (1, bucket(M), 3) on the device, zero-padded: queries are independent, and a few
-    sizes (not one per surface) keep the kernel caches bounded (oneDNN compiles and keeps a GELU kernel
-    per shape: +85 KB resident per frame of a long clip before this)."""
-    padded = points.new_zeros(query_bucket(len(points)), 3)
-    padded[: len(points)] = points
-    return padded[None].to(device, torch.float32)
+    """Query points (M, 3) or rows (R, M, 3) -> (R, bucket(M), 3) on the device, zero-padded: queries are
+    independent, and a few sizes (not one per surface) keep the kernel caches bounded (oneDNN compiles
+    and keeps a GELU kernel per shape: +85 KB resident per frame of a long clip before this)."""
+    rows = points if points.dim() == 3 else points[None]
+    padded = rows.new_zeros(rows.shape[0], query_bucket(rows.shape[1]), 3)
+    padded[:, : rows.shape[1]] = rows
+    return padded.to(device, torch.float32)
 
 
 @dataclass

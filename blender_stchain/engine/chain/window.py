@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from ..backbone.facade import query_bucket
-from ..estimate import surface_queries
+from ..estimate import PRIOR_BAND, surface_queries
 from ..geometry import surface
 from .blend import blend, token_to_surface
 from .correspond import patch_distribution, peak_position
@@ -23,7 +23,7 @@ from .correspond import patch_distribution, peak_position
 FRAMES_PER_BATCH = 16  # candidate surfaces decoded together (full size: kv caches ~8 MB per frame)
 EXTRACTION_SHARE = 0.9  # a chained frame's time spent on its candidate surface (~50k queries vs a few k for
 # its attention map at default settings; it shapes the progress bar only)
-PRIOR_BAND = 10.0  # refined queries per resolution^2 of a compact object (see ``estimate.surface_queries``)
+ON_PRIOR = 0.9  # share of the extraction shown done when the prior's query count has been asked
 
 
 @dataclass
@@ -129,7 +129,7 @@ class _FrameProgress:
         """After a batched decoder call: the extraction's share done, approaching its end."""
         self.asked += count
         x = self.asked / (self.expected * self.size)
-        share = 0.9 * x if x <= 1 else 1 - 0.1 / x  # in step with the prior's count, below 1 past it
+        share = ON_PRIOR * x if x <= 1 else 1 - (1 - ON_PRIOR) / x  # in step with the prior's count, < 1 past it
         self._report(self.base + self.size * EXTRACTION_SHARE * share)
 
     def frame(self) -> None:
