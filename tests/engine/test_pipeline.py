@@ -259,3 +259,31 @@ def test_stage0_models_are_gone_before_the_anchor_surface_is_decoded(tiny_weight
     seen.clear()
     run(quick_job(DATA / "rgba_frames/davis_camel", tmp_path / "s.safetensors", tiny_weights), backbones=shared)
     assert {"transformer", "image_encoder_dinov2"} <= seen[0] and {"transformer"} <= set(cache["bb"].models)
+
+
+def test_out_of_memory_on_the_anchor_surface_retries_the_surface_alone(tiny_weights, tmp_path, monkeypatch):
+    """A real allocation failure in the anchor surface's first decoder call: the surface is decoded again
+    with quartered chunks (one warning saying so), stage 0 is not sampled again (its models are gone by
+    then), and the run completes."""
+    from blender_stchain.engine.backbone import facade
+
+    sampled, chunks, events = [], [], []
+    sample, sdf = facade.Backbone.sample_anchor, facade.Backbone.sdf
+    monkeypatch.setattr(facade.Backbone, "sample_anchor", lambda self, *a: sampled.append(1) or sample(self, *a))
+
+    def failing_once(self, latent):
+        fn = sdf(self, latent)
+
+        def query(points):
+            chunks.append(len(points))
+            if len(chunks) == 1:
+                np.empty(1 << 50, np.uint8)  # the CPU allocator refuses: a real MemoryError
+            return fn(points)
+        return query
+
+    monkeypatch.setattr(facade.Backbone, "sdf", failing_once)
+    job = quick_job(DATA / "rgba_frames/davis_camel", tmp_path / "r.safetensors", tiny_weights)
+    r = load_result(run(job, on_event=events.append))
+    retries = [e["message"] for e in events if e["event"] == "warning" and "out of memory" in e["message"]]
+    assert sampled == [1] and len(retries) == 1 and "quartered chunks (decode_chunk 65536" in retries[0]
+    assert r.vertices.shape[0] == 16 and len(chunks) > 1
