@@ -5,7 +5,7 @@
 - ``weights check|download|make-random``: manage checkpoints.
 - ``demo``: the README's main job (random ``small`` weights when no real ones are found: a smoke test).
 - ``preview``: a picture of a result drawn over its footage.
-- ``masks``: object masks for every frame from one prompt; ``masks eval``: their DAVIS J&F (issue 12).
+- ``masks``: object masks for every frame from one prompt; ``masks eval``: their DAVIS J&F.
 - ``batch``: many clips on long-lived Ray workers (``blender_stchain.batch``; the ``[batch]`` extra).
 - ``eval BENCH`` / ``eval make-bench OUT``: quality metrics on a benchmark / build the synthetic one.
 - options only (``--footage ... --out X.blend``): the Blender headless job through the PyPI bpy module.
@@ -36,7 +36,7 @@ def cmd_run(argv) -> int:
     from .engine.pipeline import run
 
     printer = Printer(a.json or None)
-    # prompts become a mask folder first (issue 12); no mask source at all stops here with one line
+    # prompts become a mask folder first; no mask source at all stops here with one line
     a.job.masks, tmp = prepare_masks(segment_args(a), printer)
     try:
         path = run(a.job, on_event=printer)

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _make_random_sam2(root, size: str, seed: int) -> None:
-    """Segmentation (issue 12): the default SAM 2.1 size too, when transformers is installed."""
+    """Segmentation: the default SAM 2.1 size too, when transformers is installed."""
     import importlib.util
 
     if importlib.util.find_spec("transformers") is None:

@@ -3,29 +3,23 @@
 Finds the official weights (``--weights``, ``STCHAIN_WEIGHTS`` or the user folder). When they are
 not there it makes random checkpoints in the official layouts and runs the same code end to end,
 labelled a smoke test everywhere: on every progress line, in the result metadata and in the scene.
-Footage: ``--footage``, else the camel clip of ``../shared`` when it is there, else a small clip rendered
-for the demo with the bpy module (``demo_clip``), so a clone alone runs it. Writes ``result.safetensors``,
+Footage: ``--footage``, else a small clip rendered for the demo with the bpy module (``demo_clip``), so a
+clone alone runs it. Writes ``result.safetensors``,
 a ``.blend`` (when the bpy module is importable) and a preview PNG.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 from .contracts.options import OneLineParser
 from .contracts.terminal import Printer
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_FOOTAGE = Path(os.environ.get("STCHAIN_SHARED_DIR", REPO.parent / "shared")) / "data/rgba_frames/davis_camel"
-
 
 def find_footage(explicit, out: Path, log) -> str:
     if explicit:
         return explicit
-    if DEFAULT_FOOTAGE.is_dir():
-        return str(DEFAULT_FOOTAGE)
     from .demo_clip import ensure_clip
 
     return str(ensure_clip(out / "clip", log))
@@ -52,7 +46,7 @@ def find_weights(explicit, size: str, log) -> tuple[Path, bool]:
 
 def main(argv=None) -> int:
     p = OneLineParser(prog="python -m blender_stchain demo")
-    p.add_argument("--footage", help="default: ../shared's camel clip, else a clip rendered for the demo")
+    p.add_argument("--footage", help="default: a clip rendered for the demo (once, into OUT/clip)")
     p.add_argument("--out", default="out/demo")
     p.add_argument("--weights")
     p.add_argument("--size", default="small", choices=["tiny", "small", "full"], help="random checkpoint size")

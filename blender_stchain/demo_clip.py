@@ -1,4 +1,4 @@
-"""The demo's own clip, for a clone without ``../shared``: a bending, turning creature rendered with the
+"""The demo's own clip, so a clone alone runs the demo: a bending, turning creature rendered with the
 bpy module (Cycles on the CPU) into RGBA PNGs, the format the pipeline reads with the alpha as the mask.
 
 Made by this code (no third-party footage, so no licence to carry); about 20-40 s once, then reused.
@@ -25,7 +25,7 @@ def ensure_clip(folder: Path, log=print) -> Path:
 
         raise StchainError("the demo clip is rendered with the bpy module: `pip install bpy==5.0.1` "
                            "(scripts/setup.sh does), or pass --footage PATH") from None
-    log(f"no ../shared footage: rendering the demo clip ({FRAMES} frames, {SIZE}x{SIZE}) into {folder}")
+    log(f"rendering the demo clip ({FRAMES} frames, {SIZE}x{SIZE}) into {folder}")
     folder.mkdir(parents=True, exist_ok=True)
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene

@@ -3,7 +3,7 @@
     blender -b [file.blend] -P scripts/stchain_run.py -- --footage PATH --out OUT.blend [options]
 
 Uses the installed extension when there is one (enabling it if needed), else this repository's
-package. Options: see ``blender_stchain.bl.headless`` (DESIGN 6). Exit code 0 on success.
+package. Options: see ``blender_stchain.bl.headless`` (docs/architecture.md 3). Exit code 0 on success.
 """
 
 import importlib

@@ -7,6 +7,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("STCHAIN_SHARED_DIR", REPO.parent / "shared"))
 DATA = SHARED / "data"
+os.environ.setdefault("STCHAIN_SHARED_DIR", str(SHARED))  # the data folder the package's optional defaults read
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 

@@ -67,7 +67,7 @@ def _generate(bpy, a: JobArgs) -> int:
         props.mask_datablock = bpy.data.masks[a.blender_mask]
     props.method, props.preset, props.write_mode = job.method, job.preset, a.write_mode
     masks = job.masks or ""
-    if a.extra.get("segment") or a.extra.get("segment_box"):  # issue 12: masks from a prompt
+    if a.extra.get("segment") or a.extra.get("segment_box"):  # masks from a prompt
         if masks:
             raise StchainError("give either --masks or --segment/--segment-box, not both")
         masks = _segment(bpy, segment_args(a), footage)

@@ -86,7 +86,7 @@ def prepare(context, op) -> tuple[ProcessRunner, scene_writer.WriteOptions, Path
                                           blender_mask=props.mask_datablock))
         runner = ProcessRunner(worker_args(job, module), cancel_file=cancel_path(job), python=python,
                                pythonpath=path)
-        if props.mask == "SEGMENT" and not op.masks:  # issue 12: masks from the prompts (cached, else segmented first)
+        if props.mask == "SEGMENT" and not op.masks:  # masks from the prompts (cached, else segmented first)
             from .segment.jobs import masks_for_generate
 
             spec.masks, runner = masks_for_generate(context, src, frames, Path(spec.footage), job_dir, runner,

@@ -23,7 +23,7 @@ def draw_job(layout, context):
     col.prop(props, "mask")
     if mask_source(props.mask).needs_mask_datablock:
         col.prop(props, "mask_datablock")
-    if props.mask == "SEGMENT":  # issue 12
+    if props.mask == "SEGMENT":
         col.prop(props, "segment_model")
         col.prop(props, "mask_datablock", text="Box from Mask")
         col.operator("stchain.preview_masks", icon="MOD_MASK")

@@ -102,7 +102,7 @@ def add_job_settings(p) -> None:
 def job_parser(prog: str, description: str = "") -> OneLineParser:
     p = OneLineParser(prog=prog, description=description)
     add_job_options(p)
-    add_segment_options(p)  # segmentation prompts (issue 12): their values land in JobArgs.extra
+    add_segment_options(p)  # segmentation prompts: their values land in JobArgs.extra
     return p
 
 

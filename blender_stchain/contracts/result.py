@@ -1,4 +1,4 @@
-"""The result contract (DESIGN 6): ``result.safetensors`` plus JSON metadata in its header.
+"""The result contract (docs/architecture.md 3): ``result.safetensors`` plus JSON metadata in its header.
 
 ``ResultWriter`` streams per-window tensors to spool files and assembles the final file at the
 end, so memory stays flat in clip length. The final file is written to a temporary name and

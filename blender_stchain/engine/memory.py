@@ -5,9 +5,9 @@ large, varying-size tensors of the chain (candidate surfaces differ per frame) c
 instead of mmap, fragment it, and the peak creeps up window after window although nothing is kept
 (measured: +8 MB per window, +250% over 1,000 frames). ``pin_heap`` fixes the threshold, which stops
 that growth: blocks of ``MMAP_BYTES`` or more always come from mmap and go back to the OS when freed.
-The threshold used to be 1 MB, and then every mid-size temporary (decoder activations, the camera's
-pair arrays) was a fresh mmap whose pages the kernel had to zero-fill again: 16 of 40 s of a 50-frame
-run were system time. Now blocks under 32 MB stay in the heap and the heap is not trimmed inside a
+The threshold is 32 MB, not lower: at 1 MB every mid-size temporary (decoder activations, the camera's
+pair arrays) is a fresh mmap whose pages the kernel zero-fills again (measured: 16 of 40 s of a
+50-frame run in system time). Blocks under 32 MB stay in the heap and the heap is not trimmed inside a
 window; ``release_heap`` between windows collects garbage cycles and hands every free page back, so
 the peak is still set by one window.
 """

@@ -1,4 +1,4 @@
-"""``run(job, on_event, cancel) -> Path``: footage in, ``result.safetensors`` out (DESIGN 2).
+"""``run(job, on_event, cancel) -> Path``: footage in, ``result.safetensors`` out (docs/architecture.md 1).
 
 Data flows one way: footage -> shared crop -> anchor (stage 0 + surface) -> windows (chain or the
 ActionMesh baseline) -> dense motion -> camera -> result file. Each finished window streams to the
@@ -135,7 +135,7 @@ def run(job: JobSpec, on_event=None, cancel=None, backbones=None) -> Path:
 def _run_clip(r: Run, t0: float) -> Path:
     for w in r.clip.warnings:
         r.rep.warning(w)
-    if r.clip.mask_kind == "none":  # issue 12: never the whole frame silently (the CLI and Blender stop before)
+    if r.clip.mask_kind == "none":  # never the whole frame silently (the CLI and Blender stop before)
         r.rep.warning(NO_MASK)
     job = r.job
     r.backbone = r.load(job.weights, job.device, job.precision, r.method.parts, job.allow_random_weights)

@@ -1,7 +1,9 @@
-"""The layering rules of DESIGN 2 and issue 15, checked on the source tree itself: no import circle
-(lazy imports included), small modules and folders, and the Blender side never loading torch."""
+"""The layering rules of docs/architecture.md, checked on the source tree itself: no import circle
+(lazy imports included), small modules and folders, the Blender side never loading torch, and a
+repository that stands alone (no pointer to documents a clone does not have)."""
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +99,22 @@ def test_blender_side_never_imports_torch():
     # every module of both trees, subpackages included (bl/segment/, issue 12); the two top __init__ files are packages
     assert int(count) == len(list((PACKAGE / "bl").rglob("*.py"))) + len(list((PACKAGE / "contracts").rglob("*.py"))) - 2
     assert torch_loaded == "False"
+
+
+# Pointers a clone cannot follow: the team's planning documents beside the repository, and tracker numbers.
+OUTSIDE = re.compile(r"\.\./shared|\bDESIGN\b|(?<![a-z])research/|(?i:\bissues? \d+)")
+
+
+def test_code_points_only_inside_the_repository():
+    files = [*PACKAGE.rglob("*.py"), *(REPO / "scripts").iterdir(), REPO / "build_addon.py"]
+    found = [f"{f.relative_to(REPO)}:{n}: {line.strip()}" for f in files if f.is_file()
+             for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1) if OUTSIDE.search(line)]
+    assert not found, "\n".join(found)
+    assert (REPO / "docs" / "architecture.md").is_file()
+
+
+def test_the_reference_pattern_catches_what_it_is_for():
+    caught = ["see ../shared/DESIGN.md", "(DESIGN 4.6)", "research/backbone.md", "(issue 12)", "Issues 3"]
+    kept = ["facebookresearch/actionmesh@66db12e", "docs/architecture.md 5.6", "a design choice", "tissue 12"]
+    assert all(OUTSIDE.search(s) for s in caught)
+    assert not any(OUTSIDE.search(s) for s in kept)

@@ -1,5 +1,5 @@
 """Segmentation jobs for the worker process: the plan of the scene's prompts, the runner that writes the
-masks, and Generate's chain (segmentation, then the model) when no cached masks match (issue 12)."""
+masks, and Generate's chain (segmentation, then the model) when no cached masks match."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-""""Segment object" in Blender (issue 12): prompts from what the Movie Clip editor already holds, the
+""""Segment object" in Blender: prompts from what the Movie Clip editor already holds, the
 mask cache next to the .blend, and the segmentation job for the worker. No torch here.
 
 Prompts: the tracking markers of the clip's active tracking object. A track whose name starts with

@@ -1,5 +1,5 @@
 """"Preview Masks": only the segmentation, through the worker process (progress, Esc cancels); the footage
-under its masks is shown as a Movie Clip and the masks are cached next to the .blend (issue 12)."""
+under its masks is shown as a Movie Clip and the masks are cached next to the .blend."""
 
 from __future__ import annotations
 

@@ -158,7 +158,8 @@ class LatentsDecoder:
 def _queries(points: torch.Tensor, device) -> torch.Tensor:
     """Query points (M, 3) or rows (R, M, 3) -> (R, bucket(M), 3) on the device, zero-padded: queries are
     independent, and a few sizes (not one per surface) keep the kernel caches bounded (oneDNN compiles
-    and keeps a GELU kernel per shape: +85 KB resident per frame of a long clip before this)."""
+    and keeps a GELU kernel per shape: one query size per surface would add ~85 KB resident per frame
+    of a long clip)."""
     rows = points if points.dim() == 3 else points[None]
     padded = rows.new_zeros(rows.shape[0], query_bucket(rows.shape[1]), 3)
     padded[:, : rows.shape[1]] = rows

@@ -1,4 +1,4 @@
-"""ActionMesh mode (DESIGN 4.8): the reference pipeline on the same engine, for side-by-side runs.
+"""ActionMesh mode (docs/architecture.md 5.8): the reference pipeline on the same engine, for side-by-side runs.
 
 Per window: the full stage-I schedule with classifier-free guidance, then the stage-II autoencoder
 predicts every vertex's absolute position at each frame from the known frame's mesh. The camera

@@ -1,5 +1,5 @@
-"""The attention chain (DESIGN 4.1-4.5): the pure maths of the chain product and the sharp blend
-(DESIGN 4.5), functions over given maps in device-agnostic torch, so an oracle attention can be fed
+"""The attention chain (docs/architecture.md 5.1-5.5): the pure maths of the chain product and the sharp blend
+(5.5), functions over given maps in device-agnostic torch, so an oracle attention can be fed
 in and the same code runs on the GPU in the pipeline. Where the maps come from (truncated stage I
 with attention capture) is ``window.py``.
 """
@@ -32,7 +32,7 @@ def token_to_surface(P_f: torch.Tensor) -> torch.Tensor:
     """``A_fS`` (N, Nc) from the candidates' cross-attention ``P_f`` (Nc, N).
 
     Transposed and normalised over candidates, so each token row says where on frame f's
-    surface that token lands (DESIGN 4.4).
+    surface that token lands (docs/architecture.md 5.4).
     """
     A = torch.as_tensor(P_f).transpose(0, 1)
     return A / A.sum(dim=1, keepdim=True).clamp_min(_EPS)
@@ -50,7 +50,7 @@ def blend(
     surface_faces=None,
     return_indices: bool = False,
 ) -> BlendResult:
-    """Sharp blend of the chain ``S = A_VZ · A_af · A_fS`` (DESIGN 4.5).
+    """Sharp blend of the chain ``S = A_VZ · A_af · A_fS`` (docs/architecture.md 5.5).
 
     A_VZ (Nv, N), A_af (N, N), A_fS (N, Nc), candidates (Nc, 3). The product is formed per chunk
     of ``vertex_chunk`` vertices, left to right (chunk x N, then chunk x Nc), so neither the

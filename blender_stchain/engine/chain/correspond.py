@@ -1,4 +1,4 @@
-"""2D-3D correspondences for the camera (DESIGN 5).
+"""2D-3D correspondences for the camera (docs/architecture.md 6).
 
 A tracked point's token distribution at frame f, pushed through the denoiser's image
 cross-attention, gives a distribution over DINOv2 patches; the centroid of its peak is the point's

@@ -1,10 +1,10 @@
-"""One window of the attention chain (DESIGN 4.2-4.5): known frame -> every frame of the window.
+"""One window of the attention chain (docs/architecture.md 5.2-5.5): known frame -> every frame of the window.
 
 Inputs are the window's image tokens, the clamped known latent (the anchor's, or the boundary
 frame's for later windows) and the tracked landmarks on the known frame. A truncated stage-I run
 captures the known frame's token->token attention and predicts each frame's clean latent; the VAE
 decoder's cross-attention ties points to tokens; the sharp blend lands each landmark on the
-frame's own surface. The same maps give each landmark's image position for the camera (DESIGN 5).
+frame's own surface. The same maps give each landmark's image position for the camera (docs/architecture.md 6).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Splitting a clip into chained windows (DESIGN 4.7) and choosing the anchor frame (4.1).
+"""Splitting a clip into chained windows (docs/architecture.md 5.7) and choosing the anchor frame (5.1).
 
 Consecutive windows share one boundary frame: window k+1 starts on the last frame of window k, whose
 latent and tracked vertices carry the chain forward. Every window has at most ``size`` frames, so
@@ -44,7 +44,7 @@ def plan_windows(num_frames: int, size: int) -> list[Window]:
 def choose_anchor(mask_areas: np.ndarray, window: Window, requested: int | None = None) -> int:
     """Clip index of the anchor: the requested window-relative frame, else the largest mask area.
 
-    The largest visible silhouette gives the most complete anchor shape (DESIGN 4.1).
+    The largest visible silhouette gives the most complete anchor shape (docs/architecture.md 5.1).
     """
     if requested is not None:
         if not 0 <= requested < len(window):

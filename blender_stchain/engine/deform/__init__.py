@@ -1,4 +1,4 @@
-"""Dense motion: every anchor vertex follows the landmarks by geodesic rigid skinning (DESIGN 4.6)."""
+"""Dense motion: every anchor vertex follows the landmarks by geodesic rigid skinning (docs/architecture.md 5.6)."""
 
 from .motion import (
     DeformSettings,

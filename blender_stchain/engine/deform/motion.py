@@ -1,4 +1,4 @@
-"""Dense motion from sparse landmark tracks (DESIGN 4.6).
+"""Dense motion from sparse landmark tracks (docs/architecture.md 5.6).
 
 Landmarks are farthest-point samples of the anchor vertices. Their tracked positions are smoothed
 over time with confidence weights; each landmark gets a rigid transform per frame from a weighted
@@ -57,7 +57,7 @@ def farthest_point_landmarks(vertices, count: int = Settings.landmarks) -> np.nd
 def propagate(anchor_vertices, faces, landmark_ids, landmark_positions, confidence, **settings) -> np.ndarray:
     """Vertices per frame (T, Nv, 3) float32 from landmark tracks (T, L, 3) with confidence (T, L).
 
-    The DESIGN 6 contract; a run with many windows calls ``Skinning.prepare`` once per anchor and
+    The public contract (docs/architecture.md 3); a run with many windows calls ``Skinning.prepare`` once per anchor and
     ``Skinning.move`` per window instead (same numbers: this is exactly those two calls)."""
     return Skinning.prepare(anchor_vertices, faces, landmark_ids, **settings).move(landmark_positions, confidence)
 

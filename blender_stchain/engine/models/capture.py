@@ -1,4 +1,4 @@
-"""Attention capture for the chain (DESIGN 4.2-4.4, 5).
+"""Attention capture for the chain (docs/architecture.md 5.2-5.4, 6).
 
 Usage: each capture is an explicit hook object and a context manager on a model::
 
@@ -97,7 +97,7 @@ def _rows(batch_rows: Optional[Iterable[int]], batch: int) -> list[int]:
 
 
 class AnchorSelfAttention(_Capture):
-    """Denoiser inflated self-attention: anchor-frame queries against each frame's keys (DESIGN 4.2).
+    """Denoiser inflated self-attention: anchor-frame queries against each frame's keys (docs/architecture.md 5.2).
 
     ``result()`` is (T, N, N): ``[f, i, j]`` = mean over heads, layers, calls and ``batch_rows`` of
     the probability that anchor token i attends to token j of frame f (time tokens excluded).
@@ -127,7 +127,7 @@ class AnchorSelfAttention(_Capture):
 
 
 class ImageCrossAttention(_Capture):
-    """Denoiser cross-attention to the image tokens, for the camera (DESIGN 5).
+    """Denoiser cross-attention to the image tokens, for the camera (docs/architecture.md 6).
 
     ``result()`` is (T, N, S): per frame, latent token -> DINO token, head-averaged, mean over
     layers, calls and ``batch_rows`` (time token excluded).
@@ -151,7 +151,7 @@ class ImageCrossAttention(_Capture):
 
 
 class DecoderCrossAttention(_Capture):
-    """VAE decoder's final cross-attention: query points -> latent tokens, head-averaged (DESIGN 4.3, 4.4).
+    """VAE decoder's final cross-attention: query points -> latent tokens, head-averaged (docs/architecture.md 5.3, 5.4).
 
     Calls are concatenated along the query axis (the decoder chunks its queries), so ``result()``
     is (B, Nq, N_tokens) in query order; queries are also chunked here by ``query_chunk``.

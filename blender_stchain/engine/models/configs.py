@@ -1,6 +1,6 @@
 """Official full-size configs and the ``small`` / ``tiny`` variants of each backbone component.
 
-- ``full``: the released ``config.json`` contents (research/backbone.md §1.5, §1.6, §2).
+- ``full``: the released ``config.json`` contents (docs/architecture.md 4).
 - ``tiny``: the reference-fixture sizes (width 64, 32 tokens per frame): unit tests only.
 - ``small``: runs the whole pipeline on 2 CPU cores in seconds per step. DiT/denoiser width 256,
   4 heads (head dim 64), 5 layers (odd, so the U-Net skips are exercised), VAE decoder width 256 with

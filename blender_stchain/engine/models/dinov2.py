@@ -5,7 +5,7 @@ sequence [CLS, 16x16 patches] after the final LayerNorm, (B, 257, D) for 224 px 
 built from the official ``config.json`` dict so the released ``facebook/dinov2-large`` (or TripoSG's
 ``image_encoder_dinov2/``) checkpoint loads strictly by its own keys.
 
-Parity trap (research/backbone.md §1.3, fixtures README §2.1): the 37x37 position table trained at
+Parity trap (docs/architecture.md 4): the 37x37 position table trained at
 518 px is resized to the input's patch grid with torch's bicubic (A = -0.75), ``size=`` (not
 ``scale_factor=``), ``align_corners=False``, no antialias, computed in fp32.
 ActionMesh runs this encoder in fp32 outside autocast; callers should do the same.

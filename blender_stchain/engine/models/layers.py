@@ -1,6 +1,6 @@
 """Shared building blocks of the TripoSG / ActionMesh transformers.
 
-Every numerical convention here follows research/backbone.md §2.6 and the fixtures README §1: the
+Every numerical convention here is the reference's (docs/architecture.md 4): the
 heads-first fused q/k/v packing, per-head RMSNorm on q/k, interleaved (GPT-J) RoPE in fp32, fp32
 layer norms, exact-GELU feed-forward and the two time sinusoids ([sin|cos] vs [cos|sin]).
 Submodule names are the checkpoints' own so that ``state_dict()`` keys equal the official keys.

@@ -122,7 +122,7 @@ def check(root: str | os.PathLike | None = None) -> WeightsReport:
 
 
 def segment_statuses(root: Path) -> list[PartStatus]:
-    """The SAM 2.1 sizes (issue 12): absent (optional, does not fail the check), present or corrupt."""
+    """The SAM 2.1 sizes: absent (optional, does not fail the check), present or corrupt."""
     from ..segment import catalogue as sam2
 
     out = []

@@ -38,7 +38,7 @@ Progress = Callable[[str, int, "int | None"], None]  # (file, bytes done, bytes 
 def resolve_parts(parts) -> list[str]:
     """Repository folder names from user spellings (``triposg``, ``ActionMesh``, ``sam2.1-hiera-small``, ...);
     by default the backbone's repositories and the default SAM 2.1 size."""
-    from ..segment import catalogue as sam2  # segmentation checkpoints (issue 12)
+    from ..segment import catalogue as sam2  # segmentation checkpoints
 
     if not parts:
         return list(REPOS) + [sam2.DEFAULT_MODEL]

@@ -18,9 +18,6 @@ from ..bench import FRAMES_DIR, write_clip
 from ..errors import EvalError
 from ..metrics.sampling import tracked_points
 
-SHARED_GLB = Path(__file__).resolve().parents[4] / "shared" / "data" / "animated_glb"
-
-
 @dataclass(frozen=True)
 class BenchSpec:
     size: int = 512
@@ -34,14 +31,14 @@ class BenchSpec:
     # pipeline's 40 degree default camera, so a fallback camera cannot score a perfect focal by chance
 
 
-def clip_list(spec: BenchSpec, glb_dir: Path) -> list[scenes.Scene]:
+def clip_list(spec: BenchSpec, glb_dir: Path | None) -> list[scenes.Scene]:
     out = []
     for name, frames in zip(spec.clips, spec.frames):
         if name == "capsule_twist":
             out.append(scenes.bending_capsule(frames))
             continue
         mesh, _, camera = name.partition("_")
-        path = glb_dir / f"{mesh}.npz"
+        path = Path(glb_dir or _glb_dir()) / f"{mesh}.npz"
         if not path.exists():
             raise EvalError(f"{path} not found; set STCHAIN_SHARED_DIR to the shared folder (data/animated_glb)")
         out.append(scenes.from_npz(path, name, camera or "static", frames))
@@ -52,7 +49,6 @@ def build(out, spec: BenchSpec = BenchSpec(), glb_dir=None, log=print) -> list[P
     """Write every clip of ``spec`` under ``out``; returns the clip folders."""
     import bpy
 
-    glb_dir = Path(glb_dir) if glb_dir else _glb_dir()
     folders = []
     for i, scene_def in enumerate(clip_list(spec, glb_dir)):
         fov = spec.fovs[i % len(spec.fovs)]
@@ -64,7 +60,10 @@ def _glb_dir() -> Path:
     import os
 
     shared = os.environ.get("STCHAIN_SHARED_DIR")
-    return Path(shared) / "data" / "animated_glb" if shared else SHARED_GLB
+    if not shared:
+        raise EvalError("no animated meshes: give --meshes DIR (NAME.npz animated meshes) or set STCHAIN_SHARED_DIR "
+                        "to a data folder holding data/animated_glb")
+    return Path(shared) / "data" / "animated_glb"
 
 
 def _render_clip(bpy, folder: Path, sd: scenes.Scene, spec: BenchSpec, fov: float, log) -> Path:
@@ -173,7 +172,8 @@ def main(argv) -> int:
     p.add_argument("--frames", default=",".join(map(str, BenchSpec.frames)), help="frames per clip (comma list)")
     p.add_argument("--tracks", type=int, default=BenchSpec.tracks, help="GT 2D tracks per clip")
     p.add_argument("--engine", default="BLENDER_WORKBENCH", choices=["BLENDER_WORKBENCH", "CYCLES"])
-    p.add_argument("--meshes", help="folder of NAME.npz animated meshes (default: the shared data's animated_glb)")
+    p.add_argument("--meshes",
+                   help="folder of NAME.npz animated meshes (default: $STCHAIN_SHARED_DIR/data/animated_glb)")
     args = p.parse_args(argv)
     clips = tuple(c for c in args.clips.split(",") if c)
     frames = tuple(int(f) for f in args.frames.split(","))
