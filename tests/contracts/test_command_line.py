@@ -176,3 +176,32 @@ def test_weights_check_says_what_is_true(tmp_path, capsys):
     assert cli_weights.main(["check", "--weights", str(tmp_path)]) == 1  # the job option works too (Check Weights)
     assert cli_weights.main(["check", "--bogus"]) == 1
     assert capsys.readouterr().err.splitlines()[-1] == "error: unrecognized arguments: --bogus (see --help)"
+
+
+def _python_without_bpy():
+    """The interpreter this venv was made from, without user site-packages: numpy, but no bpy, as a plain
+    Python install has."""
+    import subprocess
+    import sys
+
+    base = getattr(sys, "_base_executable", sys.executable)
+    probe = subprocess.run([base, "-s", "-c", "import numpy; import bpy"], capture_output=True, text=True)
+    if "No module named 'bpy'" not in probe.stderr:
+        pytest.skip(f"{base} has bpy, or lacks numpy: {probe.stderr.strip()[-200:]}")
+    return base
+
+
+def test_a_blend_without_the_bpy_module_is_one_line_and_exit_1(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(cli.__file__).resolve().parents[1]
+    (tmp_path / "frames").mkdir()
+    code = (f"import sys; sys.path.insert(0, {str(repo)!r}); from blender_stchain.cli import main; "
+            f"sys.exit(main(['--footage', {str(tmp_path / 'frames')!r}, '--out', {str(tmp_path / 'x.blend')!r}]))")
+    p = subprocess.run([_python_without_bpy(), "-s", "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 1, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: writing a .blend needs Blender's bpy module"), p.stderr
+    assert "pip install bpy==" in lines[0] and "Traceback" not in p.stderr
+    assert not (tmp_path / "x.blend").exists()

@@ -1,4 +1,4 @@
-"""The job and result contracts (DESIGN 6) and the bpy-free engine rule."""
+"""The job and result contracts (docs/architecture.md 3) and the bpy-free engine rule."""
 
 import subprocess
 import sys
