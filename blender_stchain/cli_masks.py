@@ -1,7 +1,8 @@
 """``python -m blender_stchain masks``: object masks from a prompt, and their DAVIS score.
 
     masks --footage F [--frames A:B] --segment X,Y[@FRAME] [--segment=-X,Y] [--segment-box X0,Y0,X1,Y1[@FRAME]]
-          --out DIR [--weights ROOT] [--model tiny|small|base-plus|large] [--device auto]
+          --out DIR [--weights ROOT] [--segment-model tiny|small|base-plus|large] [--device auto]
+          [--allow-random-weights]
     masks eval --pred DIR --gt DIR [--all-frames]
 
 Also the segmentation options of ``run`` (``add_segment_options`` / ``prepare_masks``). Exit code 0 on
@@ -16,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from .contracts.errors import StchainError
-from .contracts.options import parse_frames
+from .contracts.options import WEIGHT_OPTIONS, add_options, parse_frames
 from .contracts.prompts import PromptError, add_segment_options, join_negative, parse
 
 
@@ -49,7 +50,7 @@ def prepare_masks(args, on_event=None, cancel=None) -> tuple[str | None, tempfil
         tmp = tempfile.TemporaryDirectory(prefix="stchain_masks_")
         out = str(Path(tmp.name) / "masks")
     segment_footage(args.footage, prompts, out, frames, args.weights, args.segment_model, args.device,
-                    on_event, cancel, whole_clip=frames is not None)
+                    on_event, cancel, whole_clip=frames is not None, allow_random=args.allow_random_weights)
     return out, tmp
 
 
@@ -57,9 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m blender_stchain masks", description="Object masks for every frame from one prompt.")
     p.add_argument("--footage", required=True, help="video file, folder of images, or a frames folder")
     p.add_argument("--out", required=True, help="folder for the masks (one PNG per frame, footage size)")
-    p.add_argument("--frames", help="A:B, 1-based and inclusive")
-    p.add_argument("--weights", help="weights root (default: STCHAIN_WEIGHTS or the user folder)")
-    p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps")
+    add_options(p, ("--frames", *WEIGHT_OPTIONS))
     add_segment_options(p, save=False)
     return p
 
@@ -99,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(join_negative(argv))
         summary = segment_footage(args.footage, parse(args.segment, args.segment_box), args.out,
                                   parse_frames(args.frames), args.weights, args.segment_model, args.device,
-                                  _print_event)
+                                  _print_event, allow_random=args.allow_random_weights)
         print(f"{_clear()}{len(summary.frames)} masks ({summary.model}) written to {summary.folder}", file=sys.stderr)
         return 0
     except (StchainError, OSError) as e:

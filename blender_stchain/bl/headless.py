@@ -155,6 +155,7 @@ def _segment(bpy, args, footage: Path) -> str:
     cmd += ["--frames", args.frames] if args.frames else []
     cmd += ["--weights", args.weights] if args.weights else []
     cmd += ["--segment-model", args.segment_model] if args.segment_model else []
+    cmd += ["--allow-random-weights"] if args.allow_random_weights else []
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(prefs.pythonpath(python)))
     print(json.dumps({"event": "progress", "stage": "segment", "fraction": 0.0, "message": "segmenting the object"}),
           flush=True)

@@ -90,7 +90,7 @@ def prepare(context, op) -> tuple[ProcessRunner, scene_writer.WriteOptions, Path
             from .segment.jobs import masks_for_generate
 
             spec.masks, runner = masks_for_generate(context, src, frames, Path(spec.footage), job_dir, runner,
-                                                    op.weights, op.device)
+                                                    op.weights, op.device, op.allow_random_weights)
         spec.save(job)
     except BaseException:
         remove_job_dir(job_dir)

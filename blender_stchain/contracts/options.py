@@ -76,6 +76,16 @@ class OneLineParser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see --help)")
 
 
+WEIGHT_OPTIONS = ("--weights", "--device", "--allow-random-weights")  # every command that loads weights
+
+
+def add_options(p, flags) -> None:
+    """The named options of the one table, with its help, defaults and checks (``masks``, ``eval``)."""
+    missing = set(flags) - {o.flag for o in JOB_OPTIONS}
+    assert not missing, f"not in JOB_OPTIONS: {missing}"
+    add_job_options(p, tuple(o for o in JOB_OPTIONS if o.flag in flags))
+
+
 def add_job_options(p: argparse.ArgumentParser, options=JOB_OPTIONS) -> None:
     for o in options:
         kw = dict(help=o.help, default=o.default, required=o.required, dest=o.dest)
@@ -195,6 +205,6 @@ def one_line(e: BaseException) -> str:
     return f"error: {text}"
 
 
-__all__ = ["JOB_OPTIONS", "JOB_SETTINGS", "JobArgs", "OneLineParser", "Option", "StchainError", "UsageError",
+__all__ = ["JOB_OPTIONS", "JOB_SETTINGS", "WEIGHT_OPTIONS", "add_options", "JobArgs", "OneLineParser", "Option", "StchainError", "UsageError",
            "add_job_options", "add_job_settings", "job_from_args", "job_parser", "one_line", "parse_frames",
            "parse_overrides", "parse_job"]

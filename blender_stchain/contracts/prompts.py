@@ -176,4 +176,5 @@ def segment_args(a) -> SimpleNamespace:
     return SimpleNamespace(footage=job.footage, masks=job.masks, frames=frames, weights=job.weights,
                            device=job.device, segment=a.extra.get("segment") or [],
                            segment_box=a.extra.get("segment_box") or [], save_masks=a.extra.get("save_masks"),
-                           segment_model=a.extra.get("segment_model"))
+                           segment_model=a.extra.get("segment_model"),
+                           allow_random_weights=job.allow_random_weights)

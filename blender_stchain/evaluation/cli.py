@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..contracts.options import WEIGHT_OPTIONS, add_options
 from .errors import EvalError
 
 
@@ -28,15 +29,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--results", help="score existing results (RESULTS/CLIP/METHOD.safetensors) instead of running")
     p.add_argument("--oracle", action="store_true",
                    help="feed the GT tracks through dense motion + camera instead of the model (harness check)")
-    p.add_argument("--preset", default="balanced", choices=["fast", "balanced", "quality"])
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override one setting")
-    p.add_argument("--weights", help="weights root (default: STCHAIN_WEIGHTS or the user folder)")
-    p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps (the model; ICP runs here too)")
+    add_options(p, ("--preset", "--set", "--precision", *WEIGHT_OPTIONS))  # the model's; ICP runs on --device too
     p.add_argument("--limit", type=int, help="only the first N clips")
     p.add_argument("--icp-points", type=int, default=10_000, help="ActionBench: 10000 (fewer = faster, not comparable)")
     p.add_argument("--chamfer-points", type=int, default=100_000, help="ActionBench: 100000")
     p.add_argument("--icp-iterations", type=int, default=200, help="ActionBench: 200")
-    p.add_argument("--allow-random-weights", action="store_true", help="accept make-random weights (smoke test)")
     return p
 
 
@@ -54,7 +51,7 @@ def run_eval(argv) -> int:
     report = evaluate(args.bench, args.out, methods=methods, results=args.results, oracle=args.oracle,
                       preset=args.preset, overrides=parse_overrides(args.set), weights=args.weights,
                       device=args.device, limit=args.limit, counts=counts,
-                      allow_random_weights=args.allow_random_weights)
+                      allow_random_weights=args.allow_random_weights, precision=args.precision)
     print(table(report))
     print(json.dumps({"metrics": f"{args.out}/metrics.json", "label": report["label"]}))
     return 0

@@ -23,7 +23,8 @@ SMOKE_LABEL = "SMOKE TEST: random weights, not a reconstruction"
 
 
 def evaluate(bench, out, methods=("chain",), results=None, oracle=False, preset="balanced", overrides=None,
-             weights=None, device="auto", limit=None, counts=None, allow_random_weights=False, log=print) -> dict:
+             weights=None, device="auto", limit=None, counts=None, allow_random_weights=False, log=print,
+             precision="auto") -> dict:
     """Score every clip of ``bench`` for each method; returns (and writes) the metrics dict."""
     from ..contracts.settings import preset as make_settings
 
@@ -39,11 +40,12 @@ def evaluate(bench, out, methods=("chain",), results=None, oracle=False, preset=
         log("[eval] note: ActionBench's ICP (10,000 points, 200 steps, 24 starts) takes ~5 min per frame on a "
             "CPU (measured on 2 cores); --icp-points 1000 gives a quick score marked 'reduced'")
     rows = []
+    job_args = dict(weights=weights, device=device, precision=precision, allow_random_weights=allow_random_weights,
+                    preset=preset, settings=dict(overrides or {}))
     for clip in clips:
         for method in methods:
             t = time.perf_counter()
-            result, memory = _result(clip, method, out, results, settings, preset, overrides, weights, device,
-                                     allow_random_weights)
+            result, memory = _result(clip, method, out, results, settings, job_args)
             metrics = score(clip, result, counts)
             metrics.update(clip=clip.name, method=method, frames=clip.frames, memory=memory,
                            eval_seconds=round(time.perf_counter() - t, 2))
@@ -72,8 +74,9 @@ def _label(rows, oracle) -> str:
     return SMOKE_LABEL if any(r["smoke_test"] for r in rows) else "model run (non-random weights: see the results' metadata)"
 
 
-def _result(clip: Clip, method, out, results, settings, preset, overrides, weights, device, allow_random):
-    """The result of ``method`` on ``clip``: oracle, read from ``results``, or run now; plus peak memory."""
+def _result(clip: Clip, method, out, results, settings, job_args: dict):
+    """The result of ``method`` on ``clip``: oracle, read from ``results``, or run now (a JobSpec of
+    ``job_args``: weights, device, precision, preset, settings, allow_random_weights); plus peak memory."""
     from ..contracts.result import load_result
 
     if method == "oracle":
@@ -89,9 +92,8 @@ def _result(clip: Clip, method, out, results, settings, preset, overrides, weigh
     from ..engine.pipeline import run
 
     path = out / "results" / clip.name / f"{method}.safetensors"
-    job = JobSpec(footage=str(clip.footage), out=str(path), weights=weights, method=method, preset=preset,
-                  masks=None if clip.masks is None else str(clip.masks),
-                  device=device, settings=dict(overrides or {}), allow_random_weights=allow_random)
+    job = JobSpec(footage=str(clip.footage), out=str(path), method=method,
+                  masks=None if clip.masks is None else str(clip.masks), **job_args)
     cuda = _reset_cuda_peak()
     run(job)
     return load_result(path), _peak_memory(cuda)

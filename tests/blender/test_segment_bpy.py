@@ -81,7 +81,7 @@ def test_no_marker_and_no_mask_is_one_clear_error_and_changes_nothing(registered
 def test_preview_masks_runs_the_worker_caches_beside_the_blend_and_generate_uses_them(bear_clip, sam2_root, tmp_path,
                                                                                          monkeypatch):
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
-    assert bpy.ops.stchain.preview_masks(weights=str(sam2_root), device="cpu") == {"FINISHED"}
+    assert bpy.ops.stchain.preview_masks(weights=str(sam2_root), device="cpu", allow_random_weights=True) == {"FINISHED"}
     _, frames, prompts, folder = ops_segment.plan(bpy.context)
     assert frames == (2, 4) and folder.parent == tmp_path / "stchain_masks"
     assert [p.frame for p in prompts.points] == [3, 3, 3]
@@ -95,12 +95,20 @@ def test_preview_masks_runs_the_worker_caches_beside_the_blend_and_generate_uses
     assert Path(bpy.path.abspath(preview.filepath)).parent == segment.overlay_dir(folder)  # footage under the masks
     assert sorted(p.name for p in segment.overlay_dir(folder).iterdir()) == [f.name for f in files]
     stamps = [f.stat().st_mtime_ns for f in files]
-    assert bpy.ops.stchain.preview_masks(weights=str(sam2_root)) == {"FINISHED"}  # cached: no worker
+    assert bpy.ops.stchain.preview_masks(weights=str(sam2_root), allow_random_weights=True) == {"FINISHED"}  # cached: no worker
     assert "(cached)" in bpy.context.window_manager.stchain_status.message
     assert [f.stat().st_mtime_ns for f in files] == stamps
     bear_clip.tracking.tracks["body"].markers.find_frame(3).co = (0.6, 0.4)  # a moved marker: new prompts
     moved = ops_segment.plan(bpy.context)[3]
     assert moved != folder and not segment.cached(moved, (2, 4))
+
+
+def test_preview_masks_refuses_random_weights_unless_allowed(bear_clip, sam2_root, tmp_path):
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
+    before = data_snapshot()
+    with pytest.raises(RuntimeError, match="are random checkpoints made by make-random"):
+        bpy.ops.stchain.preview_masks(weights=str(sam2_root), device="cpu")
+    assert data_snapshot() == before and not (tmp_path / "stchain_masks").exists()
 
 
 @pytest.mark.parametrize("preview_first", [True, False])
@@ -109,13 +117,13 @@ def test_generate_uses_the_cached_masks_or_segments_first(bear_clip, sam2_root, 
 
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
     if preview_first:
-        assert bpy.ops.stchain.preview_masks(weights=str(sam2_root), device="cpu") == {"FINISHED"}
+        assert bpy.ops.stchain.preview_masks(weights=str(sam2_root), device="cpu", allow_random_weights=True) == {"FINISHED"}
     folder = ops_segment.plan(bpy.context)[3]
     assert segment.cached(folder, (2, 4)) == preview_first
     for k, v in stub_env("ok").items():
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("STCHAIN_WORKER_MODULE", "stub_worker")  # the model's worker; segmentation runs for real
-    assert bpy.ops.stchain.generate(weights=str(sam2_root), device="cpu") == {"FINISHED"}
+    assert bpy.ops.stchain.generate(weights=str(sam2_root), device="cpu", allow_random_weights=True) == {"FINISHED"}
     assert segment.cached(folder, (2, 4))
     job = json.loads(bpy.data.objects["4D Mesh"]["stchain"])["job"]
     assert job["masks"] == str(folder)  # the model reads the cached masks; its exported frames are gone
@@ -153,7 +161,7 @@ def test_headless_segment_options_make_the_masks_generate_uses(registered, sam2_
     out = tmp_path / "out.blend"
     rc = headless.main(["--footage", str(BEAR), "--frames", "2:4", "--segment", "420,260@3", "--segment", "-10,10@3",
                         "--save-masks", str(tmp_path / "m"), "--weights", str(sam2_root), "--device", "cpu",
-                        "--out", str(out)])
+                        "--allow-random-weights", "--out", str(out)])
     printed = capfd.readouterr()
     assert rc == 0, printed.err[-2000:]
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["000002.png", "000003.png", "000004.png"]
@@ -181,7 +189,8 @@ def test_a_cancel_during_segmentation_ends_the_chain_before_the_model_starts(reg
     subprocess.run([WORKER_PYTHON, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
     job = tmp_path / "segment.json"
     job.write_text(json.dumps({"footage": str(tmp_path / "frames"), "out": str(tmp_path / "masks"),
-                               "weights": str(tmp_path / "w"), "device": "cpu", "points": [[80, 60, True, 3]]}))
+                               "weights": str(tmp_path / "w"), "device": "cpu", "points": [[80, 60, True, 3]],
+                               "allow_random_weights": True}))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     first = ProcessRunner(["-m", segment.WORKER, job], cancel_file=cancel_path(job), python=WORKER_PYTHON, env=env)
     second = ProcessRunner(["-c", "print('the model ran')"], python=WORKER_PYTHON, env=env)

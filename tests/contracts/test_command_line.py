@@ -205,3 +205,29 @@ def test_a_blend_without_the_bpy_module_is_one_line_and_exit_1(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: writing a .blend needs Blender's bpy module"), p.stderr
     assert "pip install bpy==" in lines[0] and "Traceback" not in p.stderr
     assert not (tmp_path / "x.blend").exists()
+
+
+def _flags(parser) -> dict:
+    return {s: a for a in parser._actions for s in a.option_strings}
+
+
+def test_every_command_that_loads_weights_takes_the_shared_options_from_the_one_table():
+    from blender_stchain import cli_masks
+    from blender_stchain.batch.cli import parser as batch_parser
+    from blender_stchain.contracts.options import WEIGHT_OPTIONS, job_parser
+    from blender_stchain.evaluation.cli import parser as eval_parser
+
+    from blender_stchain.contracts.options import JOB_SETTINGS
+
+    table = {o.flag: o for o in JOB_SETTINGS}  # a job's values; --footage and --out mean what each command says
+    parsers = {"run": job_parser("run"), "masks": cli_masks._parser(), "batch": batch_parser(), "eval": eval_parser()}
+    for name, parser in parsers.items():
+        flags = _flags(parser)
+        for flag in WEIGHT_OPTIONS:
+            assert flag in flags, f"{name} lacks {flag}"
+        for flag, action in flags.items():  # any option a command shares with the table is the table's
+            if flag in table and not (name == "eval" and flag == "--method"):  # eval's --method adds "both"
+                o = table[flag]
+                assert (action.help, action.default) == (o.help, o.default if o.action != "append" else []), \
+                    f"{name} {flag} differs from the table"
+    assert "--preset" in _flags(parsers["eval"]) and "--precision" in _flags(parsers["eval"])

@@ -35,7 +35,7 @@ def sam2_root(tmp_path_factory):
 
 def test_masks_command_writes_one_footage_size_mask_per_frame(sam2_root, tmp_path):
     args = ["masks", "--footage", BEAR, "--frames", "3:7", "--segment", "400,250@5", "--segment", "-20,20@5",
-            "--weights", sam2_root, "--device", "cpu"]
+            "--weights", sam2_root, "--device", "cpu", "--allow-random-weights"]
     out = cli(*args, "--out", tmp_path / "a")
     assert out.returncode == 0, out.stderr
     assert "SMOKE TEST: random SAM 2.1 weights" in out.stderr and "5 masks (sam2.1-hiera-tiny) written" in out.stderr
@@ -47,6 +47,15 @@ def test_masks_command_writes_one_footage_size_mask_per_frame(sam2_root, tmp_pat
         assert img.mode == "L" and img.size == (854, 480) and set(np.unique(arr)) <= {0, 255}
     assert cli(*args, "--out", tmp_path / "b").returncode == 0
     assert all((tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes() for n in files)
+
+
+def test_masks_refuse_random_weights_unless_allowed(sam2_root, tmp_path):
+    out = cli("masks", "--footage", BEAR, "--frames", "3:4", "--segment", "400,250@3", "--weights", sam2_root,
+              "--device", "cpu", "--out", tmp_path / "m")
+    assert out.returncode == 1 and out.stderr.strip().count("\n") == 0, out.stderr
+    assert "are random checkpoints made by make-random; pass --allow-random-weights" in out.stderr
+    assert "sam2.1-hiera-tiny" in out.stderr
+    assert not (tmp_path / "m").exists() and not (tmp_path / "m.part").exists()
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -188,7 +197,8 @@ def test_the_segmentation_worker_stops_within_a_second_of_a_cancel(tmp_path):
     write_frames(tmp_path / "frames", ((rng.random((120, 160, 3)) * 255).astype(np.uint8) for _ in range(400)), 24)
     job = tmp_path / "segment.json"
     job.write_text(json.dumps({"footage": str(tmp_path / "frames"), "out": str(tmp_path / "masks"),
-                               "weights": str(tmp_path / "w"), "device": "cpu", "points": [[80, 60, True, 3]]}))
+                               "weights": str(tmp_path / "w"), "device": "cpu", "points": [[80, 60, True, 3]],
+                               "allow_random_weights": True}))
     runner = ProcessRunner(["-m", "blender_stchain.engine.segment.worker", job], cancel_file=cancel_path(job),
                            env={**os.environ, "OMP_NUM_THREADS": "1"}, pythonpath=[str(REPO)]).start()
     events = []
@@ -230,7 +240,7 @@ def test_an_object_that_leaves_and_comes_back_is_a_warning_naming_the_frames(sam
     write_frames(tmp_path / "f", [noise if 5 <= n <= 8 else plain for n in range(1, 13)], 24)
     events = []
     summary = segment_footage(tmp_path / "f", parse(["30,30@2"]), tmp_path / "m", weights=tmp_path / "w",
-                              device="cpu", on_event=events.append, overlay=tmp_path / "o")
+                              device="cpu", on_event=events.append, overlay=tmp_path / "o", allow_random=True)
     assert summary.empty == (5, 6, 7, 8)
     warnings = [e["message"] for e in events if e["event"] == "warning"]
     assert any("the object is not found (empty mask) on frames 5-8; it left the picture or was lost there" in w

@@ -20,12 +20,14 @@ def plan_for(props, src: footage.Source, frames: tuple[int, int] | None):
     return src, frames, prompts, markers.cache_dir(src.path, frames, prompts, props.segment_model)
 
 
-def segmentation_runner(context, the_plan, frames_dir: Path, job_dir: Path, weights=None, device=None):
+def segmentation_runner(context, the_plan, frames_dir: Path, job_dir: Path, weights=None, device=None,
+                        allow_random: bool = False):
     """The worker process that writes the masks of ``the_plan`` from an exported frames folder."""
     p = prefs.get(context)
     _, _, prompts, folder = the_plan
     job = markers.write_job(job_dir / "segment.json", frames_dir, folder, prompts, context.scene.stchain.segment_model,
-                            weights or prefs.weights_dir(context), device or (p.device if p else "auto"))
+                            weights or prefs.weights_dir(context), device or (p.device if p else "auto"),
+                            allow_random)
     python = prefs.python(context)
     return ProcessRunner(["-m", markers.WORKER, job], cancel_file=cancel_path(job), python=python,
                          pythonpath=prefs.pythonpath(python))
@@ -57,12 +59,13 @@ class ChainRunner(Threaded):
         self._finish(final)
 
 
-def masks_for_generate(context, src, frames, frames_dir: Path, job_dir: Path, runner, weights=None, device=None):
+def masks_for_generate(context, src, frames, frames_dir: Path, job_dir: Path, runner, weights=None, device=None,
+                       allow_random: bool = False):
     """Generate with "Segment Object": the cached masks of the current prompts, else segmentation runs first
     (same exported frames) and its masks are cached for the next time. -> (masks folder, runner)."""
     the_plan = plan_for(context.scene.stchain, src, frames)
     _, frames, _, folder = the_plan
     if markers.cached(folder, frames):
         return str(folder), runner
-    first = segmentation_runner(context, the_plan, frames_dir, job_dir, weights, device)
+    first = segmentation_runner(context, the_plan, frames_dir, job_dir, weights, device, allow_random)
     return str(folder), ChainRunner([first, runner])

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import bpy
-from bpy.props import StringProperty
+from bpy.props import BoolProperty, StringProperty
 
 from ...contracts.errors import StchainError
 from .. import footage, prefs
@@ -34,6 +34,8 @@ class STCHAIN_OT_preview_masks(_Driven, bpy.types.Operator):
 
     weights: StringProperty(name="Weights", subtype="DIR_PATH", description="Weights folder (empty = preferences)")
     device: StringProperty(name="Device", description="auto, cpu, cuda, cuda:N or mps (empty = preferences)")
+    allow_random_weights: BoolProperty(name="Allow Random Weights", options={"HIDDEN", "SKIP_SAVE"},
+                                       description="Accept make-random SAM 2.1 weights (a smoke test; tests only)")
 
     @classmethod
     def poll(cls, context):
@@ -66,7 +68,7 @@ class STCHAIN_OT_preview_masks(_Driven, bpy.types.Operator):
         try:
             frames_dir = footage.export(self._plan[0], self._plan[1], self._job_dir / "footage", mask="none")
             return jobs.segmentation_runner(context, self._plan, frames_dir, self._job_dir, self.weights,
-                                            self.device)
+                                            self.device, self.allow_random_weights)
         except BaseException:
             self._cleanup()
             raise

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ...contracts.errors import FootageError
+from ...contracts.errors import FootageError, WeightsError
 from ...contracts.events import Reporter
 from ...contracts.prompts import Prompts, resolve
 from ..footage import open_footage
 from ..footage.common import frames_text
 from ..weights.catalogue import find_root
+from ..weights.preflight import RANDOM_REFUSED
 from . import catalogue
 from .masks_io import MaskFolderWriter
 from .masks_io import overlay as overlay_image
@@ -46,12 +47,13 @@ def resolve_model(root: Path, name: str | None) -> str:
 
 def segment_footage(footage, prompts: Prompts, out, frames: tuple[int, int] | None = None, weights=None,
                     model: str | None = None, device: str = "auto", on_event=None, cancel=None,
-                    whole_clip: bool = False, overlay=None) -> SegmentSummary:
+                    whole_clip: bool = False, overlay=None, allow_random: bool = False) -> SegmentSummary:
     """Masks for the chosen frames (1-based inclusive ``frames``) into the folder ``out``.
 
     ``whole_clip`` also writes empty masks for the frames outside ``frames``, so the folder pairs with
     the footage frame for frame (``--masks`` wants one mask per footage frame). ``overlay``: a second folder
-    with each frame shown under its mask (Blender's preview).
+    with each frame shown under its mask (Blender's preview). ``allow_random``: accept make-random SAM 2.1
+    weights (a smoke test, said in a warning); refused otherwise, as the backbone's are.
     """
     from ..device import runtime
     from .model import load
@@ -66,6 +68,8 @@ def segment_footage(footage, prompts: Prompts, out, frames: tuple[int, int] | No
         root = find_root(weights)
         name = resolve_model(root, model)
         net, is_random = load(root, name, runtime(device).device)
+        if is_random and not allow_random:
+            raise WeightsError(RANDOM_REFUSED.format(root=catalogue.folder(root, name)))
         if is_random:
             rep.warning(SMOKE)
         rep.progress("load", 1, message=f"{name} loaded")

@@ -24,7 +24,7 @@ from ...contracts.events import FileCancel
 from ...contracts.prompts import Box, Point, Prompts
 from ..worker import emit, watchdog
 
-FIELDS = {"footage", "out", "frames", "weights", "model", "device", "points", "boxes", "overlay"}
+FIELDS = {"footage", "out", "frames", "weights", "model", "device", "points", "boxes", "overlay", "allow_random_weights"}
 
 
 def read_job(path: str) -> dict:
@@ -68,7 +68,7 @@ def run_job_file(path: str, sink=emit) -> int:
         frames = tuple(job["frames"]) if job.get("frames") else None
         summary = segment_footage(job["footage"], prompts_of(job), job["out"], frames, job.get("weights"),
                                   job.get("model"), job.get("device") or "auto", sink, cancel,
-                                  overlay=job.get("overlay"))
+                                  overlay=job.get("overlay"), allow_random=job.get("allow_random_weights", False))
     except Cancelled as e:
         sink({"event": "error", "message": str(e), "cancelled": True})
         return 2
