@@ -23,9 +23,8 @@ import time
 from collections import deque
 from pathlib import Path
 
-from ..contracts.events import from_json
+from ..contracts.events import FINAL, from_json
 
-FINAL = ("done", "error", "cancelled")
 WORKER_MODULE = "blender_stchain.engine.worker"
 
 

@@ -1,4 +1,9 @@
-"""Errors users read. Each carries one clear, actionable line; no traceback soup."""
+"""Errors users read. Each carries one clear, actionable line; no traceback soup. Also how a job learns
+that it was cancelled (``FileCancel``), beside the ``Cancelled`` error it then raises."""
+
+from __future__ import annotations
+
+import os
 
 
 class StchainError(Exception):
@@ -22,6 +27,21 @@ class Cancelled(StchainError):
 
     def __init__(self, message: str = "cancelled by the user"):
         super().__init__(message)
+
+
+def no_cancel() -> bool:
+    return False
+
+
+class FileCancel:
+    """Cancelled once ``path`` exists (Blender creates ``JOB.json.cancel``) or a signal arrived."""
+
+    def __init__(self, path: str | os.PathLike | None):
+        self.path = path
+        self.flag = False
+
+    def __call__(self) -> bool:
+        return self.flag or (self.path is not None and os.path.exists(self.path))
 
 
 class NumericalError(StchainError):

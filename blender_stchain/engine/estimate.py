@@ -1,5 +1,5 @@
 """The pipeline's time estimate: its work counted before it starts, unit times calibrated right after
-the weights load and then measured (``contracts.costs`` holds the maths, this module the knowledge).
+the weights load and then measured (``contracts.progress`` holds the maths, this module the knowledge).
 
 Counts: stage-0 DiT and stage-I denoiser FLOPs per step (from the models' sizes, ``step_flops``), SDF
 queries of a surface at a grid setting (``surface_queries``: the dense coarse level plus a band around
@@ -21,7 +21,7 @@ from functools import partial
 
 import torch
 
-from ..contracts.costs import CostModel, Item
+from ..contracts.progress import CostModel, Item
 from .geometry import surface
 
 CONTEXT_TOKENS = 257  # DINOv2 tokens per 224 px image (CLS + 16 x 16 patches)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..contracts.costs import Item
+from ..contracts.progress import Item
 from ..contracts.settings import Settings
 from .backbone.facade import CORE_PARTS
 from .chain.baseline import baseline_window

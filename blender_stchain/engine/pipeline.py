@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..contracts.errors import NumericalError, OutOfMemory, onednn_failed, out_of_memory
-from ..contracts.events import Reporter
+from ..contracts.progress import Reporter
 from ..contracts.job import JobSpec
 from ..contracts.result import ResultWriter
 from ..contracts.settings import Settings

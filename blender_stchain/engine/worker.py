@@ -24,7 +24,8 @@ from ..contracts.errors import (
     StchainError,
     out_of_memory,
 )
-from ..contracts.events import Done, Error, FileCancel, from_dict
+from ..contracts.errors import FileCancel
+from ..contracts.events import Done, Error, from_dict
 
 
 def emit(event) -> None:

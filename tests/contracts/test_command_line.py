@@ -7,7 +7,7 @@ import json
 import pytest
 
 from blender_stchain import cli, cli_weights
-from blender_stchain.contracts import events
+from blender_stchain.contracts import events, progress
 from blender_stchain.contracts.errors import UsageError
 from blender_stchain.contracts.options import JOB_OPTIONS, parse_job
 from blender_stchain.contracts.settings import Settings, check, preset
@@ -15,7 +15,7 @@ from blender_stchain.contracts.terminal import Printer, bar_line
 
 
 @pytest.mark.parametrize("record", [
-    events.Progress("windows", 0.5, "window 2/4", 12.5, 1, 4), events.Warning("careful"), events.Log("plain"),
+    events.Progress("windows", 0.5, "window 2/4", 12.5, 1, 4), events.WarningEvent("careful"), events.Log("plain"),
     events.Done("/x/result.safetensors"), events.Error("broken", cancelled=True), events.Cancelled(),
 ])
 def test_events_round_trip(record):
@@ -46,7 +46,7 @@ def test_eta_is_measured_and_honest_from_the_first_steps():
     """Stages cost what the plan says per unit: after the first measured anchor step the ETA equals the
     true time left; during loading there is no guess at all; it only goes down at a steady pace."""
     clock, seen = Clock(), []
-    rep = events.Reporter(seen.append, None, {"load": 1, "anchor": 4, "windows": 8}, clock=clock)
+    rep = progress.Reporter(seen.append, None, {"load": 1, "anchor": 4, "windows": 8}, clock=clock)
     rep.progress("load", 0)
     clock.t = 3.0  # imports and reading: says nothing about the model's pace
     rep.progress("load", 1)
@@ -71,7 +71,7 @@ def test_eta_of_a_stage_without_steps_uses_the_measured_pace():
     """A stage that reports no steps (the anchor's surface extraction) is estimated from the pace
     measured so far, and counts down while it runs."""
     clock, seen = Clock(), []
-    rep = events.Reporter(seen.append, None, {"load": 1, "anchor": 4, "surface": 2, "windows": 8}, clock=clock)
+    rep = progress.Reporter(seen.append, None, {"load": 1, "anchor": 4, "surface": 2, "windows": 8}, clock=clock)
     rep.progress("load", 1)
     for step in range(5):  # 4 anchor units in 4 s: 1 s per unit
         rep.progress("anchor", step, 4)
@@ -87,7 +87,7 @@ def test_eta_of_a_stage_without_steps_uses_the_measured_pace():
 
 
 def test_cancel_raises_from_progress():
-    rep = events.Reporter(None, lambda: True, {"load": 1})
+    rep = progress.Reporter(None, lambda: True, {"load": 1})
     with pytest.raises(Exception, match="cancelled"):
         rep.progress("load", 0)
 
@@ -155,7 +155,7 @@ def test_terminal_shows_a_bar_and_json_when_asked():
     tty.isatty = lambda: True
     p = Printer(stream=tty)
     p(events.Progress("windows", 0.5, "window 2/4", 125.0))
-    p(events.Warning("camera: few matches"))
+    p(events.WarningEvent("camera: few matches"))
     p(events.Done("/r.safetensors"))
     text = tty.getvalue()
     assert "[############............]  50% windows: window 2/4, 2 min 05 s left" in text

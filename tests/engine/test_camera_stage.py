@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from blender_stchain.contracts.events import Reporter
+from blender_stchain.contracts.progress import Reporter
 from blender_stchain.contracts.result import load_result
 from blender_stchain.contracts.settings import Settings
 from blender_stchain.engine.camera import stage

@@ -210,7 +210,7 @@ def test_storing_a_window_out_of_memory_runs_it_again_once_and_says_so():
 
     import torch
 
-    from blender_stchain.contracts.events import Reporter
+    from blender_stchain.contracts.progress import Reporter
     from blender_stchain.engine.pipeline import _settle, _Storing
 
     def settle(error):

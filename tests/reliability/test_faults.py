@@ -137,7 +137,7 @@ def test_only_a_onednn_failure_turns_onednn_off_for_the_retry():
     plain allocation failure (a real numpy MemoryError) retries with oneDNN on and says nothing of it."""
     from types import SimpleNamespace
 
-    from blender_stchain.contracts.events import Reporter
+    from blender_stchain.contracts.progress import Reporter
     from blender_stchain.contracts.settings import Settings
     from blender_stchain.engine.pipeline import _retry_smaller
 

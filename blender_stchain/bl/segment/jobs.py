@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ...contracts.errors import StchainError
 from .. import footage, prefs
-from ..runner import FINAL, ProcessRunner, Threaded, cancel_path
+from ...contracts.events import FINAL
+from ..runner import ProcessRunner, Threaded, cancel_path
 from . import markers
 
 

@@ -112,7 +112,7 @@ class _FrameProgress:
     The frames' work is batched, so no frame finishes on its own: each report is a fraction of the
     frames' span (a frame unit: its share of its batch's extraction, ``EXTRACTION_SHARE``, then its
     attention and blend), and only the last one is whole. The time estimate measures the whole span
-    as the window's frames (``contracts.costs``), so these fractions shape the bar, not the pace.
+    as the window's frames (``contracts.progress``), so these fractions shape the bar, not the pace.
     """
 
     def __init__(self, progress, steps: int, frames: int, chained: int, settings):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ...contracts.errors import FootageError, WeightsError
-from ...contracts.events import Reporter
+from ...contracts.progress import Reporter
 from ...contracts.prompts import Prompts, resolve
 from ..footage import open_footage
 from ..footage.common import frames_text

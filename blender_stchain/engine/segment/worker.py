@@ -20,7 +20,7 @@ import threading
 import traceback
 
 from ...contracts.errors import Cancelled, JobError, StchainError
-from ...contracts.events import FileCancel
+from ...contracts.errors import FileCancel
 from ...contracts.prompts import Box, Point, Prompts
 from ..worker import emit, watchdog
 

@@ -1,10 +1,10 @@
-"""The time estimate's maths (contracts.costs) and the Reporter reading it, on a fake clock with
+"""The time estimate's maths (contracts.progress) and the Reporter reading it, on a fake clock with
 hand-made counts and unit times (known answers). Torch-free and fast."""
 
 import pytest
 
-from blender_stchain.contracts import events
-from blender_stchain.contracts.costs import CostModel, Item
+from blender_stchain.contracts import progress
+from blender_stchain.contracts.progress import CostModel, Item
 
 
 class Clock:
@@ -89,7 +89,7 @@ def test_reporter_eta_from_costs_is_honest_from_the_second_step():
     """Loading says nothing; the first anchor step carries set-up (not measured); from the second one the
     ETA is every item left at the measured and calibrated units, and it counts down to exactly 0."""
     clock, seen = Clock(), []
-    rep = events.Reporter(seen.append, None, {"load": 1, "anchor": 4, "surface": 4, "windows": 8}, clock=clock)
+    rep = progress.Reporter(seen.append, None, {"load": 1, "anchor": 4, "surface": 4, "windows": 8}, clock=clock)
     rep.progress("load", 0)
     clock.t = 3.0
     rep.use_costs(model())
@@ -124,7 +124,7 @@ def test_reporter_eta_from_costs_is_honest_from_the_second_step():
 
 def test_reporter_with_costs_says_estimating_once_an_item_overruns():
     clock, seen = Clock(), []
-    rep = events.Reporter(seen.append, None, {"load": 1}, clock=clock)
+    rep = progress.Reporter(seen.append, None, {"load": 1}, clock=clock)
     c = model()
     c.observe("dit", 10, 0.1)
     rep.use_costs(c)
