@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Everything issue 11 asks of a GPU, in one 10-minute device call: each step has its own time limit,
+# Everything a first GPU run must measure, in one 10-minute device call: each step has its own time limit,
 # cut to what is left of BUDGET seconds (default 560), so one stall cannot eat the others and the
 # script always ends (with every finished step's JSON) before a 600 s call limit. JSON per step under $OUT (default
 # out/gpu); a summary on stdout. Nothing needs the network or a weights download: full-size random
@@ -7,7 +7,7 @@
 #
 #   bash bench/gpu.sh            # from the repository root, e.g. run(command="bash bench/gpu.sh")
 #
-# Parity fixtures: tests/engine/parity reads STCHAIN_FIXTURES_DIR, default ../shared/fixtures/reference;
+# Parity fixtures: tests/engine/parity reads STCHAIN_FIXTURES_DIR, default: the reference fixtures in the data folder beside the repository;
 # on the device machine copy them into the checkout first (the run tool carries shared/):
 #   mkdir -p shared/fixtures && cp -r /work/shared/fixtures/reference shared/fixtures/   (15 MB)
 set -u

@@ -1,6 +1,6 @@
-"""Issue 11's CPU target: ``run`` at a base commit and at this checkout, back to back, on the same clip.
+"""The CPU speed target: ``run`` at a base commit and at this checkout, back to back, on the same clip.
 
-    python bench/speedup.py [--base 614e60d] [--pairs 3] [--weights DIR] [--clip ../shared/data/horsejump_gt]
+    python bench/speedup.py [--base 614e60d] [--pairs 3] [--weights DIR] [--clip DATA/horsejump_gt]
 
 Each side is a fresh ``python -m blender_stchain run`` of the clip's video with its masks (default settings,
 tiny random weights made in ``--weights`` when missing), one thread (``OMP_NUM_THREADS=1``) on both sides so a

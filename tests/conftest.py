@@ -41,7 +41,7 @@ def small_weights(tmp_path_factory):
     return _random_weights(tmp_path_factory, "small")
 
 
-# A clone without ../shared (README's second command): the tests that read real footage or the reference
+# A clone without the data folder beside it (README's second command): the tests that read real footage or the reference
 # fixtures are skipped, with the reason said once in the header and on each skip; everything else runs.
 FIXTURES = Path(os.environ.get("STCHAIN_FIXTURES_DIR", SHARED / "fixtures" / "reference"))
 NO_SHARED = f"needs {SHARED} (real footage, reference fixtures); set STCHAIN_SHARED_DIR"

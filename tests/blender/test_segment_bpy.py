@@ -1,4 +1,4 @@
-""""Segment object" in Blender (issue 12), on the PyPI bpy module: prompts from Movie Clip tracking markers,
+""""Segment object" in Blender, on the PyPI bpy module: prompts from Movie Clip tracking markers,
 Preview Masks through the real segmentation worker (random SAM 2.1 weights made by the worker's Python), the
 cache beside the .blend and its reuse, and Generate picking the cached masks up."""
 

@@ -1,6 +1,6 @@
 """Attention-like 2D-3D matches on Blender-deformed meshes, with the ground truth camera.
 
-What real matches from attention over DINOv2 patches look like (issue 10): error a fraction of a
+What real matches from attention over DINOv2 patches look like: error a fraction of a
 patch for landmarks facing the camera, 2-3 patches for those facing away (attention still puts them
 on the front surface, a few patches off), outliers that land on the object (inside its 2D box),
 and a patch of tens of footage pixels. The truth is built with the plain look-at and pinhole

@@ -81,7 +81,7 @@ def test_modules_and_folders_stay_small():
 
 def test_blender_side_never_imports_torch():
     """Import every module of ``bl`` and ``contracts`` and register the extension, in a fresh
-    interpreter: torch must not be loaded (DESIGN 2: the model runs in a worker process)."""
+    interpreter: torch must not be loaded (docs/architecture.md 1: the model runs in a worker process)."""
     code = (
         "import importlib, pkgutil, sys\n"
         "import bpy\n"
@@ -96,7 +96,7 @@ def test_blender_side_never_imports_torch():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     count, torch_loaded = out.stdout.split()[-2:]
-    # every module of both trees, subpackages included (bl/segment/, issue 12); the two top __init__ files are packages
+    # every module of both trees, subpackages included (bl/segment/); the two top __init__ files are packages
     assert int(count) == len(list((PACKAGE / "bl").rglob("*.py"))) + len(list((PACKAGE / "contracts").rglob("*.py"))) - 2
     assert torch_loaded == "False"
 

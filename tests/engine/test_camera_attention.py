@@ -1,4 +1,4 @@
-"""The camera stage on attention-like matches (issue 10): accurate and trusted on moderate noise,
+"""The camera stage on attention-like matches: accurate and trusted on moderate noise,
 accurate or flagged on heavy noise, always flagged on garbage and on matches collapsed to the crop
 centre (what random weights give). Run with -s for the figures."""
 
@@ -10,7 +10,7 @@ import pytest
 from blender_stchain.engine.camera import CameraSolution, plausible, stage
 from tests.engine.attention_matches import accuracy, generate
 
-MODERATE = {"focal": 0.05, "rotation_deg": 1.0, "centre": 0.05}  # issue 10's accuracy bar
+MODERATE = {"focal": 0.05, "rotation_deg": 1.0, "centre": 0.05}  # the accuracy bar on moderate noise
 
 
 def run_stage(m):

@@ -57,7 +57,7 @@ def test_stage_recovers_the_camera_through_the_crop_and_reports_it(camel):
     print(f"\nstage on {clip.source_size} footage: focal {100 * a['focal']:.2f}%, rotation max "
           f"{a['rotation_deg']:.3f} deg, centre max {100 * a['centre']:.2f}%")
     # the wiring check: a fallback camera is tens of percent and degrees off; the accuracy bar of
-    # issue 10 is asserted on HD footage in test_camera_attention (this footage is 512 px square)
+    # accuracy is asserted on HD footage in test_camera_attention (this footage is 512 px square)
     assert sol.estimated and a["focal"] < 0.05 and a["rotation_deg"] < 2.0 and a["centre"] < 0.05, (sol.reason, a)
     meta = stage.metadata(sol)
     assert meta["status"] == "estimated" and meta["reason"] is None and meta["frames_ok"] == 16

@@ -1,4 +1,4 @@
-"""The sharp blend (DESIGN 4.5) as a pure function: numbers by hand, chunking, projection."""
+"""The sharp blend (docs/architecture.md 5.5) as a pure function: numbers by hand, chunking, projection."""
 
 from __future__ import annotations
 

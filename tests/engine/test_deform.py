@@ -1,4 +1,4 @@
-"""Dense motion (DESIGN 4.6): exact cases, fallbacks, components and the geodesic table."""
+"""Dense motion (docs/architecture.md 5.6): exact cases, fallbacks, components and the geodesic table."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ def test_full_size_matches_dinov2_large_checkpoint_layout():
     sd = model.state_dict()
     n = sum(p.numel() for p in model.parameters())
     print(f"dinov2 full: {n:,} parameters in {len(sd)} tensors")
-    assert n == 304_368_640 and len(sd) == 439  # facebook/dinov2-large (research/backbone.md §2.5)
+    assert n == 304_368_640 and len(sd) == 439  # facebook/dinov2-large's released checkpoint
     expected = {
         "embeddings.cls_token": (1, 1, 1024),
         "embeddings.mask_token": (1, 1024),

@@ -1,4 +1,4 @@
-"""Footage readers on the real clips of ../shared/data: counts, rates, sizes, pixels, masks."""
+"""Footage readers on the real clips of the data folder: counts, rates, sizes, pixels, masks."""
 
 import sys
 from fractions import Fraction

@@ -19,7 +19,7 @@ from blender_stchain.engine.models.triposg_vae import TripoSGVAE
 
 MODELS = {"transformer": TripoSGDiT, "vae": TripoSGVAE, "denoiser": ActionMeshDenoiser,
           "autoencoder": ActionMeshAutoencoder}
-# research/backbone.md §0-§2: parameters and tensors of the released checkpoints
+# parameters and tensors of the released checkpoints
 OFFICIAL = {"transformer": (1_439_556_160, 554), "denoiser": (1_439_556_160, 554), "vae": (242_662_017, 356),
             "autoencoder": (214_213_635, 231)}
 

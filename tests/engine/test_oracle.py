@@ -1,4 +1,4 @@
-"""Oracle tests of the sharp blend and dense motion on real animated meshes (issue 3, "Done when").
+"""Oracle tests of the sharp blend and dense motion on real animated meshes.
 
 The ground truth is ActionMesh's own output: 16 frames of a fixed-topology mesh. Attention maps are
 built from true correspondences (Gaussian distance kernels between token seed points carried by

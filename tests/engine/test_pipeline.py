@@ -150,7 +150,7 @@ def test_capture_layers_setting_chooses_the_averaged_layers(tiny_weights):
 
 
 def test_frames_are_decoded_once_on_the_host_thread(tiny_weights, tmp_path, monkeypatch):
-    """Issue 11 item 3: each window's frames are decoded once, on the host thread, while the model works
+    """Host work beside the model: each window's frames are decoded once, on the host thread, while the model works
     on the anchor or the previous window; only the anchor frame and the frames two windows share are
     decoded again."""
     import threading
@@ -176,7 +176,7 @@ def test_frames_are_decoded_once_on_the_host_thread(tiny_weights, tmp_path, monk
 
 
 def test_windows_are_skinned_and_written_beside_the_next_window(tiny_weights, tmp_path, monkeypatch):
-    """Issue 11 item 3: only each window's last frame (the next window's known frame) is skinned on the
+    """Host work beside the model: only each window's last frame (the next window's known frame) is skinned on the
     main thread; the other frames are skinned and written on the host thread while the model works on
     the next window. The file still holds exactly what skinning each whole window at once gives."""
     import threading

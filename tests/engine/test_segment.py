@@ -1,4 +1,4 @@
-"""SAM 2.1 segmentation (issue 12): checkpoint layout and strict loading, prompts, propagation in both
+"""SAM 2.1 segmentation: checkpoint layout and strict loading, prompts, propagation in both
 directions against transformers' own full-clip propagation, the bounded memory bank, streaming order,
 cancel. Random tiny weights in the official layout: masks are meaningless, so shapes, order,
 determinism and exact agreement are asserted, not quality."""

@@ -1,5 +1,5 @@
 """Headless segmentation end to end on real footage (bear.mp4), the run's mask-source rule, DAVIS J&F on
-hand-computed cases and on the horsejump ground truth, and flat memory in clip length (issue 12)."""
+hand-computed cases and on the horsejump ground truth, and flat memory in clip length."""
 
 import os
 import subprocess

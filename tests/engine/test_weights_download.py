@@ -88,7 +88,7 @@ def server(source):
     for repo_dir, repo_id in weights.REPOS.items():
         for rel in weights.repo_files(repo_dir):
             files[f"/{repo_id}/resolve/main/{rel}"] = (source / repo_dir / rel).read_bytes()
-    for rel in sam2.FILES:  # the default download also fetches the default SAM 2.1 size (issue 12)
+    for rel in sam2.FILES:  # the default download also fetches the default SAM 2.1 size
         files[f"/{sam2.REPOS[sam2.DEFAULT_MODEL]}/resolve/main/{rel}"] = (source / sam2.DEFAULT_MODEL / rel).read_bytes()
     srv = Repo(files)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)

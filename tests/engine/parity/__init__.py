@@ -1,6 +1,6 @@
 """Manifest-driven parity harness.
 
-Fixture sets: the shared reference set (``STCHAIN_FIXTURES_DIR``, default ``../shared/fixtures/reference``
+Fixture sets: the shared reference set (``STCHAIN_FIXTURES_DIR``, default: ``fixtures/reference`` of the data folder beside the repository
 next to the checkout) and every set under ``tests/fixtures/parity/`` (other configurations, made by the
 same reference code; see their README). Each manifest case ``NAME`` is checked by
 ``check_NAME.check(case)`` in this package; shapes, configs and scalars are always read from the case,
@@ -34,7 +34,7 @@ def fixture_sets() -> list[Path]:
 
 
 def manifest(root: Path | None = None) -> dict:
-    """The fixture manifest; no cases when ../shared is absent (tests/conftest.py skips what needs them)."""
+    """The fixture manifest; no cases when the data folder is absent (tests/conftest.py skips what needs them)."""
     path = (root or fixtures_dir()) / "manifest.json"
     return json.loads(path.read_text()) if path.is_file() else {"cases": []}
 
