@@ -6,6 +6,7 @@
 - ``demo``: the README's main job (random ``small`` weights when no real ones are found: a smoke test).
 - ``preview``: a picture of a result drawn over its footage.
 - ``masks``: object masks for every frame from one prompt; ``masks eval``: their DAVIS J&F (issue 12).
+- ``export RESULT --out X.abc|.usdc|.glb``: a result as Alembic, USD or glTF through Blender's exporters.
 - ``batch``: many clips on long-lived Ray workers (``blender_stchain.batch``; the ``[batch]`` extra).
 - ``eval BENCH`` / ``eval make-bench OUT``: quality metrics on a benchmark / build the synthetic one.
 - options only (``--footage ... --out X.blend``): the Blender headless job through the PyPI bpy module.
@@ -77,6 +78,12 @@ def cmd_masks(argv) -> int:
     return masks_main(argv)
 
 
+def cmd_export(argv) -> int:
+    from .cli_export import main as export_main
+
+    return export_main(argv)
+
+
 def cmd_blender(argv) -> int:
     from .bl.entry import main as headless_main
 
@@ -90,7 +97,7 @@ def cmd_batch(argv) -> int:
 
 
 COMMANDS = {"run": cmd_run, "weights": cmd_weights, "demo": cmd_demo, "preview": cmd_preview, "batch": cmd_batch,
-            "eval": cmd_eval, "masks": cmd_masks}
+            "eval": cmd_eval, "masks": cmd_masks, "export": cmd_export}
 
 
 def main(argv=None) -> int:
