@@ -27,6 +27,7 @@ def cmd_run(argv) -> int:
     from .contracts.prompts import join_negative
 
     a = parse_job(join_negative(argv), "python -m blender_stchain run", blender=False)
+    export = _export_target(a.job)
     from .engine.weights.preflight import require  # torch-free: weights are checked before anything else
 
     require(a.job.weights, a.job.method, a.job.allow_random_weights)
@@ -44,8 +45,25 @@ def cmd_run(argv) -> int:
     finally:
         if tmp is not None:
             tmp.cleanup()
+    if export is not None:  # bpy in a process of its own: this one holds torch
+        from .cli_export import export_in_child
+
+        path = export_in_child(path, [export])[0]
     printer(Done(str(path)))
     return 0
+
+
+def _export_target(job):
+    """``run --out X.abc`` (.usd*, .glb, .gltf): the result goes to X_4dmesh.safetensors and is exported after."""
+    from pathlib import Path
+
+    from .bl.export.paths import FORMATS, check_target, result_beside
+
+    if Path(job.out).suffix.lower() not in FORMATS:
+        return None
+    target = check_target(job.out)
+    job.out = str(result_beside(target))
+    return target
 
 
 def cmd_weights(argv) -> int:

@@ -13,14 +13,18 @@ Exit codes as every command (``contracts.errors``).
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
 from .bl.export.paths import check_target
 from .bl.export.source import CHUNK_FRAMES, ResultView, open_result
-from .contracts.errors import StchainError
+from .contracts.errors import Cancelled, StchainError
 from .contracts.options import OneLineParser
 
 PRESENTATIONS = {"object": "object_moves", "camera": "camera_moves"}
@@ -93,7 +97,39 @@ def _rigid_inverse(M: np.ndarray) -> np.ndarray:
     return out
 
 
-if __name__ == "__main__":
-    from .cli import guarded
+def export_in_child(result: Path, formats_or_paths, cancel=lambda: False, timeout_s: float = 1800) -> list[Path]:
+    """Export a finished result in a process of its own (bpy wants one; ``run`` and ``batch`` hold torch):
+    formats ("abc") go beside the result (NAME.abc), paths where they say. A failure or a cancel removes
+    every file of this call already written; the error is the command's own line."""
+    outs = [Path(o) if Path(o).suffix else result.with_suffix("." + str(o).lstrip(".")) for o in formats_or_paths]
+    cmd = [sys.executable, "-m", __package__, "export", str(result)] + [a for o in outs for a in ("--out", str(o))]
+    try:
+        in_child(cmd, ", ".join(o.name for o in outs), cancel, timeout_s)
+    except BaseException:
+        for o in outs:
+            o.unlink(missing_ok=True)
+            if o.suffix.lower() == ".gltf":
+                o.with_suffix(".bin").unlink(missing_ok=True)
+        raise
+    return outs
 
-    sys.exit(guarded(main, sys.argv[1:]))
+
+def in_child(cmd: list[str], what: str, cancel, timeout_s: float) -> None:
+    """Run ``cmd`` until it ends, ``cancel()`` or ``timeout_s``; its last stderr line is the error."""
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe: bpy's chatter cannot fill it and stall
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while proc.poll() is None:
+                if cancel() or time.monotonic() > deadline:
+                    raise Cancelled() if cancel() else StchainError(f"writing {what} took over {timeout_s:.0f} s")
+                time.sleep(0.1)
+            if proc.returncode != 0:
+                err.seek(0)
+                lines = err.read().decode(errors="replace").strip().splitlines() or ["no message"]
+                raise StchainError(f"writing {what} failed: {lines[-1].removeprefix('error: ')}")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+

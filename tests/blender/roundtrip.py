@@ -31,15 +31,15 @@ class Frame:
     edges_deg: np.ndarray  # (4, 2) angle of each camera-frame corner from the view axis, x and y
 
 
-def sample(scene, frames) -> dict[int, Frame]:
-    """The scene as it evaluates at each of ``frames``."""
+def sample(scene, frames, meshes=None) -> dict[int, Frame]:
+    """The scene as it evaluates at each of ``frames`` (its mesh objects, or those named in ``meshes``)."""
     out = {}
     for f in frames:
         scene.frame_set(int(f))
         dg = bpy.context.evaluated_depsgraph_get()
         pts = []
         for ob in scene.objects:
-            if ob.type != "MESH":
+            if ob.type != "MESH" or (meshes is not None and ob.name not in meshes):
                 continue
             ev = ob.evaluated_get(dg)
             me = ev.to_mesh()

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ...contracts.errors import StchainError
+from ..runner import RESULT_SUFFIX  # the result kept beside an export: the name the Blender path gives it
 
 FORMATS = {".abc": "alembic", ".usd": "usd", ".usdc": "usd", ".usda": "usd", ".glb": "gltf", ".gltf": "gltf"}
 
@@ -30,3 +31,8 @@ def check_target(path) -> Path:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise StchainError(f"cannot write {path.name}: folder {folder} is not writable; choose another --out")
     return path
+
+
+def result_beside(target: Path) -> Path:
+    """Where an export's result file is kept: ``X.abc`` -> ``X_4dmesh.safetensors``."""
+    return target.with_name(target.stem + RESULT_SUFFIX)
