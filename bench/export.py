@@ -55,7 +55,8 @@ def measure(result: Path, out: Path) -> dict:
     if p.returncode != 0:
         raise RuntimeError(p.stderr[-2000:])
     size = sum(f.stat().st_size for f in out.parent.iterdir())  # a .gltf's .bin too
-    return {"seconds": round(seconds, 2), "file_mb": round(size / 1e6, 1), "peak_rss_mb": round(peak_rss_mb(p.stderr), 1)}
+    return {"seconds": round(seconds, 2), "file_mb": round(size / 1e6, 1),
+            "peak_rss_mb": round(peak_rss_mb(p.stderr), 1)}
 
 
 def main():

@@ -93,15 +93,20 @@ def _generate(bpy, a: JobArgs) -> int:
             raise Cancelled()
         raise StchainError(status.message or "the job failed")
     if exporting:
-        from .export.formats import export_objects, result_objects
-
-        scene = bpy.context.scene
-        export_objects(scene, result_objects(scene), out, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
-        print(f"wrote {out}", flush=True)
-        return 0
+        return _export_scene(bpy, out)
     out.parent.mkdir(parents=True, exist_ok=True)
     bpy.ops.wm.save_as_mainfile(filepath=str(out))
     print(f"saved {out}", flush=True)
+    return 0
+
+
+def _export_scene(bpy, out: Path) -> int:
+    """``--out X.abc``: the job's mesh and camera through Blender's exporter; no .blend is saved."""
+    from .export.formats import export_objects, result_objects
+
+    scene = bpy.context.scene
+    export_objects(scene, result_objects(scene), out, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
+    print(f"wrote {out}", flush=True)
     return 0
 
 

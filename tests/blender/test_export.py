@@ -22,7 +22,7 @@ FPS = 30.0
 VERTEX_BOUND, CAMERA_BOUND, FOV_BOUND_DEG = 1e-4, 1e-4, 0.05
 
 
-def synthetic(path, shifted: bool, frames=None, npz=NPZ, written_as="object_moves"):
+def synthetic(path, shifted: bool, frames=None, npz=NPZ, written_as="object_moves", fps="30"):
     """A result file: the animated mushroom, an orbiting camera, 30 fps footage from frame 5; ``shifted``
     moves the principal point off the image centre (a lens shift in Blender)."""
     r = result_from_npz(npz, frames=frames, first_frame=5, size=(854, 480), tracks=0)
@@ -30,16 +30,16 @@ def synthetic(path, shifted: bool, frames=None, npz=NPZ, written_as="object_move
     if shifted:
         r.K[0, 2] += 31.0
         r.K[1, 2] -= 17.0
-    r.metadata["footage"] = {"fps": "30"}
+    r.metadata["footage"] = {"fps": fps}
     return r.save(path)
 
 
-def reference(result_path, mode="auto"):
+def reference(result_path, mode="auto", fps=FPS):
     """The scene the writer builds from the result (what a .blend of it holds), sampled at every frame."""
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
     result = load_result(result_path)
-    sw.apply(result, scene, sw.WriteOptions(fps=FPS, mode=mode, cache_dir=str(result_path.parent)))
+    sw.apply(result, scene, sw.WriteOptions(fps=fps, mode=mode, cache_dir=str(result_path.parent)))
     frames = result.frame_numbers
     return sample(scene, frames), frames, result.image_size
 
@@ -93,6 +93,18 @@ def test_gltf_round_trip_short(short, tmp_path, ext):
     assert w.vertices <= VERTEX_BOUND and w.camera <= CAMERA_BOUND and w.fov_deg <= FOV_BOUND_DEG
     expected = {out.name} | ({"clip.bin"} if ext == ".gltf" else set())
     assert {p.name for p in tmp_path.iterdir()} == expected
+
+
+def test_ntsc_frame_rate_keeps_every_frame(tmp_path):
+    """29.97 fps footage (30000/1001): the files' seconds map back onto the same frames in every format."""
+    result = synthetic(tmp_path / "r.safetensors", False, fps="30000/1001")
+    ref, frames, size = reference(result, fps=30000 / 1001)
+    outs = [tmp_path / f"clip{ext}" for ext in (".abc", ".usdc", ".glb")]
+    export(result, *outs)
+    for out in outs:
+        w = compare(ref, imported(out, frames, 30000 / 1001, size))
+        print(out.suffix, w)
+        assert w.vertices <= VERTEX_BOUND and w.camera <= CAMERA_BOUND and w.fov_deg <= FOV_BOUND_DEG
 
 
 def test_gltf_drops_the_lens_shift_with_a_warning(short, tmp_path):
@@ -187,8 +199,8 @@ def locked(tmp_path):
 
 
 def test_unwritable_folder_leaves_nothing(short, locked):
-    p = subprocess.run([sys.executable, "-m", "blender_stchain", "export", str(short[0]), "--out", str(locked / "a.abc")],
-                       capture_output=True, text=True, timeout=300, cwd=REPO)
+    p = subprocess.run([sys.executable, "-m", "blender_stchain", "export", str(short[0]), "--out",
+                        str(locked / "a.abc")], capture_output=True, text=True, timeout=300, cwd=REPO)
     err = [x for x in p.stderr.splitlines() if x.strip()]
     print(err)
     assert p.returncode == 1 and err == [f"error: cannot write a.abc: folder {locked} is not writable; choose "

@@ -142,7 +142,8 @@ def test_export_in_child_failure_leaves_nothing(tmp_path):
     not_ours.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
     with pytest.raises(Exception) as e:
         export_in_child(not_ours, ["abc", "usdc"])
-    assert str(e.value).startswith("writing x.abc, x.usdc failed: ") and "is not a blender_stchain result" in str(e.value)
+    message = str(e.value)
+    assert message.startswith("writing x.abc, x.usdc failed: ") and "is not a blender_stchain result" in message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.safetensors"]
 
 

@@ -9,7 +9,8 @@ pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
 from bench.export import measure, write_result  # noqa: E402
 from tests.blender.roundtrip import compare, imported  # noqa: E402
-from tests.blender.test_export import CAMERA_BOUND, FOV_BOUND_DEG, FPS, NPZ, VERTEX_BOUND, export, reference  # noqa: E402
+from tests.blender.test_export import (  # noqa: E402
+    CAMERA_BOUND, FOV_BOUND_DEG, FPS, NPZ, VERTEX_BOUND, export, reference)
 
 
 @pytest.fixture(scope="module")

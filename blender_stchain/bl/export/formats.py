@@ -79,7 +79,8 @@ def export_objects(scene, objects, path, warn=print) -> Path:
         try:
             tmp = Path(tempfile.mkdtemp(prefix=".stchain-export-", dir=path.parent))
         except OSError as e:
-            raise StchainError(f"cannot write {path.name} in {path.parent}: {e.strerror}; choose another --out") from None
+            why = f"cannot write {path.name} in {path.parent}: {e.strerror}; choose another --out"
+            raise StchainError(why) from None
         try:
             _EXPORTERS[kind](scene, tmp / path.name)
             produced = sorted(tmp.iterdir(), key=lambda p: p.name == path.name)  # the named file last

@@ -42,7 +42,8 @@ class STCHAIN_OT_export(bpy.types.Operator):
     def invoke(self, context, event):
         if not self.filepath:
             folder = Path(bpy.path.abspath("//")) if bpy.data.filepath else Path.home()
-            self.filepath = str(folder / f"{bpy.path.clean_name(result_objects(context.scene)[0].name)}.{self.file_format}")
+            name = bpy.path.clean_name(result_objects(context.scene)[0].name)
+            self.filepath = str(folder / f"{name}.{self.file_format}")
         context.window_manager.fileselect_add(self)
         return {"RUNNING_MODAL"}
 
