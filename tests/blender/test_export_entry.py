@@ -100,9 +100,10 @@ def test_run_out_abc_exports_after_the_job(tiny_weights, tmp_path):
     """``run --out X.abc``: the real pipeline (tiny random weights), the result kept beside, then the export
     in a process of its own; the export matches the scene the writer builds from that result."""
     from tests.batch.compare import QUICK
+    from tests.blender.workers import WORKER_PYTHON  # `run` needs torch: the Blender-only venvs have none
 
     out = tmp_path / "camel.abc"
-    cmd = [sys.executable, "-m", "blender_stchain", "run", "--footage", CAMEL, "--frames", "1:6", "--out", str(out),
+    cmd = [WORKER_PYTHON, "-m", "blender_stchain", "run", "--footage", CAMEL, "--frames", "1:6", "--out", str(out),
            "--weights", str(tiny_weights), "--allow-random-weights", "--preset", "fast", "--json"]
     cmd += [a for s in QUICK for a in ("--set", s)]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO,
@@ -118,6 +119,7 @@ def test_run_out_abc_exports_after_the_job(tiny_weights, tmp_path):
 def test_batch_worker_exports_beside_the_result(tiny_weights, tmp_path):
     """``batch --export abc,glb``: a clip's worker (a shared batch folder) writes NAME.abc and NAME.glb beside
     the result; each matches the scene the writer builds from that result."""
+    pytest.importorskip("torch")  # the worker runs the pipeline in this process
     from blender_stchain.batch.worker import ClipWorker
     from tests.batch.compare import CAMEL as CAMEL_JOB
     from tests.batch.compare import job_spec
@@ -159,6 +161,7 @@ def test_operator_exports_the_scene_result(registered, tmp_path):
     result refuses glTF with the reason and the way out."""
     result = load_result(synthetic(tmp_path / "r.safetensors", True))
     scene = registered
+    assert not bpy.ops.stchain.export.poll()  # nothing to export yet: the button is greyed out
     bpy.ops.mesh.primitive_cube_add()  # the user's own object: not exported, selection kept
     cube = bpy.context.active_object
     sw.apply(result, scene, sw.WriteOptions(fps=30.0))
