@@ -6,6 +6,7 @@
 - ``demo``: the README's main job (random ``small`` weights when no real ones are found: a smoke test).
 - ``preview``: a picture of a result drawn over its footage.
 - ``masks``: object masks for every frame from one prompt; ``masks eval``: their DAVIS J&F.
+- ``export RESULT --out X.abc|.usdc|.glb``: a result as Alembic, USD or glTF through Blender's exporters.
 - ``batch``: many clips on long-lived Ray workers (``blender_stchain.batch``; the ``[batch]`` extra).
 - ``eval BENCH`` / ``eval make-bench OUT``: quality metrics on a benchmark / build the synthetic one.
 - options only (``--footage ... --out X.blend``): the Blender headless job through the PyPI bpy module.
@@ -26,6 +27,7 @@ def cmd_run(argv) -> int:
     from .contracts.prompts import join_negative
 
     a = parse_job(join_negative(argv), "python -m blender_stchain run", blender=False)
+    export = _export_target(a.job)
     from .engine.weights.preflight import require  # torch-free: weights are checked before anything else
 
     require(a.job.weights, a.job.method, a.job.allow_random_weights)
@@ -43,8 +45,25 @@ def cmd_run(argv) -> int:
     finally:
         if tmp is not None:
             tmp.cleanup()
+    if export is not None:  # bpy in a process of its own: this one holds torch
+        from .cli_export import export_in_child
+
+        path = export_in_child(path, [export])[0]
     printer(Done(str(path)))
     return 0
+
+
+def _export_target(job):
+    """``run --out X.abc`` (.usd*, .glb, .gltf): the result goes to X_4dmesh.safetensors and is exported after."""
+    from pathlib import Path
+
+    from .bl.export.paths import FORMATS, check_target, result_beside
+
+    if Path(job.out).suffix.lower() not in FORMATS:
+        return None
+    target = check_target(job.out)
+    job.out = str(result_beside(target))
+    return target
 
 
 def cmd_weights(argv) -> int:
@@ -77,6 +96,12 @@ def cmd_masks(argv) -> int:
     return masks_main(argv)
 
 
+def cmd_export(argv) -> int:
+    from .cli_export import main as export_main
+
+    return export_main(argv)
+
+
 def cmd_blender(argv) -> int:
     from .bl.entry import main as headless_main
 
@@ -90,7 +115,7 @@ def cmd_batch(argv) -> int:
 
 
 COMMANDS = {"run": cmd_run, "weights": cmd_weights, "demo": cmd_demo, "preview": cmd_preview, "batch": cmd_batch,
-            "eval": cmd_eval, "masks": cmd_masks}
+            "eval": cmd_eval, "masks": cmd_masks, "export": cmd_export}
 
 
 def main(argv=None) -> int:

@@ -1,4 +1,5 @@
-"""``--blend``: a finished result as ``NAME.blend`` next to it, through the existing scene writer.
+"""``--blend``: a finished result as ``NAME.blend`` next to it, through the existing scene writer;
+``--export abc,usdc``: as NAME.abc, NAME.usdc through the ``export`` command (``cli_export``).
 
 bpy runs in a child process (``python -m blender_stchain.batch.blend RESULT OUT``): it wants a main thread
 of its own and its memory goes when the file is saved. The .blend is made from the result at its final
@@ -9,39 +10,22 @@ failure removes it.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-from ..contracts.errors import Cancelled, StchainError
+from ..cli_export import in_child
 
 TIMEOUT_S = 1800
 
 
 def write_blend(result: Path, blend: Path, cancel=lambda: False) -> Path:
     tmp = blend.with_name(f".{blend.name}.tmp-{os.getpid()}")
-    with tempfile.TemporaryFile() as err:  # a file, not a pipe: bpy's chatter cannot fill it and stall
-        proc = subprocess.Popen([sys.executable, "-m", __name__, str(result), str(tmp)],
-                                stdout=subprocess.DEVNULL, stderr=err)
-        try:
-            deadline = time.monotonic() + TIMEOUT_S
-            while proc.poll() is None:
-                if cancel() or time.monotonic() > deadline:
-                    raise Cancelled() if cancel() else StchainError(f"writing {blend.name} took over {TIMEOUT_S} s")
-                time.sleep(0.1)
-            if proc.returncode != 0:
-                err.seek(0)
-                lines = err.read().decode(errors="replace").strip().splitlines() or ["no message"]
-                raise StchainError(f"writing {blend.name} failed: {lines[-1]}")
-            os.replace(tmp, blend)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            for p in (tmp, Path(f"{tmp}@")):  # Blender saves through FILE@ first
-                p.unlink(missing_ok=True)
+    try:
+        in_child([sys.executable, "-m", __name__, str(result), str(tmp)], blend.name, cancel, TIMEOUT_S)
+        os.replace(tmp, blend)
+    finally:
+        for p in (tmp, Path(f"{tmp}@")):  # Blender saves through FILE@ first
+            p.unlink(missing_ok=True)
     return blend
 
 

@@ -27,6 +27,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-job", type=int, default=1, help="CPU threads per worker (default 1)")
     p.add_argument("--workers", type=int, help="at most this many workers (default: as many as the resources hold)")
     p.add_argument("--blend", action="store_true", help="also write NAME.blend per clip (scene writer; needs bpy)")
+    p.add_argument("--export", default="", metavar="FORMATS",
+                   help="also write NAME.FORMAT per clip, e.g. abc,usdc,glb (Blender's exporters; needs bpy; "
+                        "docs/exports.md)")
     p.add_argument("--resume", action="store_true", help="skip clips whose result exists and matches the job")
     p.add_argument("--retries", type=int, default=2, help="extra attempts of a clip whose worker died (default 2)")
     p.add_argument("--via-object-store", action="store_true",
@@ -46,9 +49,10 @@ def main(argv) -> int:
     defaults = {"weights": args.weights, "masks": args.masks, "device": args.device, "precision": args.precision,
                 "frames": parse_frames(args.frames), "method": args.method, "preset": args.preset,
                 "settings": parse_overrides(args.set), "allow_random_weights": args.allow_random_weights}
+    export = export_formats(args.export)
     clips = parse_jobs(args.jobs, out, defaults)
     opt = BatchOptions(out=out, ray=args.ray, gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job,
-                       workers=args.workers, blend=args.blend, resume=args.resume, retries=args.retries,
+                       workers=args.workers, blend=args.blend, export=export, resume=args.resume, retries=args.retries,
                        object_store_mb=args.object_store_mb, via_store=args.via_object_store, jobs=args.jobs)
     signal.signal(signal.SIGTERM, _interrupt)
     s = run_batch(clips, opt)
@@ -56,6 +60,19 @@ def main(argv) -> int:
     sys.stderr.write(f"batch: {c['done']} done, {c['skipped']} skipped, {c['failed']} failed, "
                      f"{c['cancelled']} cancelled -> {out / 'summary.json'}\n")
     return EXIT_CANCELLED if c["cancelled"] else EXIT_ERROR if c["failed"] else EXIT_OK
+
+
+def export_formats(text: str) -> tuple:
+    """``--export abc,usdc`` -> ("abc", "usdc"), each an extension ``export`` writes (checked before any clip runs)."""
+    from ..bl.export.paths import FORMATS
+    from ..contracts.errors import UsageError
+
+    formats = tuple(f.strip().lstrip(".").lower() for f in text.split(",") if f.strip())
+    for f in formats:
+        if "." + f not in FORMATS:
+            raise UsageError(f"--export {f}: not a format export writes; use some of "
+                             f"{','.join(x.lstrip('.') for x in FORMATS)}")
+    return formats
 
 
 def _interrupt(signum, frame):

@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..cli_export import export_in_child
 from ..contracts.errors import StchainError
 from ..contracts.result import remove_stale_spools
 from .identity import job_hash
@@ -41,6 +42,7 @@ class BatchOptions:
     cpus_per_job: int = 1
     workers: int | None = None  # at most this many actors (default: as many as the resources hold)
     blend: bool = False
+    export: tuple = ()  # formats written beside each result ("abc", "usdc", "glb", ...)
     resume: bool = False
     retries: int = 2  # extra attempts of a clip whose worker died
     object_store_mb: int = 128  # local instance only: results are small, the store need not be
@@ -100,7 +102,7 @@ def _plan(clips, opt, records, log) -> tuple[deque, dict]:
             rec.blend = str(Path(c.result).with_suffix(".blend")) if opt.blend else ""
             log.write({"clip": c.name, "event": "skipped", "message": "finished before with the same job"})
             continue
-        pending.append({"name": c.name, "spec": c.spec, "blend": opt.blend})
+        pending.append({"name": c.name, "spec": c.spec, "blend": opt.blend, "export": list(opt.export)})
     return pending, hashes
 
 
@@ -271,9 +273,12 @@ class _Scheduler:
         blend = result.with_suffix(".blend")
         if payload is not None:
             write_bytes_atomic(result, payload["result"])
-            if clip["blend"]:
+            if clip["blend"] or clip.get("export"):
                 try:
-                    write_blend(result, blend)
+                    if clip["blend"]:
+                        write_blend(result, blend)
+                    if clip.get("export"):
+                        export_in_child(result, clip["export"])
                 except BaseException as e:
                     result.unlink(missing_ok=True)  # a clip that did not finish leaves no file
                     if not isinstance(e, StchainError):

@@ -21,6 +21,7 @@ import time
 import traceback
 from pathlib import Path
 
+from ..cli_export import export_in_child
 from ..contracts.errors import Cancelled, StchainError, out_of_memory
 from .blend import write_blend
 
@@ -97,6 +98,8 @@ class ClipWorker:
             placed = True
             if clip.get("blend"):
                 write_blend(final, final.with_suffix(".blend"), self._cancel.is_set)
+            if clip.get("export"):
+                export_in_child(final, clip["export"], self._cancel.is_set)
         except BaseException as e:
             for p in (out, final if placed else None):
                 if p is not None:

@@ -3,7 +3,9 @@ OPTIONS`` and ``python -m blender_stchain OPTIONS`` (PyPI bpy) all end here and 
 with the options of ``contracts.options`` (the same as ``run``, plus the Blender-only ones).
 
 Without a .blend the job starts from an empty scene; the result is kept beside ``--out``
-(``NAME_4dmesh.safetensors``) and the scene references it there. Exit codes: ``contracts.errors``.
+(``NAME_4dmesh.safetensors``) and the scene references it there. ``--out X.abc`` (``.usd*``, ``.glb``,
+``.gltf``) exports the scene's mesh and camera through Blender's exporter instead of saving a .blend
+(``bl.export``). Exit codes: ``contracts.errors``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from ..contracts.errors import Cancelled, StchainError, exit_code
 from ..contracts.masks import mask_source
 from ..contracts.options import JobArgs, one_line, parse_job
 from ..contracts.prompts import HOW, join_negative, segment_args
+from .export.paths import FORMATS, check_target
 from .runner import RESULT_SUFFIX
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".bmp", ".webp", ".tga")
@@ -65,7 +68,11 @@ def _generate(bpy, a: JobArgs) -> int:
     props.mask = mask_source(a.mask_source).blender_id
     if a.blender_mask:
         props.mask_datablock = bpy.data.masks[a.blender_mask]
-    props.method, props.preset, props.write_mode = job.method, job.preset, a.write_mode
+    out = Path(job.out).expanduser().resolve()
+    exporting = out.suffix.lower() in FORMATS  # --out X.abc/.usdc/.glb: the scene is exported, not saved
+    if exporting:
+        check_target(out)
+    props.method, props.preset, props.write_mode = job.method, job.preset, _write_mode(a.write_mode, out)
     masks = job.masks or ""
     if a.extra.get("segment") or a.extra.get("segment_box"):  # masks from a prompt
         if masks:
@@ -73,7 +80,6 @@ def _generate(bpy, a: JobArgs) -> int:
         masks = _segment(bpy, segment_args(a), footage)
     elif a.mask_source == "none" and not masks:
         raise StchainError(f"--mask-source none would feed whole frames to the model; {HOW}")
-    out = Path(job.out).expanduser().resolve()
     try:
         outcome = bpy.ops.stchain.generate(
             weights=job.weights or "", device=job.device, masks=masks, precision=job.precision,
@@ -86,10 +92,31 @@ def _generate(bpy, a: JobArgs) -> int:
         if status.message.startswith("Cancelled"):
             raise Cancelled()
         raise StchainError(status.message or "the job failed")
+    if exporting:
+        return _export_scene(bpy, out)
     out.parent.mkdir(parents=True, exist_ok=True)
     bpy.ops.wm.save_as_mainfile(filepath=str(out))
     print(f"saved {out}", flush=True)
     return 0
+
+
+def _export_scene(bpy, out: Path) -> int:
+    """``--out X.abc``: the job's mesh and camera through Blender's exporter; no .blend is saved."""
+    from .export.formats import export_objects, result_objects
+
+    scene = bpy.context.scene
+    export_objects(scene, result_objects(scene), out, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
+    print(f"wrote {out}", flush=True)
+    return 0
+
+
+def _write_mode(asked: str, out: Path) -> str:
+    """glTF keeps a mesh's animation only as shape keys: an export to it writes them whatever the size."""
+    if FORMATS.get(out.suffix.lower()) != "gltf":
+        return asked
+    if asked == "pc2":
+        raise StchainError("--write-mode pc2 cannot be exported to glTF (it keeps only shape keys); use .abc or .usdc")
+    return "shape_keys"
 
 
 def empty_scene(bpy) -> None:

@@ -20,6 +20,7 @@ from ..contracts.result import load_result
 from ..contracts.terminal import Printer
 from . import footage, prefs, scene_writer
 from .controller import Controller, State
+from .export.operator import STCHAIN_OT_export
 from .props import WRITE_MODES, add_warning, clear_warnings
 from .runner import (
     WORKER_MODULE,
@@ -395,4 +396,5 @@ def cancel_all(*_args) -> int:
     return len(running)
 
 
-CLASSES = (STCHAIN_OT_generate, STCHAIN_OT_cancel, STCHAIN_OT_apply_result, STCHAIN_OT_weights, STCHAIN_OT_free_gpu)
+CLASSES = (STCHAIN_OT_generate, STCHAIN_OT_cancel, STCHAIN_OT_apply_result, STCHAIN_OT_weights, STCHAIN_OT_free_gpu,
+           STCHAIN_OT_export)

@@ -40,6 +40,7 @@ def draw_job(layout, context):
             col.label(text=status.message)
         draw_last_job(col, status)
         col.operator(ops.STCHAIN_OT_apply_result.bl_idname, icon="FILE_REFRESH")
+        col.operator(ops.STCHAIN_OT_export.bl_idname, icon="EXPORT")
 
 
 def warning_lines(warnings: list[str], width: int = 44) -> list[tuple[str, str]]:
@@ -88,7 +89,8 @@ class STCHAIN_MT_menu(bpy.types.Menu):
     bl_idname = "STCHAIN_MT_menu"
 
     def draw(self, context):
-        for op in (ops.STCHAIN_OT_generate, ops.STCHAIN_OT_cancel, ops.STCHAIN_OT_apply_result, ops.STCHAIN_OT_free_gpu):
+        for op in (ops.STCHAIN_OT_generate, ops.STCHAIN_OT_cancel, ops.STCHAIN_OT_apply_result, ops.STCHAIN_OT_free_gpu,
+                   ops.STCHAIN_OT_export):
             self.layout.operator(op.bl_idname)
         self.layout.operator("stchain.preview_masks")
 

@@ -46,7 +46,8 @@ class Option:
 
 JOB_OPTIONS: tuple[Option, ...] = (
     Option("--footage", "video file, folder of images, or RGBA PNGs", required=True, metavar="PATH"),
-    Option("--out", "output: result.safetensors for `run`, a .blend otherwise", required=True, metavar="PATH"),
+    Option("--out", "output: result.safetensors for `run`, a .blend otherwise; .abc/.usd/.usdc/.usda/.glb/.gltf "
+           "also export the mesh and camera (docs/exports.md)", required=True, metavar="PATH"),
     Option("--weights", "weights root (default: STCHAIN_WEIGHTS or the user folder)", metavar="DIR"),
     Option("--masks", "folder of per-frame mask images (255 = object)", metavar="DIR"),
     Option("--mask-source", "how the object is separated from the background (contracts/masks.py)", "alpha",

@@ -119,7 +119,7 @@ def test_three_clips_one_bad_give_two_results_like_run_and_one_error_then_resume
 def test_a_worker_killed_mid_clip_has_its_clip_retried_and_every_clip_done(tiny_weights, run_results, tmp_path):
     out = tmp_path / "out"
     proc = start_batch(jobs_file(tmp_path / "jobs.jsonl", LONG, CAMEL, HORSE), out, tiny_weights, "--via-object-store",
-                       "--blend")
+                       "--blend", "--export", "abc")
     wait_for_event(out, proc, lambda e: e["clip"] == "long" and e.get("stage") in ("anchor", "windows"))
     victim = next(e["pid"] for e in events(out) if e["clip"] == "long" and e["event"] == "start")
     os.kill(victim, signal.SIGKILL)
@@ -132,7 +132,7 @@ def test_a_worker_killed_mid_clip_has_its_clip_retried_and_every_clip_done(tiny_
     assert list(load_result(out / "long.safetensors").frame_numbers) == list(range(1, 17))
     for name in ("camel", "horse"):
         assert_same_result(out / f"{name}.safetensors", run_results[name])
-    only_finished_files(out, s, kinds=(".safetensors", ".job.json", ".blend"))
+    only_finished_files(out, s, kinds=(".safetensors", ".job.json", ".blend", ".abc"))  # exports: the driver's too
     assert {e["shared"] for e in events(out) if e["event"] == "start"} == {False}  # written by the driver
     assert blend_contents(out / "long.blend") == [[17, str(out / "long.safetensors")]]
 
