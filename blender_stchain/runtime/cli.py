@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -124,5 +125,6 @@ def main(argv) -> int:
             return 0
         raise UsageError("usage: python -m blender_stchain runtime plan|install|check|remove [--json]") from None
     args.root = args.root or store.default_root()
+    args.table = args.table or os.environ.get("STCHAIN_RUNTIME_TABLE")  # an offline mirror's table (tests)
     return {"plan": cmd_plan, "install": cmd_install, "check": cmd_check, "remove": cmd_remove}[args.action](
         args, lambda line: print(line, flush=True))

@@ -99,7 +99,7 @@ class Plan:
 
 
 def gb(n: int) -> str:
-    return f"{n / 1e9:.1f} GB"
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
 
 def version(text: str | None) -> tuple[int, ...]:

@@ -7,6 +7,7 @@ import base64
 import functools
 import hashlib
 import http.server
+import importlib.util
 import json
 import os
 import stat
@@ -15,9 +16,7 @@ import time
 import zipfile
 from pathlib import Path
 
-import torch
-
-REAL_TORCH = Path(torch.__file__).parent
+REAL_TORCH = Path(importlib.util.find_spec("torch").origin).parent  # found, not imported (bpy tests stay torch-free)
 
 # what each stand-in torch does after (or instead of) loading the real one
 TORCH_VARIANTS = {
@@ -111,9 +110,14 @@ class SlowHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass  # pip hanging up mid-download (the cancel) is the point, not an error
+
+
 def serve(folder: Path):
     handler = functools.partial(SlowHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = QuietServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/"
 
