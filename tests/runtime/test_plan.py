@@ -91,3 +91,36 @@ def test_parsers_read_the_tools_output():
         ("NVIDIA RTX A6000", "8.6", 49140), ("Tesla P100", "6.0", 16384)]
     assert parse_smi("No devices were found\n") == (None, [])
     assert [g.name for g in parse_rocminfo("  Name:   gfx90a\n  Name:   gfx90a\n  Name:  AMD EPYC\n")] == ["gfx90a"]
+
+
+def test_the_extension_carries_the_table_and_locks(tmp_path):
+    """The zip holds the package alone: the table and the locks are staged into it, and the
+    installed copy finds them there (not in a repository it does not have)."""
+    sys.path.insert(0, str(REPO))
+    try:
+        import build_addon
+    finally:
+        sys.path.remove(str(REPO))
+    src = build_addon.stage(tmp_path / "stage", [], ["3.11"], ["linux-x64"])
+    staged = sorted(p.name for p in (src / "runtime" / "vendor").iterdir())
+    assert staged == ["runtime-lock-cu126.txt", "runtime-lock-cu128.txt", "runtime-lock-cu130.txt",
+                      "runtime-lock-rocm.txt", "runtimes.json"]
+    code = "from blender_stchain.runtime.plan import vendor_file; print(vendor_file('runtimes.json'))"
+    out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(src.parent)!r}); {code}"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == str(src / "runtime" / "vendor" / "runtimes.json"), out.stderr
+
+
+def test_the_vendored_locks():
+    """cu130 on Linux is complete (hashes from PyPI, numpy never in it); where PyTorch's own index
+    was out of reach the lock says so and the installer refuses in one line."""
+    from blender_stchain.runtime.install import lock_lines
+
+    text = (REPO / "vendor" / "runtime-lock-cu130.txt").read_text()
+    for python in ("cp311", "cp313"):
+        lines = lock_lines(text, "cu130", Facts("Linux", "x64", python, "590", ()))
+        names = [line.split("==")[0] for line in lines]
+        assert names[0] == "torch" and lines[0].startswith("torch==2.13.0 --hash=sha256:")
+        assert {"nvidia-cudnn-cu13", "nvidia-cublas", "triton", "sympy"} <= set(names) and "numpy" not in names
+    with pytest.raises(StchainError, match="no real hashes yet"):
+        lock_lines(text, "cu130", Facts("Windows", "x64", "cp311", "590", ()))
