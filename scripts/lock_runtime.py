@@ -25,7 +25,7 @@ import urllib.request
 import zipfile
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urljoin
+from urllib.parse import unquote, urljoin
 
 from packaging.markers import Marker
 from packaging.requirements import Requirement
@@ -35,6 +35,7 @@ from packaging.version import InvalidVersion, Version
 ROOT = Path(__file__).resolve().parents[1]
 VENDOR = ROOT / "vendor"
 PYPI_INDEX = "https://pypi.org/simple"
+PLACEHOLDER = "PLACEHOLDER"  # the installer refuses a section holding it
 PYPI_JSON = "https://pypi.org/pypi/{}/json"
 NEVER = {"numpy", "setuptools"}
 PLATFORM_TAG = {"linux-x64": re.compile(r"^manylinux_2_(\d+)_x86_64$|^manylinux2014_x86_64$|^any$"),
@@ -47,13 +48,28 @@ MAX_GLIBC = 28  # manylinux_2_28: what Blender's supported Linux distributions p
 
 
 @lru_cache(maxsize=None)
-def project(name: str) -> tuple[str, dict]:
-    url = PYPI_JSON.format(canonicalize_name(name))
-    try:
+def project(name: str, index: str = PYPI_INDEX) -> tuple[str, dict]:
+    """``(url, {"releases": {version: [file records]}})`` from PyPI's JSON or a simple index page."""
+    if index.rstrip("/") == PYPI_INDEX:
+        url = PYPI_JSON.format(canonicalize_name(name))
         with urllib.request.urlopen(url, timeout=60) as r:
             return url, json.load(r)
-    except urllib.error.HTTPError as e:
-        raise SystemExit(f"error: {url}: {e}") from None
+    url = f"{index.rstrip('/')}/{canonicalize_name(name)}/"
+    with urllib.request.urlopen(url, timeout=60) as r:
+        page = r.read().decode()
+    releases: dict = {}
+    for href, digest in re.findall(r'href="([^"#]+)#sha256=([0-9a-f]{64})"', page):
+        filename = unquote(href.rsplit("/", 1)[-1])
+        if filename.endswith(".whl"):
+            version = str(parse_wheel_filename(filename)[1])
+            releases.setdefault(version, []).append({"filename": filename, "url": href, "size": None,
+                                                     "digests": {"sha256": digest}})
+    return url, {"releases": releases}
+
+
+def size_of(url: str) -> int:
+    with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=60) as r:
+        return int(r.headers["Content-Length"])
 
 
 def fits(filename: str, platform: str, python: str) -> bool:
@@ -67,16 +83,17 @@ def fits(filename: str, platform: str, python: str) -> bool:
     return False
 
 
-def pick(req: Requirement, platform: str, python: str) -> dict | None:
+def pick(req: Requirement, platform: str, python: str, index: str) -> dict | None:
     """The newest release satisfying ``req`` with a wheel for the platform: its file record."""
-    url, data = project(req.name)
+    url, data = project(req.name, index)
     for version in sorted(filter(valid, data["releases"]), key=Version, reverse=True):
         if Version(version).is_prerelease or version not in req.specifier:
             continue
         files = [f for f in data["releases"][version] if f["filename"].endswith(".whl") and not f.get("yanked")
                  and fits(f["filename"], platform, python)]
         if files:
-            return {**files[0], "version": version, "url": urljoin(url, files[0]["url"])}
+            found = {**files[0], "version": version, "url": urljoin(url, files[0]["url"])}
+            return {**found, "size": found["size"] or size_of(found["url"])}
     return None
 
 
@@ -105,7 +122,7 @@ def applies(req: Requirement, env: dict, extras: set[str]) -> bool:
     return any(req.marker.evaluate({**env, "extra": e}) for e in (extras or {""}))
 
 
-def closure(root: str, platform: str, python: str) -> list[tuple[str, dict]]:
+def closure(root: str, platform: str, python: str, index: str = PYPI_INDEX) -> list[tuple[str, dict]]:
     """Every wheel ``root`` needs on the platform (breadth first), numpy and setuptools left out."""
     env = {**MARKERS[platform], "python_version": f"{python[2]}.{python[3:]}", "implementation_name": "cpython"}
     queue, done, out = [(Requirement(root), set())], {}, []
@@ -117,9 +134,9 @@ def closure(root: str, platform: str, python: str) -> list[tuple[str, dict]]:
         if key in done:
             queue += [(Requirement(d), req.extras) for d in done[key] if applies(Requirement(d), env, req.extras)]
             continue
-        wheel = pick(req, platform, python)
+        wheel = pick(req, platform, python, index)
         if wheel is None:
-            raise SystemExit(f"no wheel of {req} for {platform} {python} on PyPI")
+            raise SystemExit(f"no wheel of {req} for {platform} {python} on {index}")
         done[key] = deps = requires(wheel)
         out.append((f"{key}=={wheel['version']}", wheel))
         queue += [(Requirement(d), req.extras) for d in deps if applies(Requirement(d), env, req.extras)]
@@ -152,6 +169,8 @@ class RangeFile(io.RawIOBase):
         request = urllib.request.Request(self.url, headers={"Range": f"bytes={self.pos}-{end}"})
         with urllib.request.urlopen(request, timeout=120) as r:
             data = r.read()
+            if r.status == 200:  # a server that ignores ranges sends the whole file
+                data = data[self.pos:end + 1]
         buffer[: len(data)] = data
         self.pos += len(data)
         return len(data)
@@ -170,10 +189,14 @@ def section(build: dict, platform: str, python: str, measure: bool) -> tuple[lis
     index = build["index"].get(platform)
     if index is None:
         return [], 0, 0
-    if index.rstrip("/") != PYPI_INDEX:
-        return [f"torch=={build['torch']}+{index.rstrip('/').rsplit('/', 1)[-1]} --hash=sha256:PLACEHOLDER  "
-                f"# {index} was not reachable when this lock was made"], 0, 0
-    wheels = closure(f"torch=={build['torch']}", platform, python)
+    torch = f"torch=={build['torch']}"
+    if index.rstrip("/") != PYPI_INDEX:  # PyTorch's own index names its builds with a local version
+        torch += "+" + index.rstrip("/").rsplit("/", 1)[-1]
+    try:
+        wheels = closure(torch, platform, python, index)
+    except urllib.error.URLError as e:
+        print(f"{build['name']} {platform} {python}: {index} not reachable ({e.reason}): placeholder", file=sys.stderr)
+        return [f"{torch} --hash=sha256:{PLACEHOLDER}  # {index} was not reachable when this lock was made"], 0, 0
     lines = [f"{spec} --hash=sha256:{w['digests']['sha256']}" for spec, w in wheels]
     size = sum(w["size"] for _, w in wheels)
     return lines, size, sum(unpacked(w) for _, w in wheels) if measure else 0

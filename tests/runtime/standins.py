@@ -44,10 +44,12 @@ def _digest(data: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
-def make_wheel(folder: Path, name: str, version: str, files: dict) -> Path:
+def make_wheel(folder: Path, name: str, version: str, files: dict, requires=()) -> Path:
     """A real wheel file (zip with METADATA, WHEEL and a RECORD of real digests) that pip installs."""
     dist = f"{name}-{version}.dist-info"
-    files = {**files, f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    metadata += "".join(f"Requires-Dist: {r}\n" for r in requires)
+    files = {**files, f"{dist}/METADATA": metadata,
              f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: stchain-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
     encoded = {k: v.encode() if isinstance(v, str) else v for k, v in files.items()}
     record = "".join(f"{k},{_digest(v)},{len(v)}\n" for k, v in encoded.items()) + f"{dist}/RECORD,,\n"

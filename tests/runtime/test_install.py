@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -169,3 +170,25 @@ def test_lock_sections_and_refusals():
         lock_lines("[linux-x64 cp311]\nnumpy==2.3.0 --hash=sha256:" + "b" * 64, "x", Facts("Linux", "x64", "cp311"))
     with pytest.raises(StchainError, match="not pinned with a hash: torch>=2"):
         lock_lines("[linux-x64 cp311]\ntorch>=2\n", "x", Facts("Linux", "x64", "cp311"))
+
+
+def _real_torch_wheel():
+    folder = Path(os.environ.get("STCHAIN_TORCH_WHEEL_DIR", "/opt/wheels"))
+    found = sorted(folder.glob(f"torch-*-{FACTS.python}-*.whl")) if folder.is_dir() else []
+    return found[0] if found else None
+
+
+@pytest.mark.slow
+def test_a_real_torch_wheel_becomes_the_runtime(tmp_path):
+    """The whole path with a real PyTorch wheel (the CPU build a local mirror holds): pip unpacks it,
+    the probe imports it from the runtime alone and runs its kernels, and it becomes active."""
+    wheel = _real_torch_wheel()
+    if wheel is None:
+        pytest.skip("no torch wheel in STCHAIN_TORCH_WHEEL_DIR (default /opt/wheels)")
+    version = wheel.name.split("-")[1]
+    (tmp_path / "runtime-lock-real.txt").write_text(standins.lock_text(*SECTION, {f"torch=={version}": wheel}))
+    standins.write_table(tmp_path, [standins.build_entry("real", f"find:{wheel.parent}", unpacked_bytes=10**9)])
+    root = tmp_path / "runtimes"
+    runtime = run_install(tmp_path, root, "real")
+    assert store.active(root) == runtime and runtime.info["check"]["torch"] == version
+    assert (runtime.site / "torch" / "lib").is_dir() and runtime.info["check"]["attention_error"] < 1e-4
