@@ -1,4 +1,4 @@
-"""Run as ``python -I probe.py SITE DEVICE`` (never imported by the extension): the verification of
+"""Run as ``python -I probe.py SITE DEVICE PACKAGE_PARENT`` (never imported by the extension): the verification of
 one runtime in a fresh interpreter that sees that runtime alone (``-I``: no user site, no PYTHONPATH;
 the interpreter's own packages, such as Blender's numpy, stay). Prints one JSON report; exit 0 when
 torch came from SITE, the device is visible, and a matmul and an attention call on the device agree
@@ -53,13 +53,10 @@ def kernels(torch, dev, dtype_name: str) -> dict:
 
 
 def main(argv) -> int:
-    site, device = os.path.abspath(argv[0]), argv[1]
-    sys.path[:0] = [site]
-    if sys.platform == "win32":  # the runtime's DLLs first (the worker does the same, runtime.store.enter)
-        for sub in ("torch/lib", *(f"nvidia/{d}/bin" for d in sorted(os.listdir(os.path.join(site, "nvidia")))
-                                   if os.path.isdir(os.path.join(site, "nvidia")))):
-            if os.path.isdir(os.path.join(site, sub)):
-                os.add_dll_directory(os.path.join(site, sub))
+    site, device, package_parent = os.path.abspath(argv[0]), argv[1], argv[2]
+    sys.path[:0] = [site, package_parent]  # the package is torch-free: it only opens the runtime's DLL folders
+    store = importlib.import_module(f"{os.path.basename(os.path.dirname(os.path.dirname(__file__)))}.runtime.store")
+    store.enter([site], marker=False)  # as the worker does
     report = {"site": site, "device": device}
     spec = importlib.util.find_spec("torch")
     if spec is None or not os.path.abspath(spec.origin or "").startswith(site + os.sep):

@@ -136,10 +136,12 @@ def runtime_sites(paths) -> list[str]:
     return [p for p in paths if p and os.path.basename(p) == "site" and os.path.isfile(os.path.join(p, "..", INFO))]
 
 
-def enter(paths=None) -> list[str]:
+def enter(paths=None, marker: bool = True) -> list[str]:
     """Make the runtime on ``sys.path`` loadable in this process: on Windows its DLL folders (torch's
-    and the CUDA wheels') join the DLL search path, ahead of anything Blender loaded."""
-    sites = runtime_sites(sys.path if paths is None else paths)
+    and the CUDA wheels') join the DLL search path, ahead of anything Blender loaded. ``marker=False``:
+    ``paths`` are runtime sites already (one being verified has no ``runtime.json`` yet)."""
+    paths = sys.path if paths is None else paths
+    sites = runtime_sites(paths) if marker else list(paths)
     if sys.platform == "win32":
         for site in sites:
             for d in [Path(site) / "torch" / "lib", *sorted(Path(site).glob("nvidia/*/bin"))]:

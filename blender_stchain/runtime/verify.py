@@ -46,7 +46,7 @@ def wait(proc: subprocess.Popen, cancel, timeout_s: float) -> tuple[str, str]:
 def verify(site: str | os.PathLike, device: str, python: str | None = None, cancel=None,
            timeout_s: float = 600.0) -> dict:
     """The probe's report (torch version, device name, dtype, errors) or StchainError with its line."""
-    cmd = [python or sys.executable, "-I", str(PROBE), str(site), device]
+    cmd = [python or sys.executable, "-I", str(PROBE), str(site), device, str(PROBE.parents[2])]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             text=True, env=clean_env())
     out, err = wait(proc, cancel, timeout_s)

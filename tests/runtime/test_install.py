@@ -88,8 +88,9 @@ def test_install_verifies_then_activates(installed):
     assert sorted(p.name for p in root.iterdir()) == ["active.json", "good-2.13.0"]  # no staging, no pip temp
     check = runtime.info["check"]
     assert check["ok"] and check["dtype"] == "float32" and check["device_name"] == "CPU"
-    assert check["site"] == str(runtime.site.with_name(".partial-good-2.13.0") / "site") or check["site"]
+    assert check["site"] == str(root / ".partial-good-2.13.0" / "site")  # verified before it was moved in place
     assert 0 <= check["matmul_error"] < 1e-4 and 0 <= check["attention_error"] < 1e-4
+    assert store.runtime_sites([str(runtime.site), str(root), "/usr/lib/python3/dist-packages"]) == [str(runtime.site)]
     stages = [e.stage for e in events]
     assert stages[0] == "download" and stages[-1] == "verify" and events[-1].fraction == 1.0
 
@@ -192,3 +193,22 @@ def test_a_real_torch_wheel_becomes_the_runtime(tmp_path):
     runtime = run_install(tmp_path, root, "real")
     assert store.active(root) == runtime and runtime.info["check"]["torch"] == version
     assert (runtime.site / "torch" / "lib").is_dir() and runtime.info["check"]["attention_error"] < 1e-4
+
+
+def test_the_command_stops_when_the_cancel_file_appears(index, tmp_path):
+    """Blender's Cancel button: the install command sees its cancel file, stops pip and leaves nothing."""
+    root, cancel = tmp_path / "runtimes", tmp_path / "install.cancel"
+    proc = subprocess.Popen([sys.executable, "-m", "blender_stchain", "runtime", "install", "--json", "--build", "slow",
+                             "--table", str(index / "runtimes.json"), "--root", str(root), "--cancel-file", str(cancel)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        event = json.loads(line)
+        if event.get("message", "").startswith("downloading") and not event["message"].startswith("downloading 0.0 MB"):
+            break
+    cancel.touch()
+    start = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    took = time.monotonic() - start
+    print(f"stopped {took:.2f} s after the cancel file appeared: {err.strip()}")
+    assert proc.returncode == 2 and took < 5.0 and err.strip() == "error: cancelled by the user"
+    assert list(root.iterdir()) == []
