@@ -15,8 +15,9 @@ import os
 import signal
 from pathlib import Path
 
-from ..contracts.errors import StchainError, UsageError
+from ..contracts.errors import StchainError
 from ..contracts.events import Done, FileCancel
+from ..contracts.options import OneLineParser
 from ..contracts.terminal import Printer
 from . import plan as planning
 from . import store
@@ -26,8 +27,9 @@ from .verify import verify
 ACTIONS = ("plan", "install", "check", "remove")
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m blender_stchain runtime", description=__doc__.split("\n\n")[0])
+def parser() -> OneLineParser:
+    p = OneLineParser(prog="python -m blender_stchain runtime", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("action", choices=ACTIONS)
     p.add_argument("--json", action="store_true", help="one JSON object (install: JSON event lines)")
     p.add_argument("--root", type=Path, default=None, help="the runtimes folder (Blender: the extension's)")
@@ -118,12 +120,7 @@ def cmd_remove(args, out) -> int:
 
 
 def main(argv) -> int:
-    try:
-        args = parser().parse_args(argv)
-    except SystemExit as e:
-        if e.code in (0, None):
-            return 0
-        raise UsageError("usage: python -m blender_stchain runtime plan|install|check|remove [--json]") from None
+    args = parser().parse_args(argv)
     args.root = args.root or store.default_root()
     args.table = args.table or os.environ.get("STCHAIN_RUNTIME_TABLE")  # an offline mirror's table (tests)
     return {"plan": cmd_plan, "install": cmd_install, "check": cmd_check, "remove": cmd_remove}[args.action](

@@ -126,7 +126,7 @@ def run_pip(cmd: list[str], tmp: Path, build: Build, count: int, emit, cancel) -
     for t in readers:
         t.start()
     proc.stdout, proc.stderr = None, None  # the readers own the pipes; wait() only polls
-    wait(proc, cancel, timeout_s=6 * 3600)
+    wait(proc, cancel, 6 * 3600, "the download")
     for t in readers:
         t.join(timeout=5)
     if proc.returncode != 0:
@@ -157,6 +157,8 @@ def pip_error(stderr: list[str], build: Build) -> str:
         name = re.search(r"^\s+(\S+) from ", text, flags=re.M)
         return (f"a downloaded wheel{' (' + name.group(1) + ')' if name else ''} does not match the hash in the "
                 f"{build.name} lock: nothing was installed, the previous runtime stays")
+    if "No module named pip" in text:
+        return "this Python has no pip: run `python -m ensurepip` with Blender's Python once, then install again"
     if "No space left" in text:
         return "the disk filled up during the download: nothing was installed; free some space, then install again"
     lines = [l.strip() for l in stderr if l.strip().startswith("ERROR:")] or [l.strip() for l in stderr if l.strip()]

@@ -153,7 +153,7 @@ def _nvidia(facts: Facts, gpus: list[Gpu], builds: list[Build]) -> Plan:
         if misfit:
             skipped.append(f"CUDA {b.cuda} dropped compute capability {misfit[0].cc}")
             continue
-        why = f"NVIDIA {gpu.name}" + (f" (compute {gpu.cc})" if gpu.cc else "")
+        why = gpu.name + (f" (compute {gpu.cc})" if gpu.cc else "")
         why += f", driver {driver} >= {b.min_driver}: the CUDA {b.cuda} build"
         return Plan("install", why + "".join(f"; {s}" for s in skipped), facts, b)
     if not builds:

@@ -26,21 +26,23 @@ def clean_env(tmp: str | os.PathLike | None = None) -> dict:
     return env
 
 
-def wait(proc: subprocess.Popen, cancel, timeout_s: float) -> tuple[str, str]:
-    """Wait for ``proc``, killing it on cancel (raises Cancelled) or timeout (StchainError)."""
+def wait(proc: subprocess.Popen, cancel, timeout_s: float, what: str) -> tuple[str, str]:
+    """Wait for ``proc``; on cancel (Cancelled), timeout (StchainError) or Ctrl+C it is killed first."""
     deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return proc.communicate(timeout=0.1)
-        except subprocess.TimeoutExpired:
+    try:
+        while True:
+            try:
+                return proc.communicate(timeout=0.1)
+            except subprocess.TimeoutExpired:
+                pass
             if cancel is not None and cancel():
-                proc.kill()
-                proc.communicate()
-                raise Cancelled() from None
+                raise Cancelled()
             if time.monotonic() > deadline:
-                proc.kill()
-                proc.communicate()
-                raise StchainError(f"the runtime check took over {timeout_s:.0f} s and was stopped") from None
+                raise StchainError(f"{what} took over {timeout_s:.0f} s and was stopped")
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
 
 
 def verify(site: str | os.PathLike, device: str, python: str | None = None, cancel=None,
@@ -49,7 +51,7 @@ def verify(site: str | os.PathLike, device: str, python: str | None = None, canc
     cmd = [python or sys.executable, "-I", str(PROBE), str(site), device, str(PROBE.parents[2])]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             text=True, env=clean_env())
-    out, err = wait(proc, cancel, timeout_s)
+    out, err = wait(proc, cancel, timeout_s, "the runtime check")
     try:
         report = json.loads(out.strip().splitlines()[-1])
     except (ValueError, IndexError):

@@ -69,3 +69,16 @@ def test_plan_install_check_remove(online, machine):
     assert bpy.ops.stchain.runtime(action="remove") == {"FINISHED"}
     assert store.active(machine) is None and list(machine.iterdir()) == []
     assert prefs.job_runtime(bpy.context) == "Runtime: bundled PyTorch, device: CPU"
+
+
+@pytest.mark.parametrize("driver, says", [
+    ("590.44.01", "NVIDIA GeForce RTX 4090 (compute 8.9), driver 590.44.01 >= 580: the CUDA 13.0 build: install it in "
+                  "Preferences > Add-ons > 4D Mesh > GPU Runtime (cu130-2.13.0, 2.7 GB download)"),
+    ("470.256.02", "NVIDIA driver 470.256.02 is too old for a GPU runtime (minimum 525): update the driver, then plan again"),
+])
+def test_detect_devices_says_what_to_install(driver, says, tmp_path, monkeypatch):
+    """What Detect Devices appends when the worker sees no GPU (the vendored table, a stand-in driver)."""
+    bin_dir = standins.nvidia_smi(tmp_path / "bin", driver).parent
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.delenv("STCHAIN_RUNTIME_TABLE", raising=False)
+    assert prefs.install_hint() == says
