@@ -3,14 +3,15 @@ then rename it into place and mark it active. Any failure (refusal, download, ha
 cancel, a full disk) removes the staging folder and leaves the previous runtime active.
 
 pip runs in the interpreter the runtime is for (Blender's own Python), isolated from everything
-that changes what it installs: ``-I`` (no user site, no PYTHON* variables), ``--isolated`` (no pip
-configuration file, no PIP_* variables), binary wheels only, ``--require-hashes`` against the lock
+that changes what it installs: ``-I`` (no user site, no PYTHON* variables), ``--isolated`` and
+``PIP_CONFIG_FILE=os.devnull`` (no pip configuration file at all, no PIP_* variables), binary wheels only, ``--require-hashes`` against the lock
 section for this platform and Python, ``--no-deps`` (the lock is the whole list: numpy is never in
 it, Blender's stays), ``--no-cache-dir`` and temporary files inside the staging folder.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -118,8 +119,11 @@ def install(build: Build, facts: Facts, root: Path, *, online: bool, emit, cance
 
 
 def run_pip(cmd: list[str], tmp: Path, build: Build, count: int, emit, cancel) -> None:
+    # --isolated skips the user's pip.conf but not the system-wide one (a constraint, an index an admin
+    # set): PIP_CONFIG_FILE=os.devnull is pip's switch for "no configuration file at all"
+    env = {**clean_env(tmp), "PIP_CONFIG_FILE": os.devnull}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            text=True, env=clean_env(tmp), bufsize=1)
+                            text=True, env=env, bufsize=1)
     errors: list[str] = []
     readers = [threading.Thread(target=_progress, args=(proc.stdout, build, count, emit), daemon=True),
                threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True)]
@@ -161,6 +165,6 @@ def pip_error(stderr: list[str], build: Build) -> str:
         return "this Python has no pip: run `python -m ensurepip` with Blender's Python once, then install again"
     if "No space left" in text:
         return "the disk filled up during the download: nothing was installed; free some space, then install again"
-    lines = [l.strip() for l in stderr if l.strip().startswith("ERROR:")] or [l.strip() for l in stderr if l.strip()]
-    last = lines[-1][len("ERROR: "):] if lines and lines[-1].startswith("ERROR: ") else (lines or ["no message"])[-1]
-    return f"pip could not install {build.folder}: {last[:200]}; nothing was installed, the previous runtime stays"
+    errors = [line.strip()[len("ERROR: "):] for line in stderr if line.strip().startswith("ERROR: ")]
+    first = (errors or [line.strip() for line in stderr if line.strip()] or ["no message"])[0]  # the cause, not the advice
+    return f"pip could not install {build.folder}: {first[:200]}; nothing was installed, the previous runtime stays"

@@ -47,8 +47,10 @@ def index(tmp_path_factory):
     for name, wheels_of in locks.items():
         wrong = {"standin_extra==1.0"} if name == "tampered" else set()
         (base / f"runtime-lock-{name}.txt").write_text(standins.lock_text(*SECTION, wheels_of, wrong))
-    builds = [standins.build_entry(n, f"find:{url if n == 'slow' else wheels}") for n in locks]
-    builds[-1]["unpacked_bytes"] = 10**16  # "huge": more than any disk here
+    (base / "runtime-lock-missing.txt").write_text(f"[{SECTION[0]} {SECTION[1]}]\ntorch==2.13.0+absent "
+                                                   f"--hash=sha256:{'0' * 64}\n")  # not in the index
+    builds = [standins.build_entry(n, f"find:{url if n == 'slow' else wheels}") for n in [*locks, "missing"]]
+    next(b for b in builds if b["name"] == "huge")["unpacked_bytes"] = 10**16  # more than any disk here
     standins.write_table(base, builds)
     yield base
     server.shutdown()
@@ -66,12 +68,17 @@ def run_install(index, root, name, online=True, cancel=lambda: False, events=Non
 
 @pytest.fixture(scope="module")
 def installed(index, tmp_path_factory):
-    """The good runtime, installed once; pip's environment says dry-run and PYTHONPATH points
-    elsewhere: the install must not listen to either."""
+    """The good runtime, installed once; pip's environment and a system-wide pip.conf say dry-run and
+    forbid that torch, PYTHONPATH points elsewhere: the install must not listen to any of them."""
     root = tmp_path_factory.mktemp("runtimes")
+    xdg = tmp_path_factory.mktemp("xdg")
+    (xdg / "pip").mkdir()
+    (xdg / "constraints.txt").write_text("torch<1\n")
+    (xdg / "pip" / "pip.conf").write_text(f"[global]\nconstraint = {xdg / 'constraints.txt'}\n[install]\ndry-run = true\n")
     events = []
     saved = dict(os.environ)
-    os.environ.update(PIP_DRY_RUN="1", PIP_TARGET=str(root / "elsewhere"), PYTHONPATH=str(root / "nothing"))
+    os.environ.update(PIP_DRY_RUN="1", PIP_TARGET=str(root / "elsewhere"), PYTHONPATH=str(root / "nothing"),
+                      XDG_CONFIG_DIRS=str(xdg))
     try:
         runtime = run_install(index, root, "good", events=events)
     finally:
@@ -120,6 +127,8 @@ def test_check_and_remove_from_the_command_line(installed, tmp_path):
     ("tampered", "a downloaded wheel (standin_extra==1.0) does not match the hash in the tampered lock"),
     ("broken", "the runtime failed its check: ImportError: DLL load failed while importing _C"),
     ("wrong", "the runtime failed its check: attention error"),
+    ("missing", "pip could not install missing-2.13.0: Could not find a version that satisfies the requirement "
+                "torch==2.13.0+absent"),
 ])
 def test_a_failed_install_keeps_the_previous_runtime(installed, index, name, message):
     root, runtime, _ = installed
