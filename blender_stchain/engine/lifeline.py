@@ -38,7 +38,7 @@ class Lifeline:
         return self
 
     def _poll(self) -> None:
-        while not self.gone.wait(POLL_S):
+        while not self.gone.wait(POLL_S) and not self.finished.is_set():  # the job's end ends the watch
             if os.name != "nt" and os.getppid() != self.parent:
                 self._stop()
 
@@ -62,6 +62,12 @@ class Lifeline:
             self.clean()
             os._exit(self.exit_code)
 
+    def done(self) -> None:
+        """The job returned (finished, failed or stopped): after a lost parent, tidy up."""
+        self.finished.set()
+        if self.gone.is_set():
+            self.clean()
+
     def clean(self) -> None:
         """Remove the job folder Blender made for this job (``job-*`` owned by the dead parent); a
         job file anywhere else (the command line, tests) is left alone."""
@@ -72,3 +78,8 @@ class Lifeline:
             mine = False
         if mine:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def guard(job_path, cancel, exit_code: int = 2) -> Lifeline:
+    """The started lifeline of one job: a lost parent raises the job's cancel flag (``FileCancel``)."""
+    return Lifeline(job_path, lambda: setattr(cancel, "flag", True), exit_code).start()

@@ -54,19 +54,17 @@ def watchdog(cancel, finished: threading.Event, sink) -> None:
 
 
 def run_job_file(job_path: str, sink=emit) -> int:
-    from .lifeline import Lifeline
+    from .lifeline import guard
 
     cancel = FileCancel(job_path + ".cancel")
     finished = threading.Event()
-    lifeline = Lifeline(job_path, lambda: setattr(cancel, "flag", True), EXIT_CANCELLED).start()
+    lifeline = guard(job_path, cancel, EXIT_CANCELLED)  # Blender gone: stop, free the device, leave nothing
     threading.Thread(target=watchdog, args=(cancel, finished, sink), daemon=True).start()
     try:
         return _run(job_path, cancel, sink)
     finally:
         finished.set()
-        lifeline.finished.set()
-        if lifeline.gone.is_set():
-            lifeline.clean()
+        lifeline.done()
 
 
 def _run(job_path: str, cancel: FileCancel, sink) -> int:
