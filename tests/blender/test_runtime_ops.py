@@ -10,7 +10,9 @@ import pytest
 bpy = pytest.importorskip("bpy")
 pytestmark = pytest.mark.blender
 
-from blender_stchain.bl import prefs  # noqa: E402
+from blender_stchain.bl import ops, prefs  # noqa: E402
+from blender_stchain.bl.controller import Controller  # noqa: E402
+from blender_stchain.bl.runner import ProcessRunner  # noqa: E402
 from blender_stchain.runtime import store  # noqa: E402
 from tests.runtime import standins  # noqa: E402
 
@@ -66,7 +68,11 @@ def test_plan_install_check_remove(online, machine):
 
     assert bpy.ops.stchain.runtime(action="check") == {"FINISHED"}
     assert status.message.startswith("standin-2.13.0: torch 2.13.0") and status.message.endswith(": ok")
+    job = Controller()  # a worker process still running on the runtime: remove stops it first
+    job.start(ProcessRunner(["-c", "import time; time.sleep(120)"], grace_s=0.5))
+    ops._active["job"] = job
     assert bpy.ops.stchain.runtime(action="remove") == {"FINISHED"}
+    assert not job.runner.alive and job.runner.proc.returncode == -15  # stopped (SIGTERM), not left running
     assert store.active(machine) is None and list(machine.iterdir()) == []
     assert prefs.job_runtime(bpy.context) == "Runtime: bundled PyTorch, device: CPU"
 
