@@ -137,6 +137,10 @@ def stage(stage_dir: Path, wheels: list[Path], pythons, platforms) -> Path:
     (src / "wheels").mkdir()
     for w in wheels:
         shutil.copy2(w, src / "wheels" / w.name)
+    runtime_data = src / "runtime" / "vendor"  # the GPU runtime table and locks travel inside the package
+    runtime_data.mkdir()
+    for f in [ROOT / "vendor" / "runtimes.json", *sorted((ROOT / "vendor").glob("runtime-lock-*.txt"))]:
+        shutil.copy2(f, runtime_data / f.name)
     template = (ROOT / "blender_manifest.toml").read_text()
     (src / "blender_manifest.toml").write_text(manifest_text(template, [w.name for w in wheels], pythons, platforms))
     return src

@@ -5,8 +5,13 @@
 - ``weights check|download|make-random``: manage checkpoints.
 - ``demo``: the README's main job (random ``small`` weights when no real ones are found: a smoke test).
 - ``preview``: a picture of a result drawn over its footage.
+<<<<<<< HEAD
 - ``masks``: object masks for every frame from one prompt; ``masks eval``: their DAVIS J&F.
 - ``export RESULT --out X.abc|.usdc|.glb``: a result as Alembic, USD or glTF through Blender's exporters.
+=======
+- ``masks``: object masks for every frame from one prompt; ``masks eval``: their DAVIS J&F (issue 12).
+- ``runtime plan|install|check|remove``: the GPU PyTorch runtime (docs/gpu-runtime.md).
+>>>>>>> h/runtime
 - ``batch``: many clips on long-lived Ray workers (``blender_stchain.batch``; the ``[batch]`` extra).
 - ``eval BENCH`` / ``eval make-bench OUT``: quality metrics on a benchmark / build the synthetic one.
 - options only (``--footage ... --out X.blend``): the Blender headless job through the PyPI bpy module.
@@ -108,6 +113,12 @@ def cmd_blender(argv) -> int:
     return headless_main(argv)
 
 
+def cmd_runtime(argv) -> int:
+    from .runtime.cli import main as runtime_main
+
+    return runtime_main(argv)
+
+
 def cmd_batch(argv) -> int:
     from .batch.cli import main as batch_main
 
@@ -115,7 +126,7 @@ def cmd_batch(argv) -> int:
 
 
 COMMANDS = {"run": cmd_run, "weights": cmd_weights, "demo": cmd_demo, "preview": cmd_preview, "batch": cmd_batch,
-            "eval": cmd_eval, "masks": cmd_masks, "export": cmd_export}
+            "eval": cmd_eval, "masks": cmd_masks, "export": cmd_export, "runtime": cmd_runtime}
 
 
 def main(argv=None) -> int:

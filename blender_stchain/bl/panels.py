@@ -5,7 +5,7 @@ import textwrap
 import bpy
 
 from ..contracts.masks import mask_source
-from . import ops
+from . import ops, prefs
 
 
 def draw_job(layout, context):
@@ -35,6 +35,7 @@ def draw_job(layout, context):
         col.progress(factor=status.progress, type="BAR", text=status.message or status.stage)
         col.operator(ops.STCHAIN_OT_cancel.bl_idname, icon="CANCEL")
     else:
+        col.label(text=prefs.job_runtime(context), icon="SYSTEM")  # before it starts: where it will run
         col.operator(ops.STCHAIN_OT_generate.bl_idname, icon="MESH_MONKEY")
         if status.message:
             col.label(text=status.message)

@@ -15,6 +15,8 @@ from pathlib import Path
 import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
+from ..runtime import store
+
 PACKAGE = __package__.rpartition(".")[0]  # "blender_stchain" or "bl_ext.<repo>.blender_stchain"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 PROBE = (
@@ -86,6 +88,7 @@ class STCHAIN_AP_preferences(bpy.types.AddonPreferences):
         col.prop(self, "keep_worker_warm")
         col.operator("stchain.free_gpu", icon="X")
         col.prop(self, "runtime_python")
+        draw_runtime(col.box(), context)
         status = context.window_manager.stchain_status
         if status.message:
             for line in status.message.splitlines()[-8:]:
@@ -115,11 +118,63 @@ def python(context) -> str:
 
 def pythonpath(worker_python: str | None = None) -> list[str]:
     """The package's parent (so ``-m blender_stchain...`` resolves) plus, when the worker is Blender's
-    own interpreter, every site-packages in use (Blender's numpy, the extensions' ``.local`` folder
-    holding the bundled wheels). Another interpreter keeps its own packages: never mix the two."""
+    own interpreter, the active GPU runtime (ahead of the bundled wheels, whose CPU torch it replaces)
+    and every site-packages in use (Blender's numpy, the extensions' ``.local`` folder holding the
+    bundled wheels). Another interpreter keeps its own packages: never mix the two."""
     own = worker_python is None or os.path.realpath(worker_python) == os.path.realpath(sys.executable)
     sites = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))] if own else []
-    return [str(PACKAGE_DIR.parent)] + sites
+    gpu = store.active(runtime_root()) if own else None
+    return [str(PACKAGE_DIR.parent)] + ([str(gpu.site)] if gpu else []) + sites
+
+
+def runtime_root() -> Path:
+    """Where GPU runtimes are installed: the extension's user folder (``STCHAIN_RUNTIMES`` overrides)."""
+    return Path(os.environ["STCHAIN_RUNTIMES"]) if os.environ.get("STCHAIN_RUNTIMES") else user_dir("runtimes")
+
+
+def job_runtime(context) -> str:
+    """Which runtime and device the next job uses (the panel shows it before the job starts)."""
+    p = get(context)
+    if p is not None and p.runtime_python:
+        return f"Runtime: custom Python {Path(p.runtime_python).name}, device {p.device}"
+    gpu = store.active(runtime_root())
+    chosen = p.device if p is not None else "auto"
+    if gpu is None:
+        return "Runtime: bundled PyTorch, device: " + ("CPU" if chosen in ("auto", "cpu") else chosen)
+    named = {d[0]: d[1] for d in _device_items}
+    device = "CPU" if chosen == "cpu" else named.get(chosen) if chosen != "auto" else None
+    check = gpu.info.get("check", {})
+    device = device or f"{check.get('device_name', 'GPU')} ({check.get('dtype', '?')})"
+    return f"Runtime: {gpu.folder}, device: {device}"
+
+
+def install_hint() -> str:
+    """What to install for a GPU, said by Detect Devices when the worker sees none."""
+    from ..contracts.errors import StchainError
+    from ..runtime import plan
+
+    try:
+        found = plan.choose_build(plan.probe(), plan.load_table(os.environ.get("STCHAIN_RUNTIME_TABLE")))
+    except StchainError as e:
+        return str(e)
+    if found.build is None:
+        return found.reason
+    return (f"{found.reason}: install it in Preferences > Add-ons > 4D Mesh > GPU Runtime "
+            f"({found.build.folder}, {plan.gb(found.build.download_bytes)} download)")
+
+
+def draw_runtime(box, context) -> None:
+    box.label(text="GPU Runtime", icon="SYSTEM")
+    box.label(text=job_runtime(context))
+    row = box.row(align=True)
+    for action, icon in (("plan", "VIEWZOOM"), ("install", "IMPORT"), ("check", "CHECKMARK"), ("remove", "TRASH")):
+        sub = row.row(align=True)
+        sub.enabled = action != "install" or bpy.app.online_access
+        sub.operator("stchain.runtime", text=action.title(), icon=icon).action = action
+    status = context.window_manager.stchain_status
+    if status.running:
+        box.progress(factor=status.progress, type="BAR", text=status.message or status.stage)
+        box.operator("stchain.cancel", icon="CANCEL")
 
 
 class STCHAIN_OT_detect_devices(bpy.types.Operator):
@@ -138,7 +193,8 @@ class STCHAIN_OT_detect_devices(bpy.types.Operator):
             self.report({"ERROR"}, "Could not probe devices: the runtime's torch did not start")
             return {"CANCELLED"}
         (user_dir("cache") / "devices.json").write_text(json.dumps(devices))
-        self.report({"INFO"}, "Devices: " + ", ".join(d[1] for d in devices))
+        hint = "" if len(devices) > 2 else f". No GPU in this runtime: {install_hint()}"
+        self.report({"INFO"}, "Devices: " + ", ".join(d[1] for d in devices) + hint)
         return {"FINISHED"}
 
 

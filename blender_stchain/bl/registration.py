@@ -6,9 +6,10 @@ Nothing here imports torch, reads files, touches the GPU or the network.
 import bpy
 
 from . import headless, ops, panels, prefs, props
+from .gpu import ops as gpu_ops
 from .segment import ops as segment_ops
 
-CLASSES = props.CLASSES + prefs.CLASSES + ops.CLASSES + segment_ops.CLASSES + panels.CLASSES
+CLASSES = props.CLASSES + prefs.CLASSES + ops.CLASSES + segment_ops.CLASSES + gpu_ops.CLASSES + panels.CLASSES
 _cli = []
 
 

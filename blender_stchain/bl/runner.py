@@ -106,6 +106,7 @@ class ProcessRunner(_Base):
         paths = [str(p) for p in pythonpath] + [p for p in self.env.get("PYTHONPATH", "").split(os.pathsep) if p]
         self.env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         self.env.setdefault("PYTHONUNBUFFERED", "1")
+        self.env["STCHAIN_WATCH_STDIN"] = "1"  # the worker stops when this pipe closes (Blender gone)
         self.grace_s = grace_s
         self.proc: subprocess.Popen | None = None
         self._stderr: deque[str] = deque(maxlen=20)
@@ -114,7 +115,7 @@ class ProcessRunner(_Base):
         if self.cancel_file:
             self.cancel_file.unlink(missing_ok=True)
         self.proc = subprocess.Popen(
-            self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.PIPE,  # never written
             env=self.env, text=True, encoding="utf-8", errors="replace", bufsize=1,
         )
         threading.Thread(target=self._read_stderr, daemon=True).start()

@@ -30,8 +30,11 @@ from ..contracts.events import Done, Error, from_dict
 
 def emit(event) -> None:
     """Write one event (a record or a wire dict) as one protocol line."""
-    sys.stdout.write(from_dict(event).to_json() + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(from_dict(event).to_json() + "\n")
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        pass  # the reader is gone (Blender killed): the lifeline stops the job
 
 
 CANCEL_GRACE_S = 1.2  # a cancel that the pipeline has not honoured by then is enforced
@@ -52,13 +55,17 @@ def watchdog(cancel, finished: threading.Event, sink) -> None:
 
 
 def run_job_file(job_path: str, sink=emit) -> int:
+    from .lifeline import guard
+
     cancel = FileCancel(job_path + ".cancel")
     finished = threading.Event()
+    lifeline = guard(job_path, cancel, EXIT_CANCELLED)  # Blender gone: stop, free the device, leave nothing
     threading.Thread(target=watchdog, args=(cancel, finished, sink), daemon=True).start()
     try:
         return _run(job_path, cancel, sink)
     finally:
         finished.set()
+        lifeline.done()
 
 
 def _run(job_path: str, cancel: FileCancel, sink) -> int:
@@ -114,6 +121,9 @@ def check_job_file(job_path: str, sink=emit) -> int:
 
 
 def main(argv=None) -> int:
+    from ..runtime.store import enter
+
+    enter()  # an installed GPU runtime on sys.path: its DLL folders too (Windows)
     argv = list(sys.argv[1:] if argv is None else argv)
     check = argv[:1] == ["--check"]
     if check:
@@ -126,6 +136,9 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):
+        pass
     os._exit(code)  # skip the interpreter teardown (seconds with torch loaded, under load): a cancel ends at once

@@ -22,6 +22,8 @@ import traceback
 from ...contracts.errors import Cancelled, JobError, StchainError
 from ...contracts.errors import FileCancel
 from ...contracts.prompts import Box, Point, Prompts
+from ...runtime.store import enter
+from ..lifeline import guard
 from ..worker import emit, watchdog
 
 FIELDS = {"footage", "out", "frames", "weights", "model", "device", "points", "boxes", "overlay", "allow_random_weights"}
@@ -51,6 +53,7 @@ def prompts_of(job: dict) -> Prompts:
 def run_job_file(path: str, sink=emit) -> int:
     cancel = FileCancel(path + ".cancel")
     finished = threading.Event()
+    lifeline = guard(path, cancel)  # Blender gone: stop, free the device, leave nothing
     threading.Thread(target=watchdog, args=(cancel, finished, sink), daemon=True).start()
 
     def on_signal(signum, frame):
@@ -84,11 +87,13 @@ def run_job_file(path: str, sink=emit) -> int:
         return 3
     finally:
         finished.set()
+        lifeline.done()
     sink({"event": "done", "result": str(summary.folder)})
     return 0
 
 
 def main(argv=None) -> int:
+    enter()  # an installed GPU runtime on sys.path: its DLL folders too (Windows)
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         sys.stderr.write("usage: python -m blender_stchain.engine.segment.worker JOB.json\n")
