@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bl.entry import require_bpy
+from .bl import require_bpy
 from .bl.export.paths import check_target
 from .bl.export.source import CHUNK_FRAMES, ResultView, open_result
 from .contracts.errors import Cancelled, StchainError

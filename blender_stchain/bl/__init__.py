@@ -1,0 +1,18 @@
+"""Blender side: operators, panels, preferences, the worker runner, footage export and the scene writer.
+Never imports torch; bpy itself only where Blender data is touched (``require_bpy`` says how to get it)."""
+
+from __future__ import annotations
+
+GET_BPY = ("pip install bpy==5.0.1 into a Python 3.11 (bpy==5.2.3 for 3.13; scripts/setup.sh makes such a .venv), "
+           "or run it in Blender: blender -b -P scripts/stchain_run.py -- OPTIONS")
+
+
+def require_bpy(purpose: str):
+    """The bpy module, or one line saying how to get it (this Python has none: a plain install)."""
+    from ..contracts.errors import StchainError
+
+    try:
+        import bpy
+    except ImportError:
+        raise StchainError(f"{purpose} needs Blender's bpy module, which this Python lacks: {GET_BPY}") from None
+    return bpy

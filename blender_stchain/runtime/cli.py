@@ -16,7 +16,8 @@ import signal
 from pathlib import Path
 
 from ..contracts.errors import StchainError
-from ..contracts.events import Done, FileCancel
+from ..contracts.errors import FileCancel
+from ..contracts.events import Done
 from ..contracts.options import OneLineParser
 from ..contracts.terminal import Printer
 from . import plan as planning
