@@ -48,16 +48,25 @@ def main(argv) -> int:
     for out in args.out:
         check_target(out)
     view = open_result(args.result)
-    try:
-        import bpy  # noqa: F401 - Blender's exporters live there
-    except ImportError:
-        raise StchainError(NEEDS_BPY) from None
+    require_bpy()
     from .bl.export import export_result
 
     view = presented(view, PRESENTATIONS[args.presentation] if args.presentation else view.presentation)
     for path in export_result(view, args.out, warn=lambda m: print(f"warning: {m}", file=sys.stderr, flush=True)):
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)", flush=True)
     return 0
+
+
+def require_bpy() -> None:
+    """Blender's exporters live in bpy: without it, one line that says how to get it."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("bpy") is not None
+    except ValueError:  # a module entry without a spec (blocked or half-imported)
+        found = False
+    if not found:
+        raise StchainError(NEEDS_BPY)
 
 
 def presented(view: ResultView, mode: str) -> ResultView:
