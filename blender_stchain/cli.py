@@ -55,14 +55,17 @@ def cmd_run(argv) -> int:
 
 
 def _export_target(job):
-    """``run --out X.abc`` (.usd*, .glb, .gltf): the result goes to X_4dmesh.safetensors and is exported after."""
+    """``run --out X.abc`` (.usd*, .glb, .gltf): the result goes to X_4dmesh.safetensors and is exported after
+    (by this environment's bpy: checked before the job, not after it)."""
     from pathlib import Path
 
     from .bl.export.paths import FORMATS, check_target, result_beside
+    from .bl import require_bpy
 
     if Path(job.out).suffix.lower() not in FORMATS:
         return None
     target = check_target(job.out)
+    require_bpy(f"writing {target.suffix}", load=False)
     job.out = str(result_beside(target))
     return target
 

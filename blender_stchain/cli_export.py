@@ -47,7 +47,7 @@ def main(argv) -> int:
     for out in args.out:
         check_target(out)
     view = open_result(args.result)
-    require_bpy("export")  # Blender's exporters live there
+    require_bpy("export", load=False)  # Blender's exporters live there
     from .bl.export import export_result
 
     view = presented(view, PRESENTATIONS[args.presentation] if args.presentation else view.presentation)

@@ -208,11 +208,16 @@ def test_unwritable_folder_leaves_nothing(short, locked):
     assert list(locked.iterdir()) == []
 
 
-def test_without_bpy_one_line(short, tmp_path):
-    """No bpy module: one line that says how to get it, exit 1, before anything is written."""
-    code = ("import sys; sys.modules['bpy'] = None; from blender_stchain.cli import main; "
-            f"sys.exit(main(['export', {str(short[0])!r}, '--out', {str(tmp_path / 'a.abc')!r}]))")
+@pytest.mark.parametrize("command", ["export", "run"])
+def test_without_bpy_one_line(short, tmp_path, command):
+    """No bpy module: ``export`` and ``run --out X.abc`` (before its job) stop with one line that says how to
+    get it, exit 1, nothing written."""
+    out = str(tmp_path / "a.abc")
+    argv = ["export", str(short[0]), "--out", out] if command == "export" else \
+        ["run", "--footage", str(DATA / "rgba_frames" / "davis_camel"), "--out", out, "--weights", str(tmp_path)]
+    code = f"import sys; sys.modules['bpy'] = None; from blender_stchain.cli import main; sys.exit(main({argv!r}))"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     err = [x for x in p.stderr.splitlines() if x.strip()]
+    print(err)
     assert p.returncode == 1 and len(err) == 1 and "pip install bpy" in err[0] and "blender -b" in err[0]
     assert list(tmp_path.iterdir()) == []
