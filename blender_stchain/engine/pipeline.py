@@ -141,6 +141,8 @@ def _run_clip(r: Run, t0: float) -> Path:
     r.backbone = r.load(job.weights, job.device, job.precision, r.method.parts, job.allow_random_weights)
     if r.backbone.is_random:
         r.rep.warning(SMOKE)
+    for note in r.backbone.rt.notes:  # the device's problems and the fallback taken (engine.device)
+        r.rep.warning(note)
     r.cmap = clip_crop_map(r.clip)
     windows = plan_windows(r.clip.count, r.settings.window_size)
     r.rep.resize("windows", r.method.plan["windows"] * len(windows))  # the plan's cost is per window
