@@ -141,7 +141,8 @@ def _run_clip(r: Run, t0: float) -> Path:
     r.backbone = r.load(job.weights, job.device, job.precision, r.method.parts, job.allow_random_weights)
     if r.backbone.is_random:
         r.rep.warning(SMOKE)
-    for note in r.backbone.rt.notes:  # the device's problems and the fallback taken (engine.device)
+    r.settings, fitted = r.backbone.plan_memory(r.settings, r.method.name)  # offload, chunks from free memory
+    for note in (*r.backbone.rt.notes, *fitted):  # the device's problems and the fallbacks taken
         r.rep.warning(note)
     r.cmap = clip_crop_map(r.clip)
     windows = plan_windows(r.clip.count, r.settings.window_size)
@@ -341,7 +342,9 @@ def _retry_smaller(fn, r: Run, *args, **kw):
     smaller = smaller_chunks(settings)
     for attempt in (settings, smaller):
         try:
-            return fn(r, *args, settings=attempt, **kw)
+            out = fn(r, *args, settings=attempt, **kw)
+            r.settings = attempt  # the chunks that fit stay for the rest of the run (no window fails first)
+            return out
         except Exception as e:  # anything but running out of memory is raised again at once
             if not out_of_memory(e):
                 raise
@@ -352,7 +355,8 @@ def _retry_smaller(fn, r: Run, *args, **kw):
         if attempt is settings:
             rep.warning(f"out of memory on {device}: retrying with quartered chunks (decode_chunk "
                         f"{smaller.decode_chunk}, attention_chunk {smaller.attention_chunk}, vertex_chunk "
-                        f"{smaller.vertex_chunk}){' and without oneDNN kernels' if without_onednn else ''}")
+                        f"{smaller.vertex_chunk}){' and without oneDNN kernels' if without_onednn else ''}, kept for the "
+                        "rest of the run")
     advice = "close other programs" if device.type == "cpu" else "use --precision bf16, or run with --device cpu"
     raise OutOfMemory(f"out of memory on {device} even with smaller chunks: lower candidate_resolution, "
                       f"grid_resolution, window_size or face_budget, or {advice}")

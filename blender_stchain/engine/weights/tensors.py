@@ -26,6 +26,8 @@ def load_tensors(path: str | os.PathLike, device: str = "cpu", names: Iterable[s
         with safe_open(str(header.path), framework="pt", device=str(device)) as f:
             return {n: f.get_tensor(n) for n in wanted}
     except Exception as e:  # the library's own checks (e.g. non-UTF-8 names) or I/O errors
+        if "os error 12" in str(e) or isinstance(e, MemoryError):  # ENOMEM: memory, not a corrupt file
+            raise MemoryError(f"{header.path}: not enough memory to map it ({e})") from None
         raise fail(header.path, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
 
 
