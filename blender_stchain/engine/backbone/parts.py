@@ -151,9 +151,12 @@ def meta_part(root: str, name: str) -> torch.nn.Module:
 GIB = 2**30
 # Measured by bench/device_memory.py at full size in bf16 (fused attention): the largest activations
 # apart from the SDF decoder's queries (stage I with capture for the chain; stage I with guidance for
-# ActionMesh mode), and the bytes one decoder query holds at once (its slope in the decode chunk).
+# ActionMesh mode), the bytes one decoder query holds at once (the slope in the decode chunk), and what
+# lives beside the queries while a window's frames are decoded (kv caches, captured maps, one block of
+# the attention capture).
 OTHER_ACTIVATIONS_GIB = {"chain": 4.1, "actionmesh": 7.9}
-QUERY_BYTES = 27_000
+QUERY_BYTES = 22_750
+DECODE_STATE_GIB = 1.5
 MIN_DECODE_CHUNK = 16_384
 MARGIN_GIB = 0.5  # the allocator's own blocks, kernels' workspaces
 
@@ -190,7 +193,7 @@ def plan_memory(models: Parts, compute: torch.dtype, method: str, settings, free
         notes.append(f"{free / GIB:.1f} GiB free on {models.device}, a run holding every model needs about "
                      f"{need / GIB:.1f} GiB: only the running model is kept on the device (offload; "
                      "--offload none turns it off)")
-    room = free - (largest if offload else later) - other - MARGIN_GIB * GIB
+    room = free - (largest if offload else later) - (DECODE_STATE_GIB + MARGIN_GIB) * GIB
     chunk = MIN_DECODE_CHUNK
     while chunk * 2 <= settings.decode_chunk and chunk * 2 * QUERY_BYTES <= room:
         chunk *= 2
