@@ -177,7 +177,7 @@ def denoiser_step(frames: int, batch: int, captured: bool):
 def stages(method: str, frames: int, s) -> list[tuple[str, tuple, object]]:
     """(stage, parts held without offload, the calls whose activations peak there); the first part named
     is the one the calls run (held alone with offload)."""
-    dit, steps_batch = model("transformer"), 2
+    dit, steps_batch = model("transformer"), 2  # stage 0 runs with guidance: batch 2
     anchor = [
         ("anchor: stage-0 DINOv2", ("image_encoder_dinov2", "transformer", "vae"),
          lambda: model("image_encoder_dinov2")(meta(1, 3, 224, 224))),
@@ -186,18 +186,19 @@ def stages(method: str, frames: int, s) -> list[tuple[str, tuple, object]]:
         ("anchor surface", ("vae",), lambda: decoder_calls(1, s.decode_chunk, s.attention_chunk, LANDMARKS)),
     ]
     held = ("dinov2", "denoiser", "vae") + (("autoencoder",) if method == "actionmesh" else ())
-    images = ("window: DINOv2-L images", ("dinov2",) + held[1:], lambda: model("dinov2")(meta(16, 3, 224, 224)))
+    first = lambda name: (name,) + tuple(n for n in held if n != name)  # noqa: E731 - the part a call runs first
+    images = ("window: DINOv2-L images", first("dinov2"), lambda: model("dinov2")(meta(16, 3, 224, 224)))
     if method == "chain":
         b = 1 if s.stage1_guidance is None else 2
         return anchor + [images, (
-            "window: stage-I steps + capture", ("denoiser",) + held[::2], lambda: denoiser_step(frames, b, True)), (
-            "window: candidate surfaces", ("vae",) + held[:2],
+            "window: stage-I steps + capture", first("denoiser"), lambda: denoiser_step(frames, b, True)), (
+            "window: candidate surfaces", first("vae"),
             lambda: (window_state(frames), decoder_calls(frames - 1, s.decode_chunk, s.attention_chunk,
                                                          CANDIDATE_VERTICES)))]
     ae = model("autoencoder")
     return anchor + [images, (
-        "window: stage-I steps (CFG)", ("denoiser",) + held[::2], lambda: denoiser_step(frames, 2, False)), (
-        "window: stage II", ("autoencoder",) + held[:3],
+        "window: stage-I steps (CFG)", first("denoiser"), lambda: denoiser_step(frames, 2, False)), (
+        "window: stage II", first("autoencoder"),
         lambda: ae(meta(1, frames, TOKENS, LATENT), meta(1, frames), meta(1), meta(1, frames - 1),
                    meta(1, ANCHOR_VERTICES, 6)))]
 

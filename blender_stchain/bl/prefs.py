@@ -58,7 +58,7 @@ class STCHAIN_AP_preferences(bpy.types.AddonPreferences):
     offload: EnumProperty(name="Offload", default="auto", description="Keep only the running model on the GPU",
                           items=[("auto", "Automatic", "When free GPU memory is short of a run's peak"),
                                  ("none", "None", "Every model stays on the GPU (fastest)"),
-                                 ("models", "Models", "Only the running model on the GPU, the others in RAM (8 GB cards)")])
+                                 ("models", "Models", "Only the running model on the GPU, the rest in RAM (8 GB cards)")])
     keep_worker_warm: BoolProperty(name="Keep Worker Warm", default=False,
                                    description="Keep the model loaded between jobs (faster re-runs, holds GPU memory)")
     runtime_python: StringProperty(name="Runtime Python", subtype="FILE_PATH",

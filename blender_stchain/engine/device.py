@@ -107,7 +107,8 @@ def driver_problem(f: Facts) -> str | None:
     """A CUDA build whose driver cannot run it (found, but too old), as one line; None otherwise."""
     if not f.cuda_build or f.cuda_available:
         return None
-    said_driver = "driver" in f.cuda_warning.lower()
+    said = f.cuda_warning.lower()
+    said_driver = "too old" in said or "insufficient" in said  # torch's words for a driver behind the build
     if f.driver is None and not said_driver:
         return None  # no NVIDIA GPU here: nothing is wrong
     major = int(f.cuda_build.split(".")[0])
@@ -287,7 +288,8 @@ def probe(driver: bool = False) -> Facts:
     mps = getattr(torch.backends, "mps", None)
     return Facts(
         torch_version=torch.__version__, cuda_build=torch.version.cuda, cuda_available=available,
-        cuda_warning=cuda_warning, driver=nvidia_driver() if torch.version.cuda and (driver or not available) else None, cards=cards,
+        cuda_warning=cuda_warning, cards=cards,
+        driver=nvidia_driver() if torch.version.cuda and (driver or not available) else None,
         arch_list=tuple(torch.cuda.get_arch_list()) if available else (),
         mps_built=bool(mps and mps.is_built()), mps_available=bool(mps and mps.is_available()), macos=_macos(),
         mps_fallback=os.environ.get(MPS_FALLBACK) == "1",

@@ -355,8 +355,8 @@ def _retry_smaller(fn, r: Run, *args, **kw):
         if attempt is settings:
             rep.warning(f"out of memory on {device}: retrying with quartered chunks (decode_chunk "
                         f"{smaller.decode_chunk}, attention_chunk {smaller.attention_chunk}, vertex_chunk "
-                        f"{smaller.vertex_chunk}){' and without oneDNN kernels' if without_onednn else ''}, kept for the "
-                        "rest of the run")
+                        f"{smaller.vertex_chunk}){' and without oneDNN kernels' if without_onednn else ''}, "
+                        "kept for the rest of the run")
     advice = "close other programs" if device.type == "cpu" else "use --precision bf16, or run with --device cpu"
     raise OutOfMemory(f"out of memory on {device} even with smaller chunks: lower candidate_resolution, "
                       f"grid_resolution, window_size or face_budget, or {advice}")

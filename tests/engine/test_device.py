@@ -12,7 +12,7 @@ import torch
 from blender_stchain.cli_devices import report
 from blender_stchain.contracts.errors import DeviceError, StchainError, device_failure
 from blender_stchain.engine.device import Card, Facts, arch_supported, decide, diagnose, probe, runtime
-from tests.conftest import REPO
+from tests.conftest import DATA, REPO
 
 ARCHS = ("sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90")  # a CUDA 12.1 wheel's list
 RTX_2080 = Card("NVIDIA GeForce RTX 2080", (7, 5), 8.0)
@@ -66,6 +66,12 @@ def test_too_old_driver_is_one_line_a_warning_with_auto_and_an_error_when_cuda_i
     assert str(e.value) == line + "; or use --device cpu"
     no_gpu = Facts("2.7.0+cu128", "12.8", False)  # a CUDA wheel on a machine without an NVIDIA GPU: no problem
     assert diagnose(no_gpu) == [] and decide(no_gpu).warnings == ()
+    said_none = Facts("2.7.0+cu128", "12.8", False, cuda_warning="CUDA initialization: Found no NVIDIA driver on "
+                      "your system. Please check that you have an NVIDIA GPU and installed a driver")
+    assert diagnose(said_none) == [] and decide(said_none).device == "cpu"
+    unnamed = Facts("2.7.0+cu128", "12.8", False, cuda_warning="CUDA driver version is insufficient for CUDA "
+                    "runtime version")  # no driver version readable, torch's words suffice
+    assert diagnose(unnamed)[0].startswith("CUDA: the NVIDIA driver is too old for this torch build (CUDA 12.8")
 
 
 def test_missing_architecture_is_one_line_and_auto_falls_back():
@@ -137,3 +143,24 @@ def test_device_failures_at_run_time_become_one_line():
         assert isinstance(err, DeviceError) and fix in str(err) and "\n" not in str(err)
     assert device_failure(RuntimeError("shapes cannot be multiplied")) is None
     assert device_failure(ValueError("no kernel image is available")) is None
+
+
+def test_a_device_failure_in_a_command_is_one_line_exit_1(capsys):
+    from blender_stchain.cli import guarded
+
+    def command(argv):  # what torch raises when the wheel lacks the card's architecture
+        raise RuntimeError("CUDA error: no kernel image is available for execution on the device")
+
+    assert guarded(command, []) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: this torch build has no CUDA kernels for this GPU")
+
+
+def test_a_run_asking_for_cuda_here_stops_with_one_line(tiny_weights, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "blender_stchain", "run", "--footage",
+                           str(DATA / "rgba_frames/davis_camel"), "--frames", "1:2", "--out", str(tmp_path / "r.safetensors"),
+                           "--weights", str(tiny_weights), "--allow-random-weights", "--device", "cuda"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and lines[-1].startswith("error: device 'cuda' is not available"), proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "r.safetensors").exists()

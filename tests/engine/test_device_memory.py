@@ -17,6 +17,7 @@ from blender_stchain.contracts.settings import Settings
 from blender_stchain.engine.backbone import load_backbone
 from blender_stchain.engine.backbone.facade import STAGE0_PARTS
 from blender_stchain.engine.backbone.parts import GIB, Parts, plan_memory
+from blender_stchain.engine.device import Facts, decide, runtime
 from blender_stchain.engine.weights import load_component
 from blender_stchain.engine.weights.loading import build
 from blender_stchain.engine.weights.random_checkpoints import component_config
@@ -144,17 +145,23 @@ def test_offload_on_a_cpu_gives_the_same_result_in_the_right_order(tiny_weights,
     from blender_stchain.contracts.result import load_result
     from blender_stchain.engine import pipeline
 
-    results, held = {}, {}
+    results, held, warned = {}, {}, {}
+    # the "models" run also sees a CUDA build whose driver is too old: auto runs on the CPU and says so once
+    old_driver = Facts("2.7.0+cu128", "12.8", False, driver="470.82")
 
     def loader(*args):  # the pipeline's own loader, kept to read its log (a run's own backbone: released)
         held["bb"] = load_backbone(*args)
+        if mode == "models":
+            held["bb"].rt = runtime(facts=old_driver)
         return held["bb"]
 
     monkeypatch.setattr(pipeline, "load_backbone", loader)
     for mode in ("none", "models"):
         job = quick_job(DATA / "rgba_frames/davis_camel", tmp_path / f"{mode}.safetensors", tiny_weights,
                         settings={"offload": mode})
-        results[mode] = load_result(pipeline.run(job))
+        events = []
+        results[mode] = load_result(pipeline.run(job, on_event=events.append))
+        warned[mode] = [e["message"] for e in events if e["event"] == "warning" and "driver" in e["message"]]
         log = held["bb"].models.log
         assert held["bb"].models.offload == (mode == "models")
         first_stage1 = min(log.index(("load", n)) for n in ("dinov2", "denoiser"))
@@ -164,5 +171,7 @@ def test_offload_on_a_cpu_gives_the_same_result_in_the_right_order(tiny_weights,
             for what, name in log:
                 on = {name} if what in ("load", "in") else on - {name}
                 assert len(on) <= 1
+    assert warned == {"none": [], "models": [decide(old_driver).warnings[0]]}
+    assert warned["models"][0].endswith("running on the CPU (slow) instead")
     assert np.array_equal(results["none"].vertices, results["models"].vertices)
     assert np.array_equal(results["none"].world_to_camera, results["models"].world_to_camera)

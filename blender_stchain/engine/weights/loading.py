@@ -196,8 +196,10 @@ def load_component(root_or_folder: str | os.PathLike, name: str, device="cpu", d
     model = build(name, cfg, "meta")
     stored = storage_dtypes(name, model, compute or dtype or torch.float32)
     dtype = dtype or torch.float32
-    tensors = {k: (v.to(stored.get(k, dtype) if compute else dtype) if v.is_floating_point() else v)
-               for k, v in load_tensors(path, device="cpu").items()}
+    def cast(key, v):  # on the host, one tensor at a time as it is read
+        return v.to(stored.get(key, dtype) if compute else dtype) if v.is_floating_point() else v
+
+    tensors = load_tensors(path, device="cpu", convert=cast)
     model.load_state_dict(tensors, strict=True, assign=True)
     if any(t.is_meta for t in list(model.parameters()) + list(model.buffers())):
         model = build(name, cfg, "cpu")  # a module with computed buffers: build for real, keep the stored dtypes
