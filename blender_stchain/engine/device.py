@@ -301,6 +301,32 @@ def _card(index: int) -> Card:
     return Card(p.name, (p.major, p.minor), round(p.total_memory / 2**30, 1))
 
 
+MPS_FELL_BACK = "will fall back to run on the CPU"  # torch's words when PYTORCH_ENABLE_MPS_FALLBACK acts
+
+
+@contextlib.contextmanager
+def fallback_events(warn):
+    """Torch's warnings that an operation MPS lacks ran on the CPU become ``warn(line)`` (a run's warning
+    events), once per operation; every other warning goes where it went before."""
+    shown, seen = warnings.showwarning, set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        if MPS_FELL_BACK not in text:
+            return shown(message, category, filename, lineno, file, line)
+        op = text.split("'")[1] if text.count("'") >= 2 else text
+        if op not in seen:
+            seen.add(op)
+            warn(f"MPS: {op} is missing on the Apple GPU and ran on the CPU (slower); a newer macOS or torch may "
+                 "have it")
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
+
+
 # --------------------------------------------------------------------------- the runtime a run uses
 
 @dataclass(frozen=True)

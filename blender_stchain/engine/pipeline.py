@@ -32,6 +32,7 @@ from . import camera, deform, estimate
 from .backbone import load_backbone
 from .camera import stage as camera_stage
 from .chain.windows import choose_anchor, plan_windows
+from .device import fallback_events
 from .footage import open_footage
 from .footage.preprocess import CropMap, apply_crop, clip_crop_map
 from .geometry import surface
@@ -124,7 +125,8 @@ def run(job: JobSpec, on_event=None, cancel=None, backbones=None) -> Path:
     r = Run(job, m, job.resolved_settings(), rep, clip, load=backbones or load_backbone)
     onednn = torch.backends.mkldnn.enabled
     try:
-        return _run_clip(r, t0)
+        with fallback_events(rep.warning):  # an op MPS lacks ran on the CPU: a warning event, not a log line
+            return _run_clip(r, t0)
     finally:
         torch.backends.mkldnn.enabled = onednn
         r.host.shutdown(wait=False, cancel_futures=True)  # a cancel does not wait for the geodesics

@@ -164,3 +164,22 @@ def test_a_run_asking_for_cuda_here_stops_with_one_line(tiny_weights, tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 1 and lines[-1].startswith("error: device 'cuda' is not available"), proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "r.safetensors").exists()
+
+
+def test_an_op_mps_lacks_running_on_the_cpu_is_a_warning_event_once():
+    import warnings
+
+    from blender_stchain.engine.device import fallback_events
+
+    said = []
+    torch_words = ("The operator 'aten::_linalg_svd.U' is not currently supported on the MPS backend and will fall "
+                   "back to run on the CPU. This may have performance implications.")
+    with warnings.catch_warnings(record=True) as others:
+        warnings.simplefilter("always")
+        with fallback_events(said.append):
+            warnings.warn(torch_words, UserWarning)
+            warnings.warn(torch_words, UserWarning)
+            warnings.warn("something else", UserWarning)
+    assert said == ["MPS: aten::_linalg_svd.U is missing on the Apple GPU and ran on the CPU (slower); a newer "
+                    "macOS or torch may have it"]
+    assert [str(w.message) for w in others] == ["something else"]

@@ -78,7 +78,7 @@ class Parts(Mapping):
         """Drop a part for good (loaded or not)."""
         if name == self._resident:
             self._resident = None
-        found = self._loaded.pop(name, None) or self._loaders.pop(name, None)
+        found = self._loaded.pop(name) if name in self._loaded else self._loaders.pop(name, None)
         if found is not None:
             self.log.append(("release", name))
         return found if found is not None else default
