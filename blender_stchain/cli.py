@@ -8,6 +8,7 @@
 - ``masks``: object masks for every frame from one prompt; ``masks eval``: their DAVIS J&F.
 - ``export RESULT --out X.abc|.usdc|.glb``: a result as Alembic, USD or glTF through Blender's exporters.
 - ``runtime plan|install|check|remove``: the GPU PyTorch runtime (docs/gpu-runtime.md).
+- ``devices``: the devices found, the device and precision a run would use and why, each problem one line.
 - ``batch``: many clips on long-lived Ray workers (``blender_stchain.batch``; the ``[batch]`` extra).
 - ``eval BENCH`` / ``eval make-bench OUT``: quality metrics on a benchmark / build the synthetic one.
 - options only (``--footage ... --out X.blend``): the Blender headless job through the PyPI bpy module.
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import sys
 
-from .contracts.errors import EXIT_INTERNAL, StchainError, exit_code
+from .contracts.errors import EXIT_INTERNAL, StchainError, device_failure, exit_code
 from .contracts.options import one_line, parse_job
 
 
@@ -118,6 +119,12 @@ def cmd_runtime(argv) -> int:
     return runtime_main(argv)
 
 
+def cmd_devices(argv) -> int:
+    from .cli_devices import main as devices_main
+
+    return devices_main(argv)
+
+
 def cmd_batch(argv) -> int:
     from .batch.cli import main as batch_main
 
@@ -125,7 +132,8 @@ def cmd_batch(argv) -> int:
 
 
 COMMANDS = {"run": cmd_run, "weights": cmd_weights, "demo": cmd_demo, "preview": cmd_preview, "batch": cmd_batch,
-            "eval": cmd_eval, "masks": cmd_masks, "export": cmd_export, "runtime": cmd_runtime}
+            "eval": cmd_eval, "masks": cmd_masks, "export": cmd_export, "runtime": cmd_runtime,
+            "devices": cmd_devices}
 
 
 def main(argv=None) -> int:
@@ -147,7 +155,11 @@ def guarded(fn, argv) -> int:
     except (StchainError, KeyboardInterrupt) as e:
         sys.stderr.write(one_line(e if str(e) else "interrupted") + "\n")
         return exit_code(e)
-    except Exception:  # noqa: BLE001 - a bug: show it whole
+    except Exception as e:  # noqa: BLE001 - a bug: show it whole
+        known = device_failure(e)  # a device that cannot run an op: the fix, not a traceback
+        if known is not None:
+            sys.stderr.write(one_line(known) + "\n")
+            return exit_code(known)
         import traceback
 
         traceback.print_exc()

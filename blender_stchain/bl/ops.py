@@ -69,7 +69,7 @@ def prepare(context, op) -> tuple[ProcessRunner, scene_writer.WriteOptions, Path
     p = prefs.get(context)
     src = footage.probe(footage_path(props), fps_default=context.scene.render.fps / context.scene.render.fps_base)
     frames = (props.frame_first, props.frame_last) if props.use_frame_range else None
-    settings = _settings(op, props, frames, src)
+    settings = _settings(op, props, frames, src, p.offload if p else "auto")
     job_dir = new_job_dir(prefs.user_dir("jobs"))
     try:
         spec = JobSpec(  # validates every setting before a frame is decoded
@@ -106,7 +106,7 @@ def prepare(context, op) -> tuple[ProcessRunner, scene_writer.WriteOptions, Path
     return runner, options, job_dir
 
 
-def _settings(op, props, frames, src) -> dict:
+def _settings(op, props, frames, src, offload: str = "auto") -> dict:
     try:
         settings = json.loads(op.settings_json or "{}")
     except json.JSONDecodeError as e:
@@ -116,6 +116,8 @@ def _settings(op, props, frames, src) -> dict:
         if not first <= props.anchor_frame <= (frames[1] if frames else src.count):
             raise StchainError(f"Anchor frame {props.anchor_frame} is outside the frames used; set 0 (automatic) or a frame inside")
         settings["anchor_frame"] = props.anchor_frame - first
+    if offload != "auto":
+        settings.setdefault("offload", offload)  # the preference; a job's own settings win
     return settings
 
 

@@ -19,16 +19,7 @@ from ..runtime import store
 
 PACKAGE = __package__.rpartition(".")[0]  # "blender_stchain" or "bl_ext.<repo>.blender_stchain"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
-PROBE = (
-    "import json, torch\n"
-    "d = [['auto', 'Automatic', 'Best available device'], ['cpu', 'CPU', 'Processor (slow)']]\n"
-    "for i in range(torch.cuda.device_count()):\n"
-    "    p = torch.cuda.get_device_properties(i)\n"
-    "    d.append([f'cuda:{i}', p.name, f'{p.total_memory / 2**30:.0f} GB'])\n"
-    "if getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available():\n"
-    "    d.append(['mps', 'Apple GPU', 'Metal'])\n"
-    "print(json.dumps(d))\n"
-)
+PROBE = ("-m", "blender_stchain", "devices", "--json")  # the command line's report, in the worker's Python
 _DEFAULT_DEVICES = [("auto", "Automatic", "Best available device (press Detect Devices to list them)"),
                     ("cpu", "CPU", "Processor (slow)")]
 _device_items = list(_DEFAULT_DEVICES)  # EnumProperty callbacks must keep their list referenced
@@ -66,6 +57,10 @@ class STCHAIN_AP_preferences(bpy.types.AddonPreferences):
     precision: EnumProperty(name="Precision", default="auto", description="Numeric precision of the model",
                             items=[("auto", "Automatic", "bf16 on recent GPUs, fp32 elsewhere"), ("fp32", "FP32", "Full precision"),
                                    ("bf16", "BF16", "Half the memory, recent GPUs"), ("fp16", "FP16", "Half the memory, older GPUs")])
+    offload: EnumProperty(name="Offload", default="auto", description="Keep only the running model on the GPU",
+                          items=[("auto", "Automatic", "When free GPU memory is short of a run's peak"),
+                                 ("none", "None", "Every model stays on the GPU (fastest)"),
+                                 ("models", "Models", "Only the running model on the GPU, the rest in RAM (8 GB cards)")])
     keep_worker_warm: BoolProperty(name="Keep Worker Warm", default=False,
                                    description="Keep the model loaded between jobs (faster re-runs, holds GPU memory)")
     runtime_python: StringProperty(name="Runtime Python", subtype="FILE_PATH",
@@ -85,6 +80,7 @@ class STCHAIN_AP_preferences(bpy.types.AddonPreferences):
         row.prop(self, "device")
         row.operator("stchain.detect_devices", text="", icon="FILE_REFRESH")
         col.prop(self, "precision")
+        col.prop(self, "offload")
         col.prop(self, "keep_worker_warm")
         col.operator("stchain.free_gpu", icon="X")
         col.prop(self, "runtime_python")
@@ -187,14 +183,17 @@ class STCHAIN_OT_detect_devices(bpy.types.Operator):
         exe = python(context)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(pythonpath(exe)))
         try:
-            out = subprocess.run([exe, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120)
-            devices = json.loads(out.stdout.strip().splitlines()[-1])
-        except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+            out = subprocess.run([exe, *PROBE], env=env, capture_output=True, text=True, timeout=120)
+            found = json.loads(out.stdout.strip().splitlines()[-1])
+            devices, lines = found["items"], found["lines"]
+        except (OSError, subprocess.TimeoutExpired, ValueError, IndexError, KeyError, TypeError):
             self.report({"ERROR"}, "Could not probe devices: the runtime's torch did not start")
             return {"CANCELLED"}
         (user_dir("cache") / "devices.json").write_text(json.dumps(devices))
-        hint = "" if len(devices) > 2 else f". No GPU in this runtime: {install_hint()}"
-        self.report({"INFO"}, "Devices: " + ", ".join(d[1] for d in devices) + hint)
+        if len(devices) <= 2:  # auto and cpu only: say what would give this machine a GPU
+            lines = [*lines, f"No GPU in this runtime: {install_hint()}"]
+        context.window_manager.stchain_status.message = "\n".join(lines)  # the preferences show these lines
+        self.report({"INFO"}, " | ".join(lines))  # the text of `python -m blender_stchain devices`, plus the hint
         return {"FINISHED"}
 
 

@@ -75,6 +75,33 @@ def onednn_failed(e: BaseException) -> bool:
     return isinstance(e, RuntimeError) and str(e).strip().endswith(ONEDNN_NO_PRIMITIVE)
 
 
+class DeviceError(StchainError):
+    """The device cannot run the models (no kernels for the card, an operation the backend lacks)."""
+
+
+# what torch says when the device cannot run an op -> the line a person reads (matched in the first line)
+DEVICE_FAILURES = (
+    ("no kernel image is available", "this torch build has no CUDA kernels for this GPU's architecture: install "
+     "the runtime built for your card (`python -m blender_stchain devices` names it), or use --device cpu"),
+    ("for 'MPS'", "an operation is not implemented on the Apple GPU (MPS): set PYTORCH_ENABLE_MPS_FALLBACK=1 (the "
+     "worker does), update macOS and torch, or use --device cpu"),
+    ("implemented for the MPS device", "an operation is not implemented on the Apple GPU (MPS): set "
+     "PYTORCH_ENABLE_MPS_FALLBACK=1 (the worker does), update macOS and torch, or use --device cpu"),
+)
+
+
+def device_failure(e: BaseException) -> DeviceError | None:
+    """A RuntimeError/NotImplementedError meaning the device cannot run an op, as one ``DeviceError``
+    line naming the fix (torch's own first line kept in brackets); None for anything else."""
+    if not isinstance(e, (RuntimeError, NotImplementedError)):
+        return None
+    first = (str(e).strip().splitlines() or [""])[0]
+    for needle, advice in DEVICE_FAILURES:
+        if needle in first:
+            return DeviceError(f"{advice} (torch: {first[:160]})")
+    return None
+
+
 class UsageError(StchainError):
     """A command line that does not parse (unknown option, missing value, bad choice)."""
 

@@ -22,6 +22,8 @@ from .masks import MASK_SOURCE_NAMES
 from .prompts import add_segment_options
 from .settings import PRESETS, RANGES, check
 
+OFFLOAD = RANGES["offload"]
+
 ENGINE_MASK_SOURCES = ("alpha",)  # what `run` reads without Blender (footage alpha, or --masks files)
 WRITE_MODES = ("auto", "shape_keys", "pc2")
 
@@ -56,6 +58,8 @@ JOB_OPTIONS: tuple[Option, ...] = (
            metavar="NAME", blender=True),
     Option("--device", "auto, cpu, cuda, cuda:N or mps", "auto"),
     Option("--precision", "numeric precision", "auto", PRECISIONS),
+    Option("--offload", "keep only the running model on the device: auto (when free memory is short), none, models",
+           None, OFFLOAD),
     Option("--frames", "footage frames A:B, 1-based and inclusive", metavar="A:B"),
     Option("--method", "attention chain (fast) or the ActionMesh reference", "chain", METHODS),
     Option("--preset", "speed / quality trade-off", "balanced", tuple(PRESETS)),
@@ -147,7 +151,7 @@ def parse_job(argv, prog: str, *, blender: bool) -> JobArgs:
     if not Path(job.footage).expanduser().exists():  # a stat, before the weights check and any decoding
         raise FootageError(f"footage not found: {job.footage}")
     known = {"footage", "out", "weights", "masks", "mask_source", "blender_mask", "device", "precision", "frames",
-             "method", "preset", "write_mode", "set", "allow_random_weights", "json"}
+             "method", "preset", "write_mode", "set", "allow_random_weights", "json", "offload"}
     extra = {k: v for k, v in vars(args).items() if k not in known}
     return JobArgs(job, args.mask_source, args.blender_mask or "", args.write_mode, args.json, extra)
 
@@ -160,7 +164,8 @@ def job_from_args(args, out: str | None = None) -> JobSpec:
     return JobSpec(
         footage=args.footage, out=out or args.out, weights=args.weights or None, masks=args.masks or None,
         frames=parse_frames(args.frames), method=args.method, preset=args.preset, device=device,
-        precision=args.precision, settings=parse_overrides(args.set),
+        precision=args.precision, settings=parse_overrides(args.set) | ({"offload": args.offload} if getattr(
+            args, "offload", None) else {}),
         allow_random_weights=args.allow_random_weights,
     )
 

@@ -37,6 +37,8 @@ class Settings:
     decode_chunk: int = 262_144  # query points per SDF decoder call (memory knob; quartered on an OOM retry)
     attention_chunk: int = 8192  # query points per captured decoder attention map (~heads x tokens x 4 bytes
     # each; memory knob, quartered on an OOM retry)
+    offload: str = "auto"  # "models": only the running model on the device (the others wait on the host);
+    # "none": every model stays; "auto": offload when free device memory is short of a run's peak
     # --- dense motion ---
     landmarks: int = 512  # farthest-point landmarks on the anchor
     min_confidence: float = 0.0  # landmarks below this chain confidence are ignored in a frame; the
@@ -92,7 +94,7 @@ RANGES: dict[str, tuple] = {
     "smooth_sigma": (0, None), "skin_sigma": (1e-6, None), "procrustes_neighbours": (1, None),
     "skin_neighbours": (1, None), "camera_focal_px": (1e-3, None), "camera_smoothness": (0, None),
     "camera_mode": ("object_moves", "camera_moves"), "baseline_steps": (1, 1000), "baseline_guidance": (0, None),
-    "baseline_anchor_steps": (1, 1000),
+    "baseline_anchor_steps": (1, 1000), "offload": ("auto", "none", "models"),
 }
 _KINDS = {"int": "a whole number", "float": "a number", "str": "a word"}
 

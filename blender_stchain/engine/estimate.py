@@ -104,7 +104,8 @@ def calibrate(bb, settings) -> Calibration:
         _sync(dev)
         query = (time.perf_counter() - t) / PROBE_POINTS
     t = time.perf_counter()
-    bb.encode_images(torch.zeros(1, 3, bb.image_px, bb.image_px))
+    # stage 0's DINOv2 copy (the same model as stage I's): stage I's loads only after stage 0 is released
+    bb.encode_images(torch.zeros(1, 3, bb.image_px, bb.image_px), "image_encoder_dinov2")
     _sync(dev)
     image = time.perf_counter() - t
     res, coarse = settings.candidate_resolution, settings.candidate_coarse_resolution
@@ -129,7 +130,7 @@ class Estimate:
     def __init__(self, method, settings, windows, anchor_offset: int, bb, cal: Calibration, frames: int):
         """``method``: the ``engine.methods.Method`` record (its anchor steps and its windows' work)."""
         self.settings, self.cal = settings, cal
-        den, dit, n = bb.models["denoiser"], bb.models["transformer"], bb.num_tokens
+        den, dit, n = bb.models.spec("denoiser"), bb.models.spec("transformer"), bb.num_tokens  # no load
         per_window, self.window_start = [], []
         for w in windows:  # a window's images, then one item per report of the method's window
             self.window_start.append(sum(len(x) for x in per_window))

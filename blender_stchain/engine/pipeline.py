@@ -32,6 +32,7 @@ from . import camera, deform, estimate
 from .backbone import load_backbone
 from .camera import stage as camera_stage
 from .chain.windows import choose_anchor, plan_windows
+from .device import fallback_events
 from .footage import open_footage
 from .footage.preprocess import CropMap, apply_crop, clip_crop_map
 from .geometry import surface
@@ -124,7 +125,8 @@ def run(job: JobSpec, on_event=None, cancel=None, backbones=None) -> Path:
     r = Run(job, m, job.resolved_settings(), rep, clip, load=backbones or load_backbone)
     onednn = torch.backends.mkldnn.enabled
     try:
-        return _run_clip(r, t0)
+        with fallback_events(rep.warning):  # an op MPS lacks ran on the CPU: a warning event, not a log line
+            return _run_clip(r, t0)
     finally:
         torch.backends.mkldnn.enabled = onednn
         r.host.shutdown(wait=False, cancel_futures=True)  # a cancel does not wait for the geodesics
@@ -141,6 +143,9 @@ def _run_clip(r: Run, t0: float) -> Path:
     r.backbone = r.load(job.weights, job.device, job.precision, r.method.parts, job.allow_random_weights)
     if r.backbone.is_random:
         r.rep.warning(SMOKE)
+    r.settings, fitted = r.backbone.plan_memory(r.settings, r.method.name)  # offload, chunks from free memory
+    for note in (*r.backbone.rt.notes, *fitted):  # the device's problems and the fallbacks taken
+        r.rep.warning(note)
     r.cmap = clip_crop_map(r.clip)
     windows = plan_windows(r.clip.count, r.settings.window_size)
     r.rep.resize("windows", r.method.plan["windows"] * len(windows))  # the plan's cost is per window
@@ -339,7 +344,9 @@ def _retry_smaller(fn, r: Run, *args, **kw):
     smaller = smaller_chunks(settings)
     for attempt in (settings, smaller):
         try:
-            return fn(r, *args, settings=attempt, **kw)
+            out = fn(r, *args, settings=attempt, **kw)
+            r.settings = attempt  # the chunks that fit stay for the rest of the run (no window fails first)
+            return out
         except Exception as e:  # anything but running out of memory is raised again at once
             if not out_of_memory(e):
                 raise
@@ -350,7 +357,8 @@ def _retry_smaller(fn, r: Run, *args, **kw):
         if attempt is settings:
             rep.warning(f"out of memory on {device}: retrying with quartered chunks (decode_chunk "
                         f"{smaller.decode_chunk}, attention_chunk {smaller.attention_chunk}, vertex_chunk "
-                        f"{smaller.vertex_chunk}){' and without oneDNN kernels' if without_onednn else ''}")
+                        f"{smaller.vertex_chunk}){' and without oneDNN kernels' if without_onednn else ''}, "
+                        "kept for the rest of the run")
     advice = "close other programs" if device.type == "cpu" else "use --precision bf16, or run with --device cpu"
     raise OutOfMemory(f"out of memory on {device} even with smaller chunks: lower candidate_resolution, "
                       f"grid_resolution, window_size or face_budget, or {advice}")

@@ -15,6 +15,9 @@ import sys
 import threading
 import traceback
 
+# before torch is imported (the pipeline imports it): an operation MPS lacks runs on the CPU, not a crash
+os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
+
 from ..contracts.errors import (
     EXIT_CANCELLED,
     EXIT_ERROR,
@@ -22,6 +25,7 @@ from ..contracts.errors import (
     EXIT_OK,
     Cancelled,
     StchainError,
+    device_failure,
     out_of_memory,
 )
 from ..contracts.errors import FileCancel
@@ -97,6 +101,10 @@ def _run(job_path: str, cancel: FileCancel, sink) -> int:
     except Exception as e:  # noqa: BLE001 - the worker must always answer with one line
         if out_of_memory(e):
             sink(Error("out of memory: lower the face budget, the grid resolutions or the window size"))
+            return EXIT_ERROR
+        known = device_failure(e)
+        if known is not None:
+            sink(Error(str(known)))
             return EXIT_ERROR
         traceback.print_exc(file=sys.stderr)
         sink(Error(f"internal error: {type(e).__name__}: {e}"))

@@ -15,7 +15,7 @@ import blender_stchain  # noqa: E402
 from blender_stchain.bl import headless, ops, prefs  # noqa: E402
 from tests.blender.conftest import data_snapshot  # noqa: E402
 from tests.blender.workers import WORKER_PYTHON, stub_env  # noqa: E402
-from tests.conftest import DATA  # noqa: E402
+from tests.conftest import DATA, REPO  # noqa: E402
 
 CAMEL = DATA / "rgba_frames" / "davis_camel"
 
@@ -146,6 +146,12 @@ def test_detect_devices_probes_the_worker_python(registered, monkeypatch):
     ids = [item[0] for item in prefs._devices(None, bpy.context)]
     print("devices:", ids)
     assert ids[:2] == ["auto", "cpu"] and (had_torch or "torch" not in sys.modules)
+    import subprocess  # Detect Devices shows the text of the worker's `devices` command, line for line
+
+    cli = subprocess.run([WORKER_PYTHON, "-m", "blender_stchain", "devices"], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    shown = bpy.context.window_manager.stchain_status.message.splitlines()
+    assert shown == cli.stdout.strip().splitlines() and any(line.startswith("auto -> ") for line in shown)
 
 
 def test_download_needs_online_access(registered):

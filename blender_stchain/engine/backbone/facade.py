@@ -18,6 +18,8 @@ from ...contracts.errors import NumericalError
 from .. import weights
 from ..weights.preflight import PARTS, require_parts
 from ..device import Runtime, runtime
+from ..weights.loading import COMPUTE_PRECISION_PARTS
+from .parts import Parts, free_bytes, host_loader, meta_part, plan_memory
 from ..geometry.mesh_ops import vertex_normals
 from ..models.capture import (
     AnchorSelfAttention,
@@ -30,9 +32,6 @@ from . import sampling
 # may add parts (ActionMesh mode: the stage-II autoencoder), see ``engine.methods``
 CORE_PARTS = PARTS["chain"]
 STAGE0_PARTS = ("image_encoder_dinov2", "transformer")  # needed only until the anchor exists
-# parts whose every Linear runs under autocast: their weights can be stored in the compute precision
-# (DINOv2 runs in fp32 as in the reference; the stage-II query pass is an fp32 island)
-COMPUTE_PRECISION_PARTS = ("transformer", "denoiser", "vae")
 
 
 def query_bucket(n: int, minimum: int = 256) -> int:
@@ -179,6 +178,8 @@ class Backbone:
 
     def __post_init__(self):
         self.clock = ModelClock(self.rt.device)
+        if not isinstance(self.models, Parts):  # models made elsewhere (benches): all loaded, on the device
+            self.models = Parts(self.rt.device, {}, loaded=self.models)
 
     @property
     def device(self) -> torch.device:
@@ -212,6 +213,10 @@ class Backbone:
         out = sampling.sample_stage0(self.models["transformer"], context, noise, steps,
                                      settings.anchor_guidance, on_step=progress)
         return out.latents[0].float()
+
+    def plan_memory(self, settings, method: str):
+        """(settings, notes) fitted to the device's free memory: offload on or off, the decode chunk."""
+        return plan_memory(self.models, self.rt.dtype, method, settings, free_bytes(self.device), STAGE0_PARTS)
 
     def release(self, parts=STAGE0_PARTS) -> None:
         """Drop models no later stage needs (the DiT after the anchor: ~6 GB at full size in fp32)."""
@@ -328,12 +333,13 @@ def store_in_compute_precision(models: dict, dtype: torch.dtype) -> None:
 
 
 def load_backbone(root, device="auto", precision="auto", parts=CORE_PARTS, allow_random=False) -> Backbone:
-    """Load ``parts`` (a method's, see ``engine.methods``) from the weights root, strictly, without
-    gradient state; refuse random ones unless allowed."""
+    """The backbone of ``parts`` (a method's, see ``engine.methods``) from the weights root: checked now
+    (headers, keys, shapes), each part loaded strictly when first used (``backbone.parts``), without
+    gradient state; random ones refused unless allowed."""
     root = require_parts(root, parts, allow_random)
     rt = runtime(device, precision)
     identities = [weights.weight_identity(root, name) for name in parts]
-    models = {name: weights.load_component(root, name, device=rt.device).requires_grad_(False) for name in parts}
-    store_in_compute_precision(models, rt.dtype)
+    loaders = {name: host_loader(root, name, rt.dtype) for name in parts}
+    models = Parts(rt.device, loaders, specs=functools.partial(meta_part, str(root)))
     cfg = weights.read_config(weights.component_folder(root, "denoiser"))
     return Backbone(rt, models, int(cfg.get("num_tokens_nominal", 2048)), int(cfg["in_channels"]), identities)

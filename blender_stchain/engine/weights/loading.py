@@ -155,11 +155,35 @@ def _expected_shapes(name: str, config_json: str) -> dict:
     return {k: tuple(v.shape) for k, v in meta.state_dict().items()}
 
 
-def load_component(root_or_folder: str | os.PathLike, name: str, device="cpu", dtype=None):
+# parts whose every Linear runs under autocast: their weights can be stored in the compute precision
+# (DINOv2 runs in fp32 as in the reference; the stage-II query pass is an fp32 island)
+COMPUTE_PRECISION_PARTS = ("transformer", "denoiser", "vae")
+
+
+def linear_keys(model: "torch.nn.Module") -> set[str]:
+    """State-dict keys of the Linear layers' parameters (what is stored in the compute precision)."""
+    import torch
+
+    return {f"{name}.{p}" if name else p for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)
+            for p, _ in m.named_parameters(recurse=False)}
+
+
+def storage_dtypes(name: str, model: "torch.nn.Module", compute) -> dict:
+    """Key -> the dtype a floating tensor of part ``name`` is stored in: ``compute`` for the Linear
+    layers of the autocast-only parts, fp32 for everything else."""
+    import torch
+
+    low = linear_keys(model) if name in COMPUTE_PRECISION_PARTS and compute != torch.float32 else set()
+    return {k: compute if k in low else torch.float32 for k, v in model.state_dict().items() if v.is_floating_point()}
+
+
+def load_component(root_or_folder: str | os.PathLike, name: str, device="cpu", dtype=None, compute=None):
     """Build ``name`` from its folder's config.json and load its safetensors strictly; returns an eval module.
 
-    Built on the meta device and filled by assignment, so a full-size model is never allocated twice.
-    ``dtype`` (default float32) applies to floating-point tensors.
+    Read on the host, cast there, then moved to ``device``: a part never sits on the device in a wider
+    dtype than it is kept in. Built on the meta device and filled by assignment, so a full-size model is
+    never allocated twice. ``dtype`` (default float32) applies to floating-point tensors; ``compute``
+    (bf16/fp16) to the Linear layers of the parts that run only under autocast (``backbone.parts``).
     """
     import torch
 
@@ -169,15 +193,18 @@ def load_component(root_or_folder: str | os.PathLike, name: str, device="cpu", d
         raise WeightsError(f"{folder}: missing folder for the {comp.title}; run `python -m blender_stchain "
                            "weights download` or pass the weights folder")
     cfg, path, _ = inspect_folder(folder, comp)
-    dtype = dtype or torch.float32
-    tensors = {k: (v.to(dtype) if v.is_floating_point() else v)
-               for k, v in load_tensors(path, device=str(device)).items()}
     model = build(name, cfg, "meta")
+    stored = storage_dtypes(name, model, compute or dtype or torch.float32)
+    dtype = dtype or torch.float32
+    def cast(key, v):  # on the host, one tensor at a time as it is read
+        return v.to(stored.get(key, dtype) if compute else dtype) if v.is_floating_point() else v
+
+    tensors = load_tensors(path, device="cpu", convert=cast)
     model.load_state_dict(tensors, strict=True, assign=True)
     if any(t.is_meta for t in list(model.parameters()) + list(model.buffers())):
-        model = build(name, cfg, device)  # a module with computed buffers: build for real
-        model.load_state_dict(tensors, strict=True)
-    return model.eval()
+        model = build(name, cfg, "cpu")  # a module with computed buffers: build for real, keep the stored dtypes
+        model.load_state_dict(tensors, strict=True, assign=True)
+    return model.to(device).eval()
 
 
 def weight_identity(root_or_folder: str | os.PathLike, name: str) -> dict:

@@ -12,8 +12,10 @@ from ...contracts.errors import WeightsError
 from ...contracts.safetensors_io import DTYPE_SIZES, fail, read_header
 
 
-def load_tensors(path: str | os.PathLike, device: str = "cpu", names: Iterable[str] | None = None) -> dict:
-    """Validated load: the header is checked first, then the safetensors library maps the file."""
+def load_tensors(path: str | os.PathLike, device: str = "cpu", names: Iterable[str] | None = None,
+                 convert: Callable | None = None) -> dict:
+    """Validated load: the header is checked first, then the safetensors library maps the file.
+    ``convert(name, tensor)``, applied as each tensor is read (a cast: one wide tensor at a time)."""
     import torch  # noqa: F401  (safetensors' "pt" framework needs it)
     from safetensors import safe_open
 
@@ -24,8 +26,10 @@ def load_tensors(path: str | os.PathLike, device: str = "cpu", names: Iterable[s
         raise WeightsError(f"{header.path}: missing tensor(s) {', '.join(missing[:5])}")
     try:
         with safe_open(str(header.path), framework="pt", device=str(device)) as f:
-            return {n: f.get_tensor(n) for n in wanted}
+            return {n: f.get_tensor(n) if convert is None else convert(n, f.get_tensor(n)) for n in wanted}
     except Exception as e:  # the library's own checks (e.g. non-UTF-8 names) or I/O errors
+        if "os error 12" in str(e) or isinstance(e, MemoryError):  # ENOMEM: memory, not a corrupt file
+            raise MemoryError(f"{header.path}: not enough memory to map it ({e})") from None
         raise fail(header.path, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
 
 
