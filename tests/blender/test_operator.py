@@ -151,7 +151,10 @@ def test_detect_devices_probes_the_worker_python(registered, monkeypatch):
     cli = subprocess.run([WORKER_PYTHON, "-m", "blender_stchain", "devices"], cwd=REPO, capture_output=True,
                          text=True, timeout=120)
     shown = bpy.context.window_manager.stchain_status.message.splitlines()
-    assert shown == cli.stdout.strip().splitlines() and any(line.startswith("auto -> ") for line in shown)
+    printed = cli.stdout.strip().splitlines()
+    assert shown[:len(printed)] == printed and any(line.startswith("auto -> ") for line in shown)
+    if len(ids) <= 2:  # no GPU in this runtime (this machine): what to install follows, from the runtime plan
+        assert shown[len(printed):] == [f"No GPU in this runtime: {prefs.install_hint()}"]
 
 
 def test_download_needs_online_access(registered):
