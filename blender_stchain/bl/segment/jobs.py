@@ -20,12 +20,15 @@ def plan_for(props, src: footage.Source, frames: tuple[int, int] | None):
     return src, frames, prompts, markers.cache_dir(src.path, frames, prompts, props.segment_model)
 
 
-def segmentation_runner(context, the_plan, frames_dir: Path, job_dir: Path, weights=None, device=None):
-    """The worker process that writes the masks of ``the_plan`` from an exported frames folder."""
+def segmentation_runner(context, the_plan, frames_dir: Path, job_dir: Path, weights=None, device=None, *,
+                        model: str | None = None, overlay: bool = True):
+    """The worker process that writes the masks of ``the_plan`` from an exported frames folder (``model``:
+    the SAM 2.1 size, default the scene's; ``overlay``: also the footage under its masks, for the preview)."""
     p = prefs.get(context)
     _, _, prompts, folder = the_plan
-    job = markers.write_job(job_dir / "segment.json", frames_dir, folder, prompts, context.scene.stchain.segment_model,
-                            weights or prefs.weights_dir(context), device or (p.device if p else "auto"))
+    job = markers.write_job(job_dir / "segment.json", frames_dir, folder, prompts,
+                            model or context.scene.stchain.segment_model, weights or prefs.weights_dir(context),
+                            device or (p.device if p else "auto"), overlay=overlay)
     python = prefs.python(context)
     return ProcessRunner(["-m", markers.WORKER, job], cancel_file=cancel_path(job), python=python,
                          pythonpath=prefs.pythonpath(python))

@@ -92,10 +92,12 @@ def cached(folder: Path, frames: tuple[int, int]) -> bool:
     return folder.is_dir() and want <= {p.name for p in folder.iterdir()}
 
 
-def write_job(path: Path, frames_dir: Path, out: Path, prompts: Prompts, model: str, weights, device) -> Path:
+def write_job(path: Path, frames_dir: Path, out: Path, prompts: Prompts, model: str, weights, device,
+              overlay: bool = True) -> Path:
     job = {"footage": str(frames_dir), "out": str(out), "frames": None, "weights": weights, "model": model,
            "device": device, "points": [[p.x, p.y, p.positive, p.frame] for p in prompts.points],
-           "boxes": [[b.x0, b.y0, b.x1, b.y1, b.frame] for b in prompts.boxes], "overlay": str(overlay_dir(out))}
+           "boxes": [[b.x0, b.y0, b.x1, b.y1, b.frame] for b in prompts.boxes],
+           "overlay": str(overlay_dir(out)) if overlay else None}
     path.write_text(json.dumps(job, indent=1), encoding="utf-8")
     return path
 
