@@ -149,7 +149,7 @@ def _segment(bpy, args, footage: Path, frames, printer) -> tuple[str, Path]:
     from ..contracts.prompts import parse, resolve
     from . import footage as bl_footage
     from . import prefs
-    from .runner import new_job_dir, remove_job_dir
+    from .runner import new_job_dir
     from .segment.jobs import segmentation_runner
 
     prompts = parse(args.segment, args.segment_box)
@@ -163,7 +163,11 @@ def _segment(bpy, args, footage: Path, frames, printer) -> tuple[str, Path]:
         out = Path(args.save_masks).expanduser().resolve() if args.save_masks else job_dir / "masks"
         runner = segmentation_runner(bpy.context, (src, frames, prompts, out), frames_dir, job_dir, args.weights,
                                      args.device, model=args.segment_model or None, overlay=False)
-        final = runner.start().wait(on_event=lambda e: None if e.get("event") in FINAL else printer(e))
+        try:
+            final = runner.start().wait(on_event=lambda e: None if e.get("event") in FINAL else printer(e))
+        except KeyboardInterrupt:  # Ctrl+C: the worker stops before its folder goes
+            runner.cancel()
+            final = runner.wait()
         if final.get("event") == "cancelled" or final.get("cancelled"):
             raise Cancelled()
         if final.get("event") != "done":

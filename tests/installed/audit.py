@@ -15,7 +15,7 @@ for name in modules:
     full = package if not name else f"{package}.{name}"
     try:
         importlib.import_module(full)
-    except Exception as e:  # noqa: BLE001 - every failure is reported, the test names them
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - every failure is reported, the test names them
         failed[name] = f"{type(e).__name__}: {e}"
 root = Path(importlib.util.find_spec(package).origin).parent
 wanted: dict[str, list[str]] = {}

@@ -167,7 +167,7 @@ def case_imports(a: dict) -> dict:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(prefs.pythonpath(python)))
     import subprocess
 
-    worker = [n for n in names if n not in blender]
+    worker = [n for n in names if n not in blender and n != "__main__"]  # __main__ runs the command line
     done = subprocess.run([python, a["audit"], root.name, json.dumps(worker)],
                           env=env, capture_output=True, text=True, timeout=300)
     line = [x for x in done.stdout.splitlines() if x.startswith("AUDIT ")]

@@ -110,7 +110,7 @@ def test_every_module_imports_with_what_the_zip_carries(run_case, installed):
     assert report["blender_failed"] == {} and len(report["blender_modules"]) > 10
     worker = report["worker"]
     assert "error" not in worker, worker.get("error")
-    assert worker["failed"] == {} and worker["imported"] > 100
+    assert worker["failed"] == {} and worker["imported"] >= 80
     print(f"{len(report['blender_modules'])} Blender-side and {worker['imported']} worker modules imported")
     local = str(home / ".config" / "blender")
     for name, where in worker["third_party"].items():
