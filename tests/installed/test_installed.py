@@ -31,11 +31,11 @@ def ran_here(report: dict, home) -> None:
     assert report["versions"]["torch"].endswith("+cpu")  # the zip's CPU torch (the dev venv has one too)
 
 
-def test_the_fresh_python_has_only_bpy(installed):
-    python, _ = installed
+def test_the_fresh_python_has_only_bpy(installed_python, tmp_path):
     code = "import bpy, numpy, importlib.util as u, json; print(json.dumps([m for m in %r if u.find_spec(m)]))" % (
         ABSENT,)
-    out = subprocess.run([str(python), "-c", code], env=bare_env(), capture_output=True, text=True, timeout=300)
+    out = subprocess.run([str(installed_python), "-c", code], env=bare_env(HOME=tmp_path), capture_output=True,
+                         text=True, timeout=300)
     assert out.returncode == 0 and json.loads(out.stdout.strip().splitlines()[-1]) == [], out.stderr[-2000:]
 
 
