@@ -57,7 +57,7 @@ def generate(a: dict, masks: str = "") -> dict:
         outcome = [f"RuntimeError: {e}"]
     record = job_record()
     return {"outcome": outcome, "message": status.message, "keys": shape_keys(), "result": status.result,
-            "versions": record.get("result_metadata", {}).get("versions"),
+            "versions": record.get("result_metadata", {}).get("versions"), "masks": record.get("job", {}).get("masks"),
             "jobs_left": sorted(p.name for p in sub("bl.prefs").user_dir("jobs").iterdir())}
 
 

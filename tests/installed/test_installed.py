@@ -52,7 +52,8 @@ def test_image_sequence_with_the_whole_clips_masks_and_a_frame_range(run_case, i
     report = run_case("sequence", {"folder": str(HORSE / "video"), "masks": str(HORSE / "masks"), "last": 4,
                                    "weights": str(weights_root), "settings": SMALL})
     ran_here(report, installed[1])
-    assert report["keys"] == 5  # Basis + frames 1-4, each paired with its own mask of the 50
+    assert report["keys"] == 5  # Basis + frames 1-4, each with its own mask of the 50
+    assert report["masks"] == str(HORSE / "masks")
 
 
 def test_rgba_frames_then_apply_result(run_case, installed, weights_root):
@@ -73,7 +74,7 @@ def test_segment_object_preview_masks_then_generate(run_case, installed, weights
     assert preview["masks"] == ["000001.png", "000002.png", "000003.png", "000004.png"] and preview["shown"]
     generate = report["generate"]
     ran_here(generate, installed[1])
-    assert generate["keys"] == 5
+    assert generate["keys"] == 5 and generate["masks"] == preview["folder"]  # the previewed masks, reused
     assert report["tmp_left"] == []
 
 
