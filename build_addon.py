@@ -8,7 +8,8 @@ Zips are named ``dist/blender_stchain-VERSION-PLATFORM.zip`` (e.g. ``blender_stc
 zips of an earlier build in the output folder are removed first. The manifest must sit next to an ``__init__.py``, so the package and a generated manifest (with
 the wheel list) are staged in ``build/stage/``. Wheels come from the pinned lock files
 ``vendor/cp311.txt`` / ``vendor/cp313.txt`` via ``pip download`` (cached in ``vendor/wheels/``,
-never committed). The extension builder is Blender's own: ``BLENDER --command extension`` when
+never committed): first from pip's ``find-links`` folders alone (``--no-index``: a wheel already on disk,
+such as a CPU torch, is used without network), else from the index the lock line names. The extension builder is Blender's own: ``BLENDER --command extension`` when
 ``--blender`` is given, else the stdlib-only ``blender_ext.py`` shipped in the installed bpy wheel.
 """
 
@@ -32,7 +33,7 @@ PLATFORM_TAGS = {  # extension platform -> pip --platform tags (newest first)
 }
 PYTHONS = {"3.11": "cp311", "3.13": "cp313"}
 BLENDER_LINE = {"3.11": ("4.2.0", "5.1.0"), "3.13": ("5.1.0", None)}  # min, max (exclusive)
-NOT_SHIPPED = ("batch",)  # cluster-side code (Ray): it never runs inside Blender, so the zip does not carry it
+NOT_SHIPPED = ("batch", "evaluation")  # cluster-side (Ray) and benchmark (scipy) code: it never runs inside Blender
 NEVER_BUNDLE = {"numpy", "requests", "urllib3", "idna", "certifi", "charset-normalizer", "zstandard",
                 "cython", "setuptools"}
 VENV_PYTHONS = [p for p in (ROOT / ".venv" / "bin" / "python", ROOT / ".venv" / "Scripts" / "python.exe") if p.exists()]
@@ -102,7 +103,9 @@ def fetch_wheels(plan, cache: Path) -> list[Path]:
         found = sorted(dest.glob("*.whl")) if dest.is_dir() else []
         if not found:
             dest.mkdir(parents=True, exist_ok=True)
-            subprocess.run(pip_download_cmd(py, plat, req, dest), check=True)
+            local = subprocess.run([*pip_download_cmd(py, plat, req, dest), "--no-index"], capture_output=True)
+            if local.returncode != 0:  # not in pip's find-links folders: the index (network)
+                subprocess.run(pip_download_cmd(py, plat, req, dest), check=True)
             found = sorted(dest.glob("*.whl"))
         if len(found) != 1:
             raise SystemExit(f"expected one wheel for {req.spec} ({PYTHONS[py]}, {plat}) in {dest}, found {len(found)}")

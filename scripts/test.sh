@@ -3,6 +3,9 @@
 # tests again on Blender 4.2 LTS (Python 3.11) and 5.2 LTS (Python 3.13) in their own venvs.
 # The worker process always runs on .venv (it needs torch; Blender-side code never does).
 # --quick: the inner loop, without the tests marked slow and without the Blender 4.2 / 5.2 matrices.
+# --installed: only the installed tier (tests/installed, docs/extension.md): the built zip installed by Blender's
+# own installer into a bpy-only Python (.venv-installed, made on first use), the real worker on the zip's wheels.
+# The full run includes it (marked slow); its worker never uses STCHAIN_WORKER_PYTHON.
 # Other arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +16,8 @@ args=()
 for a in "$@"; do
   if [ "$a" = --quick ]; then
     args+=(-m "not slow"); STCHAIN_BLENDER_MATRIX=0
+  elif [ "$a" = --installed ]; then
+    args+=(-m installed); STCHAIN_BLENDER_MATRIX=0
   else
     args+=("$a")
   fi

@@ -4,7 +4,8 @@ reads plain arrays, so the bundled runtime needs no codec.
 Frames folder (the format ``engine.footage.open_footage`` reads without Pillow or PyAV)::
 
     FOLDER/meta.json          {"format": "blender_stchain.frames", "version": 1,
-                               "fps": [num, den] | null, "frame_numbers": [a, a+1, ..., b]}
+                               "fps": [num, den] | null, "frame_numbers": [a, a+1, ..., b],
+                               "clip_frames": N, "names": [image stem, ...] (image sequences)}
     FOLDER/frames/NNNNNN.npy  (H, W, 3 | 4) uint8 per frame, named by its 1-based footage frame
                               number, rows top to bottom, RGB as stored in the footage
 
@@ -95,7 +96,8 @@ def export(source: Source, frames: tuple[int, int] | None, folder, mask: str = "
                                        f"expected {source.size[0]}x{source.size[1]}")
                 yield masker.apply(rgba, i)
 
-        return write_frames(folder, frames_rgba(), source.fps, first_frame=a)
+        names = [Path(f).stem for f in files] if source.kind == "images" else None
+        return write_frames(folder, frames_rgba(), source.fps, first_frame=a, clip_frames=source.count, names=names)
 
 
 # --------------------------------------------------------------------------------------------

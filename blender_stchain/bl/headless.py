@@ -19,8 +19,10 @@ from ..contracts.errors import Cancelled, StchainError, exit_code
 from ..contracts.masks import mask_source
 from ..contracts.options import JobArgs, one_line, parse_job
 from ..contracts.prompts import HOW, join_negative, segment_args
+from ..contracts.events import FINAL
+from ..contracts.terminal import Printer
 from .export.paths import FORMATS, check_target
-from .runner import RESULT_SUFFIX
+from .runner import RESULT_SUFFIX, remove_job_dir
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".bmp", ".webp", ".tga")
 
@@ -73,11 +75,11 @@ def _generate(bpy, a: JobArgs) -> int:
     if exporting:
         check_target(out)
     props.method, props.preset, props.write_mode = job.method, job.preset, _write_mode(a.write_mode, out)
-    masks = job.masks or ""
+    masks, segment_dir = job.masks or "", None
     if a.extra.get("segment") or a.extra.get("segment_box"):  # masks from a prompt
         if masks:
             raise StchainError("give either --masks or --segment/--segment-box, not both")
-        masks = _segment(bpy, segment_args(a), footage)
+        masks, segment_dir = _segment(bpy, segment_args(a), footage, job.frames, Printer(a.json or None))
     elif a.mask_source == "none" and not masks:
         raise StchainError(f"--mask-source none would feed whole frames to the model; {HOW}")
     try:
@@ -87,6 +89,8 @@ def _generate(bpy, a: JobArgs) -> int:
             result_file=str(out.with_name(out.stem + RESULT_SUFFIX)), json_lines=a.json, quiet=True)
     except RuntimeError as e:  # the operator could not start (its poll); a failed job reports in the status
         raise StchainError(str(e).removeprefix("Error: ").strip()) from None
+    finally:
+        remove_job_dir(segment_dir)
     if "FINISHED" not in outcome:
         status = bpy.context.window_manager.stchain_status
         if status.message.startswith("Cancelled"):
@@ -165,32 +169,39 @@ def _first_image(path) -> str | None:
     return str(p)
 
 
-def _segment(bpy, args, footage: Path) -> str:
-    """Masks of the chosen frames by ``python -m blender_stchain masks`` in the worker's interpreter (torch
-    never enters Blender); returns the folder, which pairs with the exported frames one to one."""
-    import os
-    import subprocess
-    import tempfile
-
+def _segment(bpy, args, footage: Path, frames, printer) -> tuple[str, Path]:
+    """Masks of the chosen frames made as the panel makes them: Blender decodes the footage into a frames
+    folder (the worker needs no codec), the segmentation worker writes one mask per frame, named by its
+    footage frame number. Everything goes into a job folder of the extension's user folder, never the temp
+    folder. Returns (masks folder, job folder to remove when the job is over)."""
+    from ..contracts.prompts import parse, resolve
+    from . import footage as bl_footage
     from . import prefs
+    from .runner import new_job_dir
+    from .segment.jobs import segmentation_runner
 
-    out = args.save_masks or str(Path(tempfile.mkdtemp(prefix="stchain_masks_")) / "masks")
-    python = prefs.python(bpy.context)
-    cmd = [python, "-m", prefs.PACKAGE_DIR.name, "masks", "--footage", str(footage), "--out", out,
-           "--device", args.device]
-    cmd += [f"--segment={s}" for s in args.segment] + [f"--segment-box={b}" for b in args.segment_box]
-    cmd += ["--frames", args.frames] if args.frames else []
-    cmd += ["--weights", args.weights] if args.weights else []
-    cmd += ["--segment-model", args.segment_model] if args.segment_model else []
-    cmd += ["--allow-random-weights"] if args.allow_random_weights else []
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(prefs.pythonpath(python)))
-    print(json.dumps({"event": "progress", "stage": "segment", "fraction": 0.0, "message": "segmenting the object"}),
-          flush=True)
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    for line in lines:
-        if line.startswith("warning: "):
-            print(json.dumps({"event": "warning", "message": line[9:]}), flush=True)
-    if done.returncode != 0:
-        raise StchainError(lines[-1] if lines else f"segmentation failed (exit code {done.returncode})")
-    return out
+    prompts = parse(args.segment, args.segment_box)
+    render = bpy.context.scene.render
+    src = bl_footage.probe(str(footage), fps_default=render.fps / render.fps_base)
+    a, b = frames or (1, src.count)
+    resolve(prompts, tuple(range(a, b + 1)), src.size)  # a wrong prompt is refused before a frame is decoded
+    job_dir = new_job_dir(prefs.user_dir("jobs"))
+    try:
+        frames_dir = bl_footage.export(src, frames, job_dir / "footage", mask="none")
+        out = Path(args.save_masks).expanduser().resolve() if args.save_masks else job_dir / "masks"
+        runner = segmentation_runner(bpy.context, (src, frames, prompts, out), frames_dir, job_dir, args.weights,
+                                     args.device, model=args.segment_model or None, overlay=False,
+                                     allow_random=args.allow_random_weights)
+        try:
+            final = runner.start().wait(on_event=lambda e: None if e.get("event") in FINAL else printer(e))
+        except KeyboardInterrupt:  # Ctrl+C: the worker stops before its folder goes
+            runner.cancel()
+            final = runner.wait()
+        if final.get("event") == "cancelled" or final.get("cancelled"):
+            raise Cancelled()
+        if final.get("event") != "done":
+            raise StchainError(final.get("message") or "segmentation failed")
+    except BaseException:
+        remove_job_dir(job_dir)
+        raise
+    return str(out), job_dir

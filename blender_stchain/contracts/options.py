@@ -208,6 +208,8 @@ def parse_overrides(items: list[str]) -> dict:
 def one_line(e: BaseException) -> str:
     """The message a person reads for an error: one line, with the ``error:`` prefix every entry point uses."""
     text = " ".join(str(e).split()) or type(e).__name__
+    while text.startswith("error: "):  # a message passed on from a tool that printed its own line
+        text = text[len("error: "):]
     return f"error: {text}"
 
 

@@ -25,7 +25,8 @@ def test_rgba_images_exact(scene, tmp_path):
     assert (src.kind, src.count, src.size) == ("images", 16, (512, 512))
     out = footage.export(src, (2, 4), tmp_path / "frames", mask="alpha")
     meta = json.loads((out / "meta.json").read_text())
-    assert meta == {"format": "blender_stchain.frames", "version": 1, "fps": [24, 1], "frame_numbers": [2, 3, 4]}
+    assert meta == {"format": "blender_stchain.frames", "version": 1, "fps": [24, 1], "frame_numbers": [2, 3, 4],
+                    "clip_frames": 16, "names": ["01", "02", "03"]}  # the clip a whole masks folder belongs to
     for n in (2, 3, 4):
         got = np.load(out / "frames" / f"{n:06d}.npy")
         ref = np.asarray(Image.open(src.files[n - 1]))

@@ -50,7 +50,7 @@ def test_zips_per_platform(zips):
         manifest = z.read("blender_manifest.toml").decode()
     assert "__init__.py" in names and "bl/scene_writer.py" in names and "contracts/result.py" in names
     assert not any("__pycache__" in n for n in names)
-    assert not any(n.startswith("batch/") or "ray" in n.split("/")[-1].split("-")[0] for n in names)
+    assert not any(n.startswith(("batch/", "evaluation/")) or "ray" in n.split("/")[-1].split("-")[0] for n in names)
     assert 'platforms = ["linux-x64"]' in manifest and "files =" in manifest and "network =" in manifest
 
 

@@ -142,3 +142,11 @@ def test_mask_source_table_keeps_names_and_saved_numbers_unique():
     assert "the whole frame, background included" in mask_source("none").description
     with pytest.raises(FootageError, match="mask source 'sam' is not one of none, alpha, segment, mask, luma, chroma"):
         mask_source("sam")
+
+
+def test_an_error_line_passed_on_gets_one_prefix():
+    from blender_stchain.contracts.errors import StchainError
+    from blender_stchain.contracts.options import one_line
+
+    assert one_line(StchainError("error: masks folder\n  is empty")) == "error: masks folder is empty"
+    assert one_line(StchainError("no error: here")) == "error: no error: here"

@@ -11,6 +11,7 @@ from tests.conftest import DATA
 av = pytest.importorskip("av")
 Image = pytest.importorskip("PIL.Image")
 
+from blender_stchain.contracts.errors import FootageError
 from blender_stchain.contracts.frames import write_frames
 from blender_stchain.engine.footage import MASK_THRESHOLD, FootageWarning, open_footage
 from blender_stchain.engine.footage.pixels import _area_axis
@@ -97,6 +98,30 @@ def test_mask_folder_pairs_by_name():
         assert np.array_equal(masks[1] > MASK_THRESHOLD, truth > 127)
         assert np.array_equal(rgb[1], np.asarray(Image.open(DATA / "horsejump_gt" / "video" / "00021.jpg")))
         assert np.array_equal(f.read_masks(20, 22), masks)  # the crop's masks, without decoding frames
+
+
+def test_a_frames_folder_of_a_range_takes_the_whole_clips_masks(tmp_path):
+    """What Blender exports for frames 3-5 pairs with the clip's 50 masks as the clip itself does: by the
+    image names it records, else mask n (in order) for frame n; a folder of neither count is refused."""
+    horse = DATA / "horsejump_gt"
+    frames = [np.asarray(Image.open(horse / "video" / f"{n:05d}.jpg")) for n in range(2, 5)]  # frames 3-5
+    names = [f"{n:05d}" for n in range(2, 5)]
+    write_frames(tmp_path / "named", iter(frames), 30, first_frame=3, clip_frames=50, names=names)
+    write_frames(tmp_path / "numbered", iter(frames), 30, first_frame=3, clip_frames=50)
+    truth = [np.asarray(Image.open(horse / "masks" / f"{n:05d}.png")) > 127 for n in range(2, 5)]
+    for folder in ("named", "numbered"):
+        with open_footage(tmp_path / folder, masks=horse / "masks") as f:
+            assert (f.count, f.frame_numbers, f.mask_kind) == (3, (3, 4, 5), "folder")
+            masks = f.read_masks(0, 3) > MASK_THRESHOLD
+            assert all(np.array_equal(m, t) for m, t in zip(masks, truth)), folder
+            assert not np.array_equal(masks[0], masks[2])  # the horse moves: a shifted pairing would show
+    few = tmp_path / "few"
+    few.mkdir()
+    for n in range(2, 6):
+        (few / f"{n:05d}.png").write_bytes((horse / "masks" / f"{n:05d}.png").read_bytes())
+    with pytest.raises(FootageError, match=r"4 mask images .* for 3 footage frames; give exactly one mask per "
+                                           r"frame \(or 50, one per frame of the whole clip\)"):
+        open_footage(tmp_path / "numbered", masks=few)
 
 
 def test_a_new_mask_source_is_one_class_and_one_registry_line(monkeypatch, tmp_path):

@@ -21,14 +21,16 @@ def plan_for(props, src: footage.Source, frames: tuple[int, int] | None):
     return src, frames, prompts, markers.cache_dir(src.path, frames, prompts, props.segment_model)
 
 
-def segmentation_runner(context, the_plan, frames_dir: Path, job_dir: Path, weights=None, device=None,
-                        allow_random: bool = False):
-    """The worker process that writes the masks of ``the_plan`` from an exported frames folder."""
+def segmentation_runner(context, the_plan, frames_dir: Path, job_dir: Path, weights=None, device=None, *,
+                        model: str | None = None, overlay: bool = True, allow_random: bool = False):
+    """The worker process that writes the masks of ``the_plan`` from an exported frames folder (``model``:
+    the SAM 2.1 size, default the scene's; ``overlay``: also the footage under its masks, for the preview;
+    ``allow_random``: accept make-random SAM 2.1 weights, a smoke test)."""
     p = prefs.get(context)
     _, _, prompts, folder = the_plan
-    job = markers.write_job(job_dir / "segment.json", frames_dir, folder, prompts, context.scene.stchain.segment_model,
-                            weights or prefs.weights_dir(context), device or (p.device if p else "auto"),
-                            allow_random)
+    job = markers.write_job(job_dir / "segment.json", frames_dir, folder, prompts,
+                            model or context.scene.stchain.segment_model, weights or prefs.weights_dir(context),
+                            device or (p.device if p else "auto"), overlay=overlay, allow_random=allow_random)
     python = prefs.python(context)
     return ProcessRunner(["-m", markers.WORKER, job], cancel_file=cancel_path(job), python=python,
                          pythonpath=prefs.pythonpath(python))
@@ -68,5 +70,5 @@ def masks_for_generate(context, src, frames, frames_dir: Path, job_dir: Path, ru
     _, frames, _, folder = the_plan
     if markers.cached(folder, frames):
         return str(folder), runner
-    first = segmentation_runner(context, the_plan, frames_dir, job_dir, weights, device, allow_random)
+    first = segmentation_runner(context, the_plan, frames_dir, job_dir, weights, device, allow_random=allow_random)
     return str(folder), ChainRunner([first, runner])

@@ -93,10 +93,12 @@ def cached(folder: Path, frames: tuple[int, int]) -> bool:
 
 
 def write_job(path: Path, frames_dir: Path, out: Path, prompts: Prompts, model: str, weights, device,
-              allow_random: bool = False) -> Path:
+              overlay: bool = True, allow_random: bool = False) -> Path:
     job = {"footage": str(frames_dir), "out": str(out), "frames": None, "weights": weights, "model": model,
-           "device": device, "allow_random_weights": allow_random, "points": [[p.x, p.y, p.positive, p.frame] for p in prompts.points],
-           "boxes": [[b.x0, b.y0, b.x1, b.y1, b.frame] for b in prompts.boxes], "overlay": str(overlay_dir(out))}
+           "device": device, "allow_random_weights": allow_random,
+           "points": [[p.x, p.y, p.positive, p.frame] for p in prompts.points],
+           "boxes": [[b.x0, b.y0, b.x1, b.y1, b.frame] for b in prompts.boxes],
+           "overlay": str(overlay_dir(out)) if overlay else None}
     path.write_text(json.dumps(job, indent=1), encoding="utf-8")
     return path
 

@@ -68,7 +68,7 @@ class STCHAIN_OT_preview_masks(_Driven, bpy.types.Operator):
         try:
             frames_dir = footage.export(self._plan[0], self._plan[1], self._job_dir / "footage", mask="none")
             return jobs.segmentation_runner(context, self._plan, frames_dir, self._job_dir, self.weights,
-                                            self.device, self.allow_random_weights)
+                                            self.device, allow_random=self.allow_random_weights)
         except BaseException:
             self._cleanup()
             raise

@@ -111,20 +111,25 @@ def open_masks(masks, frames: Source, index: list[int]) -> MaskSource:
 
 
 def _pair_masks(files: list[Path], folder: Path, source: Source) -> list[Path]:
-    """Masks pair with image frames by file name when every frame has a same-named mask, else by order."""
+    """Masks pair with image frames by file name when every frame has a same-named mask, else by order; a
+    range exported from a longer clip (Blender's frames folder) also takes the whole clip's masks, mask
+    ``n`` in order for frame ``n``, as the clip itself would."""
     if source.names is not None:
         by_stem = {f.stem: f for f in files}
         if all(name in by_stem for name in source.names):
             return [by_stem[name] for name in source.names]
     if len(files) == len(source.numbers):
         return files
+    if source.clip_frames is not None and len(files) == source.clip_frames:
+        return [files[n - 1] for n in source.numbers]
     missing = ""
     if source.names is not None:
         lacking = [n for n, name in zip(source.numbers, source.names) if name not in {f.stem for f in files}]
         missing = f"; no mask of the same name for {frames_text(lacking)}" if lacking else ""
+    whole = f" (or {source.clip_frames}, one per frame of the whole clip)" if source.clip_frames else ""
     raise FootageError(
         f"masks: {len(files)} mask images in {folder} for {len(source.numbers)} footage frames{missing}; "
-        "give exactly one mask per frame"
+        f"give exactly one mask per frame{whole}"
     )
 
 

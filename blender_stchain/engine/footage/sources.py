@@ -27,6 +27,7 @@ class Source:
     has_alpha: bool = False
     rotation: int = 0  # counter-clockwise degrees applied to make frames upright (videos)
     names: list[str] | None = None  # file stems, to pair mask files by name
+    clip_frames: int | None = None  # frames in the whole clip when this source holds a range of it
 
     def read(self, k: int) -> tuple[np.ndarray, np.ndarray | None]:
         raise NotImplementedError
@@ -82,6 +83,10 @@ class _FramesFolder(Source):
             fps = meta.get("fps")
             self.fps = None if fps is None else Fraction(int(fps[0]), int(fps[1]))
             ok = meta.get("format") == FRAMES_FORMAT and meta.get("version") == FRAMES_VERSION
+            self.clip_frames = int(meta["clip_frames"]) if meta.get("clip_frames") is not None else None
+            names = meta.get("names")
+            self.names = None if names is None else [str(n) for n in names]
+            ok = ok and (self.names is None or len(self.names) == len(numbers))
         except (ValueError, KeyError, TypeError, IndexError, ZeroDivisionError):
             ok = False
         if not ok:
