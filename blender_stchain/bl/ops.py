@@ -115,6 +115,8 @@ def _settings(op, props, frames, src) -> dict:
         if not first <= props.anchor_frame <= (frames[1] if frames else src.count):
             raise StchainError(f"Anchor frame {props.anchor_frame} is outside the frames used; set 0 (automatic) or a frame inside")
         settings["anchor_frame"] = props.anchor_frame - first
+    if props.source == "CLIP" and props.use_clip_camera and props.clip:
+        settings.update(clip_camera_settings(props.clip))
     return settings
 
 
@@ -135,7 +137,28 @@ def camera_status(metadata: dict) -> str:
     if fallback:
         return fallback[0]
     err = cam.get("median_error_px")
-    return f"solved (median error {err:.1f} px)" if isinstance(err, (int, float)) else "solved"
+    focal = focal_text(metadata)
+    focal = f"; {focal}" if focal else ""
+    return f"solved (median error {err:.1f} px{focal})" if isinstance(err, (int, float)) else f"solved{focal[1:]}"
+
+
+def focal_text(metadata: dict) -> str:
+    """'focal 1,100 px, 990-1,230 (solved)' (the 95% interval of a solved focal) or 'focal 1,234 px (clip
+    camera)' from the result's camera record; '' for a default camera or an older result."""
+    cam = metadata.get("camera") or {}
+    focal, interval = cam.get("focal_px"), cam.get("focal_px_interval")
+    if cam.get("status") != "estimated" or not isinstance(focal, (int, float)):
+        return ""
+    span = f", {interval[0]:,.0f}-{interval[1]:,.0f}" if interval else ""
+    return f"focal {focal:,.0f} px{span} ({cam.get('focal_source', 'solved')})"
+
+
+def clip_camera_settings(clip) -> dict:
+    """The Movie Clip's own camera (Tracking > Camera: focal length and sensor width, as a tracking artist
+    sets them) as the job's known lens."""
+    cam = clip.tracking.camera
+    return {"camera_focal_mm": float(cam.focal_length), "camera_sensor_mm": float(cam.sensor_width),
+            "camera_focal_source": "clip camera"}
 
 
 def previous_footage_options(scene) -> dict:
@@ -279,7 +302,9 @@ class STCHAIN_OT_generate(_JobOptions, _Driven, bpy.types.Operator):
         except (StchainError, ValueError, OSError) as e:
             return self._fail(context, f"The result could not be applied: {e}")
         status.result = str(kept)
-        _status(context, ctl, f"Created {written['mesh']} and {written['camera']}; result kept at {kept}")
+        status.camera = focal_text(self._options.metadata.get("result_metadata") or {})
+        focal = f" ({status.camera})" if status.camera else ""
+        _status(context, ctl, f"Created {written['mesh']} and {written['camera']}{focal}; result kept at {kept}")
         self.report({"INFO"}, status.message)
         if not bpy.app.background:
             bpy.ops.ed.undo_push(message="Generate 4D Mesh")  # the whole apply is one undo step
