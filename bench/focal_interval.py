@@ -38,6 +38,11 @@ def needed(sol, truth: float, calibration: float) -> float:
     return calibration * (np.log(truth / f) / side) ** 2
 
 
+def smallest(needed: np.ndarray, share: float = 0.95) -> float:
+    """The smallest factor (one decimal) under which at least ``share`` of the draws hold the truth."""
+    return float(np.ceil(10 * np.sort(needed)[int(np.ceil(share * len(needed))) - 1]) / 10)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", default="100-111")
@@ -73,7 +78,8 @@ def main() -> None:
             continue
         print(f"{quality or 'all'}: trusted {len(ok)}/{len(sel)}, covered {np.mean([r[4] for r in ok]):.0%}, "
               f"median width {np.median([r[3] for r in ok]):.3f}, needed calibration p90 "
-              f"{np.percentile(c, 90):.2f} p95 {np.percentile(c, 95):.2f} max {c.max():.2f}")
+              f"{np.percentile(c, 90):.2f} p95 {np.percentile(c, 95):.2f} max {c.max():.2f}; smallest one-decimal "
+              f"factor holding 95%: {smallest(c):.1f}")
 
 
 if __name__ == "__main__":

@@ -61,6 +61,8 @@ def test_stage_recovers_the_camera_through_the_crop_and_reports_it(camel):
     assert sol.estimated and a["focal"] < 0.05 and a["rotation_deg"] < 2.0 and a["centre"] < 0.05, (sol.reason, a)
     meta = stage.metadata(sol)
     assert meta["status"] == "estimated" and meta["reason"] is None and meta["frames_ok"] == 16
+    lo, hi = meta["focal_px_interval"]
+    assert lo < meta["focal_px"] < hi and meta["focal_source"] == "solved"  # the camel's PNGs carry no lens
     assert not [e for e in events if e["event"] == "warning"]
     assert any(e["event"] == "progress" and e["message"].startswith("camera: median error") for e in events)
 
@@ -95,4 +97,5 @@ def test_random_weight_run_reports_camera_not_estimated(tiny_weights, tmp_path):
     cam = load_result(path).metadata["camera"]
     print(f"\nrandom weights: camera {cam['status']} ({cam['reason']})")
     assert cam["status"] == "not estimated" and cam["reason"]
+    assert cam["focal_px_interval"] is None and cam["focal_source"] == "default camera"
     assert any(e["event"] == "warning" and e["message"].startswith("camera not estimated") for e in events)
