@@ -73,7 +73,7 @@ def test_a_poorly_determined_focal_is_flagged_and_the_poses_kept(solved):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 3, 6])
+@pytest.mark.parametrize("seed", SEEDS)
 def test_garbage_is_always_refused(seed):
     for kind in ("static", "orbit"):
         sol = run_stage(draw(seed, kind, "garbage"))

@@ -65,6 +65,7 @@ def test_stage_recovers_the_camera_through_the_crop_and_reports_it(camel):
     assert lo < meta["focal_px"] < hi and meta["focal_source"] == "solved"  # the camel's PNGs carry no lens
     assert not [e for e in events if e["event"] == "warning"]
     assert any(e["event"] == "progress" and e["message"].startswith("camera: median error") for e in events)
+    assert [e["message"] for e in events if e["event"] == "progress"][0] == "solving the camera"  # no lens known
 
 
 def test_low_confidence_peaks_are_no_match(camel):

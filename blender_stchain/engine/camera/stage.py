@@ -65,7 +65,7 @@ def estimate(points3d, points2d, weights, sigma, image_size, vertices, faces, la
     11 absurd first cameras) refining one never gave a plausible camera: it would only cost time.
     The refinement ends on the Cauchy cost, without the least-squares polish: landmarks facing away
     sit 3.6-5.5 match uncertainties off, across the polish's inlier cut, and least squares on those
-    inside it took the worst frame's rotation from 0.95 to 1.22 deg (true focal given, moderate noise,
+    inside it took the worst frame's rotation from 0.97 to 1.22 deg (true focal given, moderate noise,
     seeds 0-7 of ``tests/engine/test_camera_focal.py``). ``progress(fraction, message)`` (it may raise
     to cancel). A solved focal whose 95% interval is wider than ``focal_max_width`` of it gets a
     "focal length poorly determined" warning."""
