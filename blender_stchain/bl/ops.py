@@ -35,6 +35,7 @@ from .runner import (
 
 _active: dict = {}  # "job" -> Controller of the running job (one at a time), "weights" likewise
 CAMERA_NOT_ESTIMATED = "camera not estimated"
+FOCAL_POORLY_DETERMINED = "focal length poorly determined"  # the engine's warning: the user should give the lens
 
 
 def _status(context, ctl: Controller | None = None, message: str | None = None):
@@ -281,6 +282,7 @@ class STCHAIN_OT_generate(_JobOptions, _Driven, bpy.types.Operator):
     def _prepare(self, context):
         status = context.window_manager.stchain_status
         clear_warnings(status)
+        status.camera = ""
         status.mask_source = context.scene.stchain.mask.lower()
         runner, self._options, self._job_dir = prepare(context, self)
         return runner
@@ -316,7 +318,7 @@ def _keep_warnings(op, status, ctl: Controller) -> None:
     Info report."""
     for w in ctl.warnings:
         add_warning(status, w)
-        if w.startswith(CAMERA_NOT_ESTIMATED):
+        if w.startswith(CAMERA_NOT_ESTIMATED) or FOCAL_POORLY_DETERMINED in w:
             op.report({"WARNING"}, w)
 
 

@@ -45,3 +45,17 @@ def test_focal_text_for_the_panel_and_the_info_report():
     default = {"camera": {"status": "not estimated", "focal_px": 1500.0, "focal_px_interval": None,
                           "warnings": ["camera not estimated (x); using a default front camera"]}}
     assert ops.focal_text(default) == "" and ops.focal_text({}) == ""  # an older result has no focal record
+
+
+def test_a_poorly_determined_focal_reaches_the_info_report_and_the_panel(registered):
+    from blender_stchain.engine.camera import stage
+
+    assert ops.FOCAL_POORLY_DETERMINED == stage.POORLY_DETERMINED  # the text the engine writes
+    status = bpy.context.window_manager.stchain_status
+    reports = []
+    op = SimpleNamespace(report=lambda kind, text: reports.append((kind, text)))
+    poor = (f"camera: {stage.POORLY_DETERMINED} (focal 1,100 px, 95% interval 800-1,500): give the lens "
+            "(--focal-mm, or Use clip's camera in Blender)")
+    ops._keep_warnings(op, status, SimpleNamespace(warnings=["camera: frame(s) 3 have a pose jump", poor]))
+    assert reports == [({"WARNING"}, poor)]  # the other warning stays in the panel only
+    assert [w.text for w in status.warnings] == ["camera: frame(s) 3 have a pose jump", poor]

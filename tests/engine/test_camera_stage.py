@@ -68,6 +68,25 @@ def test_stage_recovers_the_camera_through_the_crop_and_reports_it(camel):
     assert [e["message"] for e in events if e["event"] == "progress"][0] == "solving the camera"  # no lens known
 
 
+def test_a_given_lens_fixes_the_focal_and_is_reported(camel):
+    """--focal-mm 50 on a 36 mm sensor: the focal is 50/36 of the footage width, says so, has no interval."""
+    clip, _ = camel
+    W = int(clip.source_size[0])
+    m = generate("octopus", "orbit", "moderate", image_size=tuple(int(v) for v in clip.source_size),
+                 fov_deg=float(np.degrees(2 * np.arctan(0.5 * 36 / 50))))  # the lens the user gives
+    matches = stage.Matches(len(m.points3d), m.points3d.shape[1])
+    matches.put(0, m.points3d, m.points2d, m.weights, m.sigma)
+    events = []
+    sol = stage.run(matches, clip, m.vertices, m.faces, m.landmark_ids, Settings(camera_focal_mm=50.0),
+                    Reporter(events.append, None, method("chain").plan), use_masks=False)
+    assert sol.estimated and sol.K[0, 0] == pytest.approx(50 / 36 * W) == pytest.approx(m.K[0, 0])
+    meta = stage.metadata(sol)
+    assert meta["focal_source"] == "given" and meta["focal_px_interval"] is None
+    first = [e["message"] for e in events if e["event"] == "progress"][0]
+    assert first == f"solving the camera with the focal length {50 / 36 * W:,.0f} px (given)"
+    assert accuracy(sol, m)["rotation_deg"] < 2.0
+
+
 def test_low_confidence_peaks_are_no_match(camel):
     clip, cmap = camel
     m = generate("octopus", "static", "moderate", image_size=tuple(int(v) for v in clip.source_size))
