@@ -78,6 +78,7 @@ def test_quicktime_35mm_equivalent_of_a_movie(tmp_path):
         assert pixels == (321.0, "given")
         blender = known_focal(Settings(camera_focal_mm=35.0, camera_focal_source="clip camera"), clip)
         assert blender == (pytest.approx(35.0 / 36.0 * 160), "clip camera")
+        assert known_focal(Settings(camera_footage_lens="ignore"), clip) == (None, "solved")
     finally:
         clip.close()
 

@@ -106,13 +106,14 @@ def poorly_determined(sol: CameraSolution, max_width: float) -> bool:
 
 def known_focal(settings, clip) -> tuple[float | None, str]:
     """The focal (footage px) and its source: a focal in pixels or a lens in mm given by the user (or
-    Blender's clip camera), else the footage's own metadata, else None ("solved")."""
+    Blender's clip camera), else the footage's own metadata (unless ``camera_footage_lens`` is "ignore"),
+    else None ("solved")."""
     W, H = (int(v) for v in clip.source_size)
     if settings.camera_focal_px is not None:
         return float(settings.camera_focal_px), settings.camera_focal_source
     if settings.camera_focal_mm is not None:
         return settings.camera_focal_mm / settings.camera_sensor_mm * W, settings.camera_focal_source
-    lens = clip.lens()
+    lens = clip.lens() if settings.camera_footage_lens == "use" else None
     if lens is not None:
         return lens.focal_px(W, H), f"footage metadata ({lens.tag} {lens.focal_35mm:g} mm)"
     return None, "solved"
