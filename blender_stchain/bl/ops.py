@@ -16,6 +16,7 @@ from bpy.props import EnumProperty, IntProperty, StringProperty
 
 from ..contracts.errors import StchainError
 from ..contracts.job import JobSpec
+from ..lens import footage_lens
 from ..contracts.result import load_result
 from ..contracts.terminal import Printer
 from . import footage, prefs, scene_writer
@@ -118,7 +119,21 @@ def _settings(op, props, frames, src) -> dict:
         settings["anchor_frame"] = props.anchor_frame - first
     if props.source == "CLIP" and props.use_clip_camera and props.clip:
         settings.update(clip_camera_settings(props.clip))
-    return settings
+    return {**settings, **footage_lens_settings(settings, src)}
+
+
+def footage_lens_settings(settings: dict, src) -> dict:
+    """The 35 mm equivalent in the footage's own metadata as the job's lens, when no focal is given and
+    ``camera_footage_lens`` is not "ignore" (the job gets exported frames, which carry no metadata)."""
+    given = {"camera_focal_px", "camera_focal_mm"} & set(settings)
+    if given or settings.get("camera_footage_lens", "use") != "use" or src is None:
+        return {}
+    lens = footage_lens(src.path, src.kind, Path(src.files[0]) if src.files else None)
+    if lens is None:
+        return {}
+    W, H = src.size
+    return {"camera_focal_mm": lens.focal_px(W, H) * 36.0 / W, "camera_sensor_mm": 36.0,
+            "camera_focal_source": "footage metadata"}
 
 
 def apply_result(context, path: str, options: scene_writer.WriteOptions) -> dict:

@@ -59,3 +59,23 @@ def test_a_poorly_determined_focal_reaches_the_info_report_and_the_panel(registe
     ops._keep_warnings(op, status, SimpleNamespace(warnings=["camera: frame(s) 3 have a pose jump", poor]))
     assert reports == [({"WARNING"}, poor)]  # the other warning stays in the panel only
     assert [w.text for w in status.warnings] == ["camera: frame(s) 3 have a pose jump", poor]
+
+
+def test_the_footage_lens_goes_into_the_job_from_blender(registered, tmp_path):
+    """Blender exports frames for the job (no metadata there), so it reads the footage's lens itself."""
+    from blender_stchain.bl import footage
+    from tests.engine.test_camera_lens import tagged_movie
+
+    movie = tagged_movie(tmp_path / "phone.mov", "26")
+    props = registered.stchain
+    props.source, props.filepath = "FILE", str(movie)
+    src = footage.probe(str(movie))
+    settings = ops._settings(SimpleNamespace(settings_json=""), props, None, src)
+    # 26 mm on the diagonal of a 36 x 24 mm frame, as mm on a 36 mm sensor across the 160 px width
+    assert settings == {"camera_focal_mm": pytest.approx(26 * (160**2 + 90**2) ** 0.5 / (36**2 + 24**2) ** 0.5
+                                                         * 36 / 160),
+                        "camera_sensor_mm": 36.0, "camera_focal_source": "footage metadata"}
+    JobSpec(footage="f", out="r.safetensors", settings=settings).validate()
+    for user in ('{"camera_footage_lens": "ignore"}', '{"camera_focal_px": 500}'):
+        kept = ops._settings(SimpleNamespace(settings_json=user), props, None, src)
+        assert "camera_focal_mm" not in kept  # the user's word wins

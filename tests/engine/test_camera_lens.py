@@ -5,6 +5,7 @@ the way iPhones tag theirs), and which one wins."""
 from __future__ import annotations
 
 import math
+import struct
 
 import av
 import numpy as np
@@ -16,7 +17,7 @@ from blender_stchain.contracts.options import parse_job
 from blender_stchain.contracts.settings import Settings
 from blender_stchain.engine.camera.stage import known_focal
 from blender_stchain.engine.footage import open_footage
-from blender_stchain.engine.footage.lens import image_lens, video_lens
+from blender_stchain.lens import image_lens, quicktime_keys, video_lens
 from tests.conftest import DATA
 
 APPLE_KEY = "com.apple.quicktime.camera.focal_length.35mm_equivalent"
@@ -33,11 +34,13 @@ def frames_with_exif(folder, suffix: str, focal_35mm: int, size=(96, 64), count=
     return folder
 
 
-def tagged_movie(path, focal_35mm: str | None, size=(160, 90)):
-    """A real QuickTime movie; FFmpeg writes the key into moov/meta (keys + ilst) as Apple does."""
-    with av.open(str(path), "w", format="mov", options={"movflags": "use_metadata_tags"}) as c:
+def tagged_movie(path, focal_35mm: str | None, size=(160, 90), flags="use_metadata_tags", container="mov"):
+    """A real movie; FFmpeg writes the key into moov/meta (keys + ilst) as Apple does (the movie header
+    at the end of the file, or at its start with ``+faststart``)."""
+    with av.open(str(path), "w", format=container, options={"movflags": flags}) as c:
         if focal_35mm is not None:
             c.metadata[APPLE_KEY] = focal_35mm
+            c.metadata["com.apple.quicktime.make"] = "Apple"
         s = c.add_stream("mpeg4", rate=10)
         s.width, s.height, s.pix_fmt = *size, "yuv420p"
         for i in range(4):
@@ -64,9 +67,39 @@ def test_exif_35mm_equivalent_of_an_image_sequence(tmp_path, suffix):
     assert source == "footage metadata (EXIF 35mm equivalent 28 mm)"
 
 
+@pytest.mark.parametrize("flags,container", [("use_metadata_tags", "mov"),
+                                             ("use_metadata_tags+faststart", "mp4")])
+def test_quicktime_keys_read_like_ffmpeg_reads_them(tmp_path, flags, container):
+    """The standard-library reader (what Blender uses: no PyAV there) gives what FFmpeg reads back."""
+    movie = tagged_movie(tmp_path / f"clip.{container}", "26", flags=flags, container=container)
+    from blender_stchain.lens import _moov
+
+    ours = quicktime_keys(_moov(movie))
+    with av.open(str(movie)) as c:
+        theirs = dict(c.metadata)
+    assert {APPLE_KEY, "com.apple.quicktime.make", "encoder"} <= set(ours)  # FFmpeg adds its own key
+    assert {k: theirs[k] for k in ours} == ours and ours[APPLE_KEY] == "26"
+    assert video_lens(movie).focal_35mm == 26.0
+
+
+def box(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I4s", 8 + len(payload), kind) + payload
+
+
+@pytest.mark.parametrize("code,raw", [(21, struct.pack(">h", 26)), (22, struct.pack(">I", 26)),
+                                      (23, struct.pack(">f", 26.0))])
+def test_numeric_quicktime_values(code, raw):
+    """Cameras store numbers as typed values (21 signed, 22 unsigned big-endian integers, 23 float32):
+    a QuickTime-style moov/meta (no version and flags) laid out per Apple's metadata format."""
+    key = APPLE_KEY.encode()
+    keys = box(b"keys", struct.pack(">II", 0, 1) + struct.pack(">I4s", 8 + len(key), b"mdta") + key)
+    item = box(struct.pack(">I", 1), box(b"data", struct.pack(">II", code, 0) + raw))
+    meta = box(b"meta", box(b"hdlr", bytes(8) + b"mdta" + bytes(13)) + keys + box(b"ilst", item))
+    assert quicktime_keys(box(b"mvhd", bytes(100)) + meta) == {APPLE_KEY: 26}
+
+
 def test_quicktime_35mm_equivalent_of_a_movie(tmp_path):
     movie = tagged_movie(tmp_path / "clip.mov", "26")
-    assert video_lens(movie).focal_35mm == 26.0
     clip = open_footage(movie)
     try:
         focal, source = known_focal(Settings(), clip)

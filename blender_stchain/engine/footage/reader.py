@@ -27,7 +27,7 @@ from .common import (
 )
 from .masks import MaskSource, open_masks
 from .pixels import fit_image, fit_mask, target_size
-from .lens import FootageLens, footage_lens
+from ...lens import FootageLens, footage_lens
 from .sources import Source, open_source
 
 # --------------------------------------------------------------------------------------------
