@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from dataclasses import replace
 
+import numpy as np
+
 from . import quality
-from .interval import focal_interval
 from .geometry import project, rigid
 from .initial import (
     classify_frames,
@@ -18,6 +17,7 @@ from .initial import (
     propagate_pose,
     ransac,
 )
+from .interval import focal_interval
 from .models import Pinhole
 from .refine import Problem, levenberg_marquardt
 from .silhouette import Silhouette
