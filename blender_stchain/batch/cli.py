@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ..contracts.errors import EXIT_CANCELLED, EXIT_ERROR, EXIT_OK
-from ..contracts.options import add_job_settings, parse_frames, parse_overrides
+from ..contracts.options import add_job_settings, job_settings, parse_frames
 
 
 def parser() -> argparse.ArgumentParser:
@@ -48,7 +48,7 @@ def main(argv) -> int:
     out = Path(args.out).expanduser().resolve()
     defaults = {"weights": args.weights, "masks": args.masks, "device": args.device, "precision": args.precision,
                 "frames": parse_frames(args.frames), "method": args.method, "preset": args.preset,
-                "settings": parse_overrides(args.set), "allow_random_weights": args.allow_random_weights}
+                "settings": job_settings(args), "allow_random_weights": args.allow_random_weights}
     export = export_formats(args.export)
     clips = parse_jobs(args.jobs, out, defaults)
     opt = BatchOptions(out=out, ray=args.ray, gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job,

@@ -16,6 +16,7 @@ from bpy.props import EnumProperty, IntProperty, StringProperty
 
 from ..contracts.errors import StchainError
 from ..contracts.job import JobSpec
+from ..lens import footage_lens
 from ..contracts.result import load_result
 from ..contracts.terminal import Printer
 from . import footage, prefs, scene_writer
@@ -36,6 +37,7 @@ from .runner import (
 
 _active: dict = {}  # "job" -> Controller of the running job (one at a time), "weights" likewise
 CAMERA_NOT_ESTIMATED = "camera not estimated"
+FOCAL_POORLY_DETERMINED = "focal length poorly determined"  # the engine's warning: the user should give the lens
 
 
 def _status(context, ctl: Controller | None = None, message: str | None = None):
@@ -118,7 +120,23 @@ def _settings(op, props, frames, src, offload: str = "auto") -> dict:
         settings["anchor_frame"] = props.anchor_frame - first
     if offload != "auto":
         settings.setdefault("offload", offload)  # the preference; a job's own settings win
-    return settings
+    if props.source == "CLIP" and props.use_clip_camera and props.clip:
+        settings.update(clip_camera_settings(props.clip))
+    return {**settings, **footage_lens_settings(settings, src)}
+
+
+def footage_lens_settings(settings: dict, src) -> dict:
+    """The 35 mm equivalent in the footage's own metadata as the job's lens, when no focal is given and
+    ``camera_footage_lens`` is not "ignore" (the job gets exported frames, which carry no metadata)."""
+    given = {"camera_focal_px", "camera_focal_mm"} & set(settings)
+    if given or settings.get("camera_footage_lens", "use") != "use" or src is None:
+        return {}
+    lens = footage_lens(src.path, src.kind, Path(src.files[0]) if src.files else None)
+    if lens is None:
+        return {}
+    W, H = src.size
+    return {"camera_focal_mm": lens.focal_px(W, H) * 36.0 / W, "camera_sensor_mm": 36.0,
+            "camera_focal_source": "footage metadata"}
 
 
 def apply_result(context, path: str, options: scene_writer.WriteOptions) -> dict:
@@ -138,7 +156,28 @@ def camera_status(metadata: dict) -> str:
     if fallback:
         return fallback[0]
     err = cam.get("median_error_px")
-    return f"solved (median error {err:.1f} px)" if isinstance(err, (int, float)) else "solved"
+    focal = focal_text(metadata)
+    focal = f"; {focal}" if focal else ""
+    return f"solved (median error {err:.1f} px{focal})" if isinstance(err, (int, float)) else f"solved{focal[1:]}"
+
+
+def focal_text(metadata: dict) -> str:
+    """'focal 1,100 px, 990-1,230 (solved)' (the 95% interval of a solved focal) or 'focal 1,234 px (clip
+    camera)' from the result's camera record; '' for a default camera or an older result."""
+    cam = metadata.get("camera") or {}
+    focal, interval = cam.get("focal_px"), cam.get("focal_px_interval")
+    if cam.get("status") != "estimated" or not isinstance(focal, (int, float)):
+        return ""
+    span = f", {interval[0]:,.0f}-{interval[1]:,.0f}" if interval else ""
+    return f"focal {focal:,.0f} px{span} ({cam.get('focal_source', 'solved')})"
+
+
+def clip_camera_settings(clip) -> dict:
+    """The Movie Clip's own camera (Tracking > Camera: focal length and sensor width, as a tracking artist
+    sets them) as the job's known lens."""
+    cam = clip.tracking.camera
+    return {"camera_focal_mm": float(cam.focal_length), "camera_sensor_mm": float(cam.sensor_width),
+            "camera_focal_source": "clip camera"}
 
 
 def previous_footage_options(scene) -> dict:
@@ -261,6 +300,7 @@ class STCHAIN_OT_generate(_JobOptions, _Driven, bpy.types.Operator):
     def _prepare(self, context):
         status = context.window_manager.stchain_status
         clear_warnings(status)
+        status.camera = ""
         status.mask_source = context.scene.stchain.mask.lower()
         runner, self._options, self._job_dir = prepare(context, self)
         return runner
@@ -282,7 +322,9 @@ class STCHAIN_OT_generate(_JobOptions, _Driven, bpy.types.Operator):
         except (StchainError, ValueError, OSError) as e:
             return self._fail(context, f"The result could not be applied: {e}")
         status.result = str(kept)
-        _status(context, ctl, f"Created {written['mesh']} and {written['camera']}; result kept at {kept}")
+        status.camera = focal_text(self._options.metadata.get("result_metadata") or {})
+        focal = f" ({status.camera})" if status.camera else ""
+        _status(context, ctl, f"Created {written['mesh']} and {written['camera']}{focal}; result kept at {kept}")
         self.report({"INFO"}, status.message)
         if not bpy.app.background:
             bpy.ops.ed.undo_push(message="Generate 4D Mesh")  # the whole apply is one undo step
@@ -294,7 +336,7 @@ def _keep_warnings(op, status, ctl: Controller) -> None:
     Info report."""
     for w in ctl.warnings:
         add_warning(status, w)
-        if w.startswith(CAMERA_NOT_ESTIMATED):
+        if w.startswith(CAMERA_NOT_ESTIMATED) or FOCAL_POORLY_DETERMINED in w:
             op.report({"WARNING"}, w)
 
 

@@ -27,6 +27,8 @@ def draw_job(layout, context):
         col.prop(props, "segment_model")
         col.prop(props, "mask_datablock", text="Box from Mask")
         col.operator("stchain.preview_masks", icon="MOD_MASK")
+    if props.source == "CLIP":
+        col.prop(props, "use_clip_camera")
     col.prop(props, "method")
     col.prop(props, "preset")
     col.prop(props, "write_mode")
@@ -39,6 +41,8 @@ def draw_job(layout, context):
         col.operator(ops.STCHAIN_OT_generate.bl_idname, icon="MESH_MONKEY")
         if status.message:
             col.label(text=status.message)
+        if status.camera:
+            col.label(text=status.camera, icon="CAMERA_DATA")
         draw_last_job(col, status)
         col.operator(ops.STCHAIN_OT_apply_result.bl_idname, icon="FILE_REFRESH")
         col.operator(ops.STCHAIN_OT_export.bl_idname, icon="EXPORT")

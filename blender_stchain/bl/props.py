@@ -51,6 +51,9 @@ class STCHAIN_PG_job(bpy.types.PropertyGroup):
     method: EnumProperty(name="Method", items=METHODS, default="chain", description="Generation method")
     preset: EnumProperty(name="Preset", items=PRESETS, default="balanced", description="Speed / quality trade-off")
     write_mode: EnumProperty(name="Animation", items=WRITE_MODES, default="auto", description="How the animation is stored")
+    use_clip_camera: BoolProperty(name="Use Clip's Camera", default=False,
+                                  description="Fix the focal length to the Movie Clip's camera (Tracking > Camera: "
+                                              "focal length and sensor width) instead of solving it")
 
 
 class STCHAIN_PG_line(bpy.types.PropertyGroup):
@@ -68,6 +71,7 @@ class STCHAIN_PG_status(bpy.types.PropertyGroup):
     stage: StringProperty(default="")
     message: StringProperty(default="")
     result: StringProperty(name="Last Result", subtype="FILE_PATH", default="")
+    camera: StringProperty(name="Camera", default="", description="The last camera's focal length and its 95% interval")
 
 
 CLASSES = (STCHAIN_PG_job, STCHAIN_PG_line, STCHAIN_PG_status)

@@ -64,6 +64,9 @@ JOB_OPTIONS: tuple[Option, ...] = (
     Option("--method", "attention chain (fast) or the ActionMesh reference", "chain", METHODS),
     Option("--preset", "speed / quality trade-off", "balanced", tuple(PRESETS)),
     Option("--write-mode", "how the animation is stored in the .blend", "auto", WRITE_MODES, blender=True),
+    Option("--focal-mm", "lens focal length in mm, when known (fixes the camera's focal length)", metavar="F"),
+    Option("--sensor-mm", "sensor width in mm across the footage width (default 36, full frame; with --focal-mm)",
+           metavar="S"),
     Option("--set", "override one setting (repeatable), e.g. --set top_k=4", [], action="append",
            metavar="NAME=VALUE"),
     Option("--allow-random-weights", "accept make-random checkpoints (the result is a smoke test)",
@@ -151,7 +154,8 @@ def parse_job(argv, prog: str, *, blender: bool) -> JobArgs:
     if not Path(job.footage).expanduser().exists():  # a stat, before the weights check and any decoding
         raise FootageError(f"footage not found: {job.footage}")
     known = {"footage", "out", "weights", "masks", "mask_source", "blender_mask", "device", "precision", "frames",
-             "method", "preset", "write_mode", "set", "allow_random_weights", "json", "offload"}
+             "method", "preset", "write_mode", "set", "allow_random_weights", "json", "offload", "focal_mm",
+             "sensor_mm"}
     extra = {k: v for k, v in vars(args).items() if k not in known}
     return JobArgs(job, args.mask_source, args.blender_mask or "", args.write_mode, args.json, extra)
 
@@ -164,8 +168,7 @@ def job_from_args(args, out: str | None = None) -> JobSpec:
     return JobSpec(
         footage=args.footage, out=out or args.out, weights=args.weights or None, masks=args.masks or None,
         frames=parse_frames(args.frames), method=args.method, preset=args.preset, device=device,
-        precision=args.precision, settings=parse_overrides(args.set) | ({"offload": args.offload} if getattr(
-            args, "offload", None) else {}),
+        precision=args.precision, settings=job_settings(args),
         allow_random_weights=args.allow_random_weights,
     )
 
@@ -205,6 +208,33 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
+def job_settings(args) -> dict:
+    """The settings a command line gives a job: ``--set`` pairs, ``--offload`` and the lens options."""
+    offload = {"offload": args.offload} if getattr(args, "offload", None) else {}
+    return {**parse_overrides(args.set), **offload, **lens_settings(args)}
+
+
+def lens_settings(args) -> dict:
+    """``--focal-mm F [--sensor-mm S]`` as the camera settings they stand for (checked like ``--set``)."""
+    out = {}
+    for dest, name in (("focal_mm", "camera_focal_mm"), ("sensor_mm", "camera_sensor_mm")):
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        flag = "--" + dest.replace("_", "-")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise UsageError(f"{flag} must be a number of millimetres, e.g. {flag} 35, got {value!r}") from None
+        try:
+            check(name, out[name])
+        except ValueError as e:
+            raise UsageError(f"{flag} {value}: {e}") from None
+    if "camera_sensor_mm" in out and "camera_focal_mm" not in out:
+        raise UsageError("--sensor-mm needs --focal-mm (the lens focal length in mm)")
+    return out
+
+
 def one_line(e: BaseException) -> str:
     """The message a person reads for an error: one line, with the ``error:`` prefix every entry point uses."""
     text = " ".join(str(e).split()) or type(e).__name__
@@ -213,6 +243,7 @@ def one_line(e: BaseException) -> str:
     return f"error: {text}"
 
 
-__all__ = ["JOB_OPTIONS", "JOB_SETTINGS", "WEIGHT_OPTIONS", "add_options", "JobArgs", "OneLineParser", "Option", "StchainError", "UsageError",
-           "add_job_options", "add_job_settings", "job_from_args", "job_parser", "one_line", "parse_frames",
+__all__ = ["JOB_OPTIONS", "JOB_SETTINGS", "WEIGHT_OPTIONS", "JobArgs", "OneLineParser", "Option", "StchainError",
+           "UsageError", "add_job_options", "add_job_settings", "add_options", "job_from_args", "job_parser",
+           "job_settings", "lens_settings", "one_line", "parse_frames",
            "parse_overrides", "parse_job"]

@@ -49,6 +49,14 @@ class Settings:
     skin_neighbours: int = 8  # landmarks blended per vertex
     # --- camera ---
     camera_focal_px: float | None = None  # fixed focal length in footage pixels; None = solved
+    camera_focal_mm: float | None = None  # fixed lens focal length (mm) on a camera_sensor_mm-wide sensor
+    camera_sensor_mm: float = 36.0  # sensor width (mm) the footage width spans (36 = full frame)
+    camera_focal_source: str = "given"  # who gave camera_focal_px / _mm: "given", or in Blender "clip camera" /
+    # "footage metadata" (the job gets exported frames, so Blender reads the footage's lens itself)
+    camera_footage_lens: str = "use"  # "use" the 35 mm equivalent in the footage's own metadata when no focal is
+    # given, or "ignore" it (cropped or stabilised video: the metadata describes the sensor, not the footage)
+    camera_focal_max_width: float = 0.3  # a solved focal whose 95% interval is wider than this share of it
+    # is flagged "focal length poorly determined: give the lens" (a warning; the poses are still written)
     camera_smoothness: float = 0.1  # temporal smoothness weight on the pose
     camera_mode: str = "object_moves"  # or "camera_moves"
     # --- baseline (ActionMesh) ---
@@ -93,6 +101,8 @@ RANGES: dict[str, tuple] = {
     "decode_chunk": (1, None), "attention_chunk": (1, None), "landmarks": (3, None), "min_confidence": (0, 1),
     "smooth_sigma": (0, None), "skin_sigma": (1e-6, None), "procrustes_neighbours": (1, None),
     "skin_neighbours": (1, None), "camera_focal_px": (1e-3, None), "camera_smoothness": (0, None),
+    "camera_focal_mm": (1e-3, None), "camera_sensor_mm": (1e-3, None), "camera_focal_max_width": (0, None),
+    "camera_focal_source": ("given", "clip camera", "footage metadata"), "camera_footage_lens": ("use", "ignore"),
     "camera_mode": ("object_moves", "camera_moves"), "baseline_steps": (1, 1000), "baseline_guidance": (0, None),
     "baseline_anchor_steps": (1, 1000), "offload": ("auto", "none", "models"),
 }

@@ -61,8 +61,30 @@ def test_stage_recovers_the_camera_through_the_crop_and_reports_it(camel):
     assert sol.estimated and a["focal"] < 0.05 and a["rotation_deg"] < 2.0 and a["centre"] < 0.05, (sol.reason, a)
     meta = stage.metadata(sol)
     assert meta["status"] == "estimated" and meta["reason"] is None and meta["frames_ok"] == 16
+    lo, hi = meta["focal_px_interval"]
+    assert lo < meta["focal_px"] < hi and meta["focal_source"] == "solved"  # the camel's PNGs carry no lens
     assert not [e for e in events if e["event"] == "warning"]
     assert any(e["event"] == "progress" and e["message"].startswith("camera: median error") for e in events)
+    assert [e["message"] for e in events if e["event"] == "progress"][0] == "solving the camera"  # no lens known
+
+
+def test_a_given_lens_fixes_the_focal_and_is_reported(camel):
+    """--focal-mm 50 on a 36 mm sensor: the focal is 50/36 of the footage width, says so, has no interval."""
+    clip, _ = camel
+    W = int(clip.source_size[0])
+    m = generate("octopus", "orbit", "moderate", image_size=tuple(int(v) for v in clip.source_size),
+                 fov_deg=float(np.degrees(2 * np.arctan(0.5 * 36 / 50))))  # the lens the user gives
+    matches = stage.Matches(len(m.points3d), m.points3d.shape[1])
+    matches.put(0, m.points3d, m.points2d, m.weights, m.sigma)
+    events = []
+    sol = stage.run(matches, clip, m.vertices, m.faces, m.landmark_ids, Settings(camera_focal_mm=50.0),
+                    Reporter(events.append, None, method("chain").plan), use_masks=False)
+    assert sol.estimated and sol.K[0, 0] == pytest.approx(50 / 36 * W) == pytest.approx(m.K[0, 0])
+    meta = stage.metadata(sol)
+    assert meta["focal_source"] == "given" and meta["focal_px_interval"] is None
+    first = [e["message"] for e in events if e["event"] == "progress"][0]
+    assert first == f"solving the camera with the focal length {50 / 36 * W:,.0f} px (given)"
+    assert accuracy(sol, m)["rotation_deg"] < 2.0
 
 
 def test_low_confidence_peaks_are_no_match(camel):
@@ -95,4 +117,5 @@ def test_random_weight_run_reports_camera_not_estimated(tiny_weights, tmp_path):
     cam = load_result(path).metadata["camera"]
     print(f"\nrandom weights: camera {cam['status']} ({cam['reason']})")
     assert cam["status"] == "not estimated" and cam["reason"]
+    assert cam["focal_px_interval"] is None and cam["focal_source"] == "default camera"
     assert any(e["event"] == "warning" and e["message"].startswith("camera not estimated") for e in events)

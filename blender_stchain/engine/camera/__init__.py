@@ -12,7 +12,8 @@ with an optional second-difference smoothness prior and an optional silhouette t
 (``silhouette``). The camera model (``models``: projection and Jacobians) is the one place that
 knows the intrinsics. Thresholds are in the matches' uncertainties when they are given. Frames that
 cannot be solved alone (too few matches, coplanar points) are reported in ``warnings`` and get their
-pose from their neighbours. ``quality`` gathers the evidence ``plausible`` judges; ``stage`` is the
+pose from their neighbours. ``interval`` profiles the final cost over the focal for the focal's 95%
+interval (what the footage cannot pin down: a longer lens further back). ``quality`` gathers the evidence ``plausible`` judges; ``stage`` is the
 pipeline's camera stage (solve, visibility, refinement, verdict). ``motion`` moves the object's
 rigid motion into the camera; ``tracks`` projects landmarks to 2D.
 """

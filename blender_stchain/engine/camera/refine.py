@@ -142,14 +142,25 @@ def _normal_equations(blocks, frames, k) -> Normal:
     return N
 
 
+def _unit(prob, model: Pinhole, R, t) -> np.ndarray:
+    """Whitened pixels per radian and per object unit (6,): what makes the smoothness weight dimensionless."""
+    valid = prob.w > 0
+    depth = np.median(to_camera(rigid(R, t), prob.X)[..., 2][valid]) if valid.any() else 1.0
+    typical = 1.0 if prob.sigma is None else float(np.median(prob.sigma[valid])) if valid.any() else 1.0
+    return np.repeat([model.focal, model.focal / max(depth, 1e-9)], 3) / typical
+
+
+def objective(prob, model: Pinhole, R, t, scale) -> float:
+    """The cost ``levenberg_marquardt`` minimises from this start (robust reprojection, outline, smoothness)."""
+    unit = _unit(prob, model, R, t)
+    return _terms(prob, model, R, t, scale)[0] + float((_smooth_terms(prob, R, t, unit)[1] ** 2).sum())
+
+
 def levenberg_marquardt(prob, model: Pinhole, R, t, scale, iterations):
     """Levenberg-Marquardt on the robust cost (IRLS weights), block normal equations."""
     frames = np.flatnonzero(prob.active)
     k = len(model.free)
-    valid = prob.w > 0
-    depth = np.median(to_camera(rigid(R, t), prob.X)[..., 2][valid]) if valid.any() else 1.0
-    typical = 1.0 if prob.sigma is None else float(np.median(prob.sigma[valid])) if valid.any() else 1.0
-    unit = np.repeat([model.focal, model.focal / max(depth, 1e-9)], 3) / typical  # whitened px per rad, per unit
+    unit = _unit(prob, model, R, t)
 
     def total(model, R, t):
         cost, blocks = _terms(prob, model, R, t, scale)

@@ -37,6 +37,9 @@ class CameraSolution:
     match_sigma_px: float = 1.0  # typical match uncertainty the thresholds were scaled by
     estimated: bool = True  # False: a default camera stands in (``reason`` says why)
     reason: str | None = None
+    focal_interval: tuple[float, float] | None = None  # (lo, hi) px holding the true focal ~95% of the
+    # time (``interval``); None when the focal was given
+    focal_source: str = "solved"  # where the focal came from: "solved", "given", "clip camera", "footage ..."
 
 
 def _distances(solution: CameraSolution) -> np.ndarray:
@@ -133,4 +136,5 @@ class SolveSettings:
     min_frame_inliers: float = 0.3  # weighted inlier share under which a frame's status is FEW_INLIERS
     jump_deg: float = 5.0  # a neighbour step over this (and 4x the clip's median step) is a jump ...
     jump_distance: float = 0.05  # ... or a centre step over this share of the camera distance
+    focal_interval: bool = True  # profile the cost over the focal for its 95% interval (a free focal only)
     seed: int = 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from . import quality
@@ -15,10 +17,14 @@ from .initial import (
     propagate_pose,
     ransac,
 )
+from .interval import focal_interval
 from .models import Pinhole
 from .refine import Problem, levenberg_marquardt
 from .silhouette import Silhouette
 from .solution import FOCAL_FRAMES, MIN_MATCHES, CameraSolution, SolveSettings
+
+
+POLISH_SCALE = 1e6  # a Cauchy scale this large is least squares
 
 
 def _settings(settings: dict) -> SolveSettings:
@@ -102,14 +108,17 @@ def _refine(prob, model, R, t, threshold, cfg, silhouette):
             break
         scale = max(cfg.robust_scale_px, scale / 2)
     w = prob.w
+    last = replace(prob), scale  # the cost the solve minimised last: the focal interval profiles it
     if cfg.polish:  # efficient for Gaussian noise; 3.5 holds 99.8% of unit 2D Gaussian noise at the default scale
         prob.w = w * (pose_errors(model, R, t, prob.X, prob.uv, prob.sigma) < 1.75 * cfg.robust_scale_px)
-        model, R, t = levenberg_marquardt(prob, model, R, t, 1e6, cfg.iterations)
+        model, R, t = levenberg_marquardt(prob, model, R, t, POLISH_SCALE, cfg.iterations)
+        last = replace(prob), POLISH_SCALE
         prob.w = w
     if silhouette is not None:
         prob.silhouette = silhouette
         model, R, t = levenberg_marquardt(prob, model, R, t, scale, cfg.iterations)
-    return model, R, t
+        last = replace(prob), scale
+    return model, R, t, last
 
 
 def _models(W, H, focal_px, cfg, initial):
@@ -154,13 +163,18 @@ def solve(
         if not good.any():
             warnings.append("camera: no frame has a linear pose; started from a default view")
         model, R, t = _initial_poses(X, uv, w, sigma, good, models, threshold, cfg, (W, H))
+    interval = None
     if active.any():
         prob = Problem(X, uv, w, active, cfg.smoothness, None if uncertainty_px is None else sigma)
-        model, R, t = _refine(prob, model, R, t, threshold, cfg, silhouette)
+        model, R, t, (last, scale) = _refine(prob, model, R, t, threshold, cfg, silhouette)
+        if model.free_focal and cfg.focal_interval:
+            interval = focal_interval(last, model, R, t, scale)
         R, t = fill_from_neighbours(R, t, active)
-    return _report(model, R, t, X, uv, w, sigma, active, cfg, (W, H), warnings,
-                   None if focal_px is not None or initial is not None else (models[0].focal, models[-1].focal),
-                   1.0 if uncertainty_px is None else float(np.median(sigma[w > 0])) if (w > 0).any() else 1.0)
+    sol = _report(model, R, t, X, uv, w, sigma, active, cfg, (W, H), warnings,
+                  None if focal_px is not None or initial is not None else (models[0].focal, models[-1].focal),
+                  1.0 if uncertainty_px is None else float(np.median(sigma[w > 0])) if (w > 0).any() else 1.0)
+    sol.focal_interval = interval
+    return sol
 
 
 def _report(model, R, t, X, uv, w, sigma, active, cfg, size, warnings, focal_range, typical) -> CameraSolution:
@@ -235,4 +249,4 @@ def solve_long(points3d, points2d, weights, image_size, focal_px=None, chunk: in
     status = [quality.JUMP if j and s == quality.OK else s for s, j in zip(status, jump)]
     return CameraSolution(first.K, w2c, err, inliers, first.image_size, warnings + quality.status_warnings(status),
                           match_error, share, status, first.focal_range, first.object_radius,
-                          first.object_centre, first.match_sigma_px)
+                          first.object_centre, first.match_sigma_px, focal_interval=first.focal_interval)

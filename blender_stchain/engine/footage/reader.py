@@ -27,6 +27,7 @@ from .common import (
 )
 from .masks import MaskSource, open_masks
 from .pixels import fit_image, fit_mask, target_size
+from ...lens import FootageLens, footage_lens
 from .sources import Source, open_source
 
 # --------------------------------------------------------------------------------------------
@@ -55,6 +56,10 @@ class Footage:
     def mask_kind(self) -> str:
         """Where the masks come from (``MaskSource.kind``): "folder" | "alpha" | "none"."""
         return self._masks.kind
+
+    def lens(self) -> FootageLens | None:
+        """The 35 mm equivalent focal length the footage's own metadata names, or None."""
+        return footage_lens(self.path, self.kind, (getattr(self._frames, "files", None) or [None])[0])
 
     @property
     def count(self) -> int:
