@@ -88,6 +88,7 @@ def case_rgba(a: dict) -> dict:
     set_range(props, 1, a["last"])
     report = {"generate": generate(a)}
     result = report["generate"]["result"]
+    report["export"] = export_and_import(a["export_dir"])
     for ob in list(bpy.data.objects):
         bpy.data.objects.remove(ob)
     try:
@@ -99,6 +100,43 @@ def case_rgba(a: dict) -> dict:
                        "has_cache": any(m.type == "MESH_CACHE" for ob in bpy.data.objects
                                         for m in getattr(ob, "modifiers", ()))}
     return report
+
+
+def export_and_import(folder: str) -> dict:
+    """*Export 4D Mesh* to Alembic and glTF from the generated scene, then Blender's Alembic importer reads the
+    file back: its mesh has the generated mesh's vertex count at every frame, and a camera comes with it."""
+    mesh = bpy.data.objects["4D Mesh"]
+    out = {"vertices": len(mesh.data.vertices), "written": {}}
+    for ext in ("abc", "glb"):
+        path = Path(folder) / f"export.{ext}"
+        try:
+            out["written"][ext] = [sorted(bpy.ops.stchain.export(filepath=str(path))), path.stat().st_size]
+        except (RuntimeError, OSError) as e:
+            out["written"][ext] = [f"{type(e).__name__}: {e}", 0]
+    before = set(bpy.data.objects)
+    bpy.ops.wm.alembic_import(filepath=str(Path(folder) / "export.abc"), as_background_job=False)
+    new = [ob for ob in bpy.data.objects if ob not in before]
+    scene, counts = bpy.context.scene, []
+    for frame in range(scene.frame_start, scene.frame_end + 1):
+        scene.frame_set(frame)
+        depsgraph = bpy.context.evaluated_depsgraph_get()
+        counts += [len(ob.evaluated_get(depsgraph).data.vertices) for ob in new if ob.type == "MESH"]
+    out["imported"] = {"types": sorted(ob.type for ob in new), "vertex_counts": sorted(set(counts)),
+                       "frames": scene.frame_end - scene.frame_start + 1}
+    for ob in new:
+        bpy.data.objects.remove(ob)
+    return out
+
+
+def case_runtime_plan(a: dict) -> dict:
+    """The preferences' GPU Runtime > Plan with the zip's own build table, a stand-in nvidia-smi first on PATH."""
+    os.environ["PATH"] = a["path"] + os.pathsep + os.environ.get("PATH", "")
+    status = bpy.context.window_manager.stchain_status
+    try:
+        outcome = sorted(bpy.ops.stchain.runtime(action="plan"))
+    except RuntimeError as e:
+        outcome = [f"RuntimeError: {e}"]
+    return {"outcome": outcome, "message": status.message}
 
 
 def case_segment(a: dict) -> dict:
@@ -176,7 +214,8 @@ def case_imports(a: dict) -> dict:
 
 
 CASES = {"clip": case_clip, "sequence": case_sequence, "rgba": case_rgba, "segment": case_segment,
-         "headless": case_headless, "weights": case_weights, "imports": case_imports}
+         "headless": case_headless, "weights": case_weights, "imports": case_imports,
+         "runtime_plan": case_runtime_plan}
 
 
 def main() -> None:

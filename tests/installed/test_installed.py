@@ -56,11 +56,18 @@ def test_image_sequence_with_the_whole_clips_masks_and_a_frame_range(run_case, i
     assert report["masks"] == str(HORSE / "masks")
 
 
-def test_rgba_frames_then_apply_result(run_case, installed, weights_root):
+def test_rgba_frames_then_export_then_apply_result(run_case, installed, weights_root, tmp_path):
     report = run_case("rgba", {"folder": str(DATA / "rgba_frames" / "davis_camel"), "last": 3,
-                               "weights": str(weights_root), "settings": SMALL, "write_mode": "pc2"})
+                               "weights": str(weights_root), "settings": SMALL, "write_mode": "pc2",
+                               "export_dir": str(tmp_path)})
     ran_here(report["generate"], installed[1])
     assert report["generate"]["keys"] == 4
+    exported = report["export"]
+    assert {ext: w[0] for ext, w in exported["written"].items()} == {"abc": ["FINISHED"], "glb": ["FINISHED"]}
+    assert all(size > 0 for _, size in exported["written"].values())
+    imported = exported["imported"]  # Blender's own importer, every frame of the scene
+    assert imported["types"] == ["CAMERA", "MESH"] and imported["frames"] == 3
+    assert imported["vertex_counts"] == [exported["vertices"]]
     applied = report["apply"]
     assert applied["outcome"] == ["FINISHED"] and applied["result"] == report["generate"]["result"]
     assert applied["keys"] == 0 and applied["has_cache"]  # written again as a point cache, as asked
@@ -121,3 +128,12 @@ def test_every_module_imports_with_what_the_zip_carries(run_case, installed):
         assert where["origin"].startswith(local) or name == "numpy", (name, where["origin"])
     assert worker["third_party"]["PIL"]["origin"].startswith(local)  # masks: the zip's Pillow
     assert worker["third_party"]["av"]["origin"] is None  # no PyAV: Blender decodes every video
+
+
+def test_gpu_runtime_plan_from_the_zips_own_table(run_case, tmp_path):
+    from tests.runtime.standins import nvidia_smi
+
+    nvidia_smi(tmp_path / "bin", "590.44.01")
+    report = run_case("runtime_plan", {"path": str(tmp_path / "bin")})
+    assert report["outcome"] == ["FINISHED"], report["message"]
+    assert "cu130" in report["message"] and "590.44.01" in report["message"], report["message"]
