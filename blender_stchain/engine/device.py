@@ -83,3 +83,29 @@ def runtime(device: str = "auto", precision: str = "auto") -> Runtime:
     disable_tf32()
     dev = resolve_device(device)
     return Runtime(dev, choose_dtype(dev, precision))
+
+
+# A simulated accelerator (the test harness: CPU data presented as a device) names the real device
+# whose rules it follows; nothing else fills this.
+_SIMULATED: dict[str, str] = {}
+
+
+def rules(device) -> str:
+    """The device kind whose rules apply to ``device``: ``cpu``, ``cuda`` or ``mps``. Callers choose by
+    it where a device lacks something (float64 or ops missing on MPS, concurrent MPS use)."""
+    kind = torch.device(device).type
+    return _SIMULATED.get(kind, kind)
+
+
+@contextlib.contextmanager
+def simulate(device: torch.device, flavour: str):
+    """Within the block, ``device`` follows the rules of ``flavour`` (``cuda`` or ``mps``)."""
+    before = _SIMULATED.get(device.type)
+    _SIMULATED[device.type] = flavour
+    try:
+        yield
+    finally:
+        if before is None:
+            _SIMULATED.pop(device.type, None)
+        else:
+            _SIMULATED[device.type] = before

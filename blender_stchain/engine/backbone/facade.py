@@ -24,6 +24,7 @@ from ..models.capture import (
     DecoderCrossAttention,
     ImageCrossAttention,
 )
+from ..models.layers import autocast_off
 from . import sampling
 
 # stage 0 (its DINOv2 copy, the DiT), the surface decoder, stage I (DINOv2-L, the denoiser); a method
@@ -199,7 +200,7 @@ class Backbone:
     def encode_images(self, pixel_values: torch.Tensor, encoder: str = "dinov2", chunk: int = 16) -> torch.Tensor:
         """(T, 3, 224, 224) -> last_hidden_state (T, 1 + patches, D), fp32."""
         model = self.models[encoder]
-        with torch.autocast(self.device.type, enabled=False):
+        with autocast_off(self.device):
             out = [model(p.to(self.device, torch.float32)) for p in pixel_values.split(chunk)]
         return torch.cat(out).float()
 

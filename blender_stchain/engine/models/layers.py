@@ -8,6 +8,8 @@ Submodule names are the checkpoints' own so that ``state_dict()`` keys equal the
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -71,9 +73,21 @@ class FeedForward(nn.Module):
 
 def _freqs(half: int, device=None) -> torch.Tensor:
     """exp(-ln(1e4) k / half) with an fp32 exponent (as the reference) but a correctly rounded exp:
-    vectorised fp32 exp differs by an ulp across CPUs, which moves sin(t f) at t ~ 1000 by ~3e-5."""
-    exponent = -math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=device) / half
+    vectorised fp32 exp differs by an ulp across CPUs, which moves sin(t f) at t ~ 1000 by ~3e-5.
+    Computed on the host (float64 exists everywhere there, not on MPS), then copied to ``device``."""
+    return _host_freqs(half).to(device)
+
+
+@functools.cache
+def _host_freqs(half: int) -> torch.Tensor:
+    exponent = -math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half
     return torch.exp(exponent.double()).float()
+
+
+def autocast_off(device):
+    """An fp32 island: autocast off inside. A device type without autocast has none to turn off."""
+    kind = torch.device(device).type
+    return torch.autocast(kind, enabled=False) if torch.amp.is_autocast_available(kind) else contextlib.nullcontext()
 
 
 def time_sinusoid(t: torch.Tensor, dim: int) -> torch.Tensor:
