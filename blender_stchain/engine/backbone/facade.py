@@ -17,7 +17,7 @@ import torch
 from ...contracts.errors import NumericalError
 from .. import weights
 from ..weights.preflight import PARTS, require_parts
-from ..device import Runtime, runtime
+from ..device import Runtime, empty_cache, runtime, synchronize
 from ..geometry.mesh_ops import vertex_normals
 from ..models.capture import (
     AnchorSelfAttention,
@@ -64,8 +64,7 @@ class ModelClock:
         finally:
             self._depth -= 1
             if self._depth == 0:
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
+                synchronize(self.device)
                 self.seconds += time.perf_counter() - t
 
 
@@ -217,8 +216,7 @@ class Backbone:
         """Drop models no later stage needs (the DiT after the anchor: ~6 GB at full size in fp32)."""
         for name in parts:
             self.models.pop(name, None)
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
+        empty_cache(self.device)
 
     @_clocked
     @torch.no_grad()
@@ -266,8 +264,8 @@ class Backbone:
         noise = sampling.window_noise(T, self.num_tokens, self.latent_channels, seed)
         known = torch.zeros(T, dtype=torch.bool)
         known[known_index] = True
-        init = noise.clone()
-        init[known_index] = known_latent.float().cpu()
+        init = noise.to(self.device)  # the known latent stays where it is (no host round trip)
+        init[known_index] = known_latent.to(self.device, torch.float32)
         layers = [layer for layer in capture_layers if layer < len(den.blocks)] or [0]
         rows = [1] if guidance is not None else [0]  # the fully conditioned CFG branch
         sa = AnchorSelfAttention(den, layers, known_index, self.num_tokens, batch_rows=rows)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from ..backbone.facade import query_bucket
+from ..device import geometry_device
 from ..estimate import PRIOR_BAND, surface_queries
 from ..geometry import surface
 from .blend import blend, token_to_surface
@@ -88,7 +89,8 @@ def _chain_frames(backbone, A_VZ, run, frames: list[int], fallback, settings, ti
     ticks.batch(len(frames))
     candidates = surface.extract_many(decoders.sdf_many, len(frames), resolution=settings.candidate_resolution,
                                       coarse_resolution=settings.candidate_coarse_resolution,
-                                      device=backbone.device, chunk=decoders.call_queries(settings.decode_chunk),
+                                      device=geometry_device(backbone.device),
+                                      chunk=decoders.call_queries(settings.decode_chunk),
                                       pad=query_bucket,
                                       on_call=ticks.queries)
     for i, (f, cand) in enumerate(zip(frames, candidates)):

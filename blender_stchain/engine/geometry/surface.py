@@ -141,16 +141,29 @@ def march(cells: torch.Tensor, corner_values: torch.Tensor, resolution: int, bou
 Sampling = Generator[torch.Tensor, torch.Tensor, "tuple[torch.Tensor, torch.Tensor, int]"]
 
 
-def _finite(values: torch.Tensor) -> torch.Tensor:
-    if not bool(torch.isfinite(values).all()):
-        raise NumericalError("the SDF decoder returned NaN or Inf; check the latent and weights")
-    return values
+class _Finite:
+    """Whether every SDF value so far was finite: a flag on the device, read once per extraction (a
+    read per decoder call would stall an accelerator's queue each time). NaN values only make a
+    meaningless surface until then; nothing loops on them."""
+
+    def __init__(self):
+        self.ok: torch.Tensor | None = None
+
+    def add(self, values: torch.Tensor) -> torch.Tensor:
+        finite = torch.isfinite(values).all()
+        self.ok = finite if self.ok is None else self.ok & finite
+        return values
+
+    def check(self) -> None:
+        if self.ok is not None and not bool(self.ok):
+            raise NumericalError("the SDF decoder returned NaN or Inf; check the latent and weights")
 
 
 def _evaluate(sdf_fn: SdfFn, xyz: torch.Tensor, chunk: int) -> torch.Tensor:
-    """SDF values at points (P,3), in chunks of ``chunk`` queries."""
+    """SDF values at points (P,3), in chunks of ``chunk`` queries, on the points' device (the sampling's:
+    the host on MPS, where each call's values come back from the decoder on the device)."""
     with torch.no_grad():
-        out = [_finite(sdf_fn(xyz[i : i + chunk]).reshape(-1).to(torch.float32)) for i in range(0, len(xyz), chunk)]
+        out = [sdf_fn(xyz[i : i + chunk]).reshape(-1).to(xyz.device, torch.float32) for i in range(0, len(xyz), chunk)]
     return torch.cat(out) if out else torch.zeros(0, device=xyz.device)
 
 
@@ -305,11 +318,13 @@ def sample_surface_cells(
 
 def _drive(sampling: Generator, sdf_fn: SdfFn, chunk: int):
     """Run one sampling generator to its end against ``sdf_fn``; its return value."""
+    finite = _Finite()
     try:
         points = next(sampling)
         while True:
-            points = sampling.send(_evaluate(sdf_fn, points, chunk))
+            points = sampling.send(finite.add(_evaluate(sdf_fn, points, chunk)))
     except StopIteration as done:
+        finite.check()
         return done.value
 
 
@@ -387,7 +402,7 @@ def _calls(requests: dict[int, torch.Tensor], chunk: int, pad: Callable[[int], i
 
 
 def _evaluate_many(sdf_many: SdfManyFn, requests: dict[int, torch.Tensor], chunk: int,
-                   pad: Callable[[int], int], on_call) -> dict[int, torch.Tensor]:
+                   pad: Callable[[int], int], on_call, finite: _Finite) -> dict[int, torch.Tensor]:
     """Values at every surface's requested points, in the calls of ``_calls``."""
     parts: dict[int, list[tuple[int, torch.Tensor]]] = {i: [] for i in requests}
     device = next(iter(requests.values())).device
@@ -396,7 +411,8 @@ def _evaluate_many(sdf_many: SdfManyFn, requests: dict[int, torch.Tensor], chunk
         for r, (i, a, b) in enumerate(call):
             points[r, : b - a] = requests[i][a:b]
         with torch.no_grad():
-            values = _finite(sdf_many(torch.tensor([i for i, _, _ in call], device=device), points).to(torch.float32))
+            surfaces = torch.tensor([i for i, _, _ in call], device=device)
+            values = finite.add(sdf_many(surfaces, points).to(device, torch.float32))
         for r, (i, a, b) in enumerate(call):
             parts[i].append((a, values[r, : b - a]))
         if on_call is not None:
@@ -427,14 +443,16 @@ def sample_many(
     samplings = [_sampling(bounds, resolution, coarse_resolution, band, dilation, device) for _ in range(count)]
     results: list = [None] * count
     requests = {i: next(s) for i, s in enumerate(samplings)}  # the dense level always asks
+    finite = _Finite()
     while requests:
-        values = _evaluate_many(sdf_many, requests, chunk, pad, on_call)
+        values = _evaluate_many(sdf_many, requests, chunk, pad, on_call, finite)
         for i in list(requests):
             try:
                 requests[i] = samplings[i].send(values[i])
             except StopIteration as done:
                 results[i] = done.value
                 del requests[i]
+    finite.check()
     return results
 
 
