@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -62,8 +63,14 @@ class Device:
     owner: int = field(default_factory=threading.get_ident)
     allow_host_reads: bool = False
 
+    where: Counter | None = None  # (kind, engine file:line) -> count, when asked for (finding syncs)
+
     def count(self, kind: str) -> None:
         self.syncs[(self.stage, kind)] += 1
+        if self.where is not None:
+            frames = [f for f in traceback.extract_stack() if "blender_stchain" in f.filename]
+            line = f"{frames[-1].filename.split('blender_stchain/')[-1]}:{frames[-1].lineno}" if frames else "?"
+            self.where[(kind, line)] += 1
 
     def per_stage(self) -> dict[str, int]:
         out: Counter = Counter()

@@ -91,16 +91,15 @@ def _chain_frames(backbone, A_VZ, run, frames: list[int], fallback, settings, ti
                                       coarse_resolution=settings.candidate_coarse_resolution,
                                       device=geometry_device(backbone.device),
                                       chunk=decoders.call_queries(settings.decode_chunk),
-                                      pad=query_bucket,
-                                      on_call=ticks.queries)
+                                      pad=query_bucket, on_call=ticks.queries, as_tensors=True)
     for i, (f, cand) in enumerate(zip(frames, candidates)):
         yield _blend_frame(decoders.frame(i), A_VZ, run.token_attention[f], cand, fallback, settings)
         ticks.frame()
 
 
 def _blend_frame(decoder, A_VZ, A_af, cand, fallback, settings):
-    """Frame f's candidates (its surface's vertices): token->surface map, sharp blend."""
-    X = torch.as_tensor(cand.vertices, dtype=torch.float32, device=A_VZ.device)
+    """Frame f's candidates (its surface's vertices, a tensor): token->surface map, sharp blend."""
+    X = cand[0].to(A_VZ.device, torch.float32)
     if X.shape[0] == 0:  # no surface predicted on this frame: keep the points, with no confidence
         return fallback, torch.zeros(fallback.shape[0], device=fallback.device)
     A_fS = token_to_surface(decoder.attention(X, settings.attention_chunk))
