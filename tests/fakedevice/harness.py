@@ -58,12 +58,18 @@ class Device:
     """One simulated device: its flavour (``cuda`` or ``mps``) and what it has counted."""
 
     flavour: str = "cuda"
-    stage: str = "setup"
     syncs: Counter = field(default_factory=Counter)  # (stage, kind) -> count
     owner: int = field(default_factory=threading.get_ident)
     allow_host_reads: bool = False
 
     where: Counter | None = None  # (kind, engine file:line) -> count, when asked for (finding syncs)
+
+    local: threading.local = field(default_factory=threading.local)  # each thread's own stage
+
+    @property
+    def stage(self) -> str:
+        """The stage counting now, per thread (the pipeline stores a window while the next one runs)."""
+        return getattr(self.local, "stage", "setup" if threading.get_ident() == self.owner else "host thread")
 
     def count(self, kind: str) -> None:
         self.syncs[(self.stage, kind)] += 1
@@ -81,11 +87,11 @@ class Device:
     @contextlib.contextmanager
     def staged(self, name: str):
         """Counts what runs inside under ``name`` (the previous stage again afterwards)."""
-        before, self.stage = self.stage, name
+        before, self.local.stage = self.stage, name
         try:
             yield
         finally:
-            self.stage = before
+            self.local.stage = before
 
 
 _ACTIVE: list[Device] = []
@@ -202,7 +208,9 @@ class _Factories(TorchDispatchMode):
         target = kwargs.get("device")
         if any(isinstance(t, DeviceTensor) for t in flat) or target is None or torch.device(target) != FAKE:
             return func(*args, **kwargs)
-        return tree_map(_wrap, func(*args, **{**kwargs, "device": torch.device("cpu")}))
+        out = tree_map(_wrap, func(*args, **{**kwargs, "device": torch.device("cpu")}))
+        _check(_device(), func, (out,), {})  # made on the device: its rules apply to the result
+        return out
 
 
 class _FromData(TorchFunctionMode):
