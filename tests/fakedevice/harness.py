@@ -23,6 +23,7 @@ rules it must follow from ``engine.device.simulate`` (its ``rules(device)`` answ
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import traceback
 from collections import Counter
@@ -37,6 +38,7 @@ from blender_stchain.engine import device as engine_device
 
 FAKE = torch.device("meta")
 aten = torch.ops.aten
+MPS_SCORE_LIMIT = 1 << 28  # MPS's SDPA builds the whole score matrix: 1 GiB of fp32 scores in one call
 MPS_KEY_LIMIT = 1 << 24  # MPS sorts keys through float32 paths: larger keys lose their order
 
 SYNC_OPS = {aten._local_scalar_dense.default: "item", aten.is_nonzero.default: "item",
@@ -60,6 +62,7 @@ class Device:
     flavour: str = "cuda"
     syncs: Counter = field(default_factory=Counter)  # (stage, kind) -> count
     owner: int = field(default_factory=threading.get_ident)
+    score_limit: int = MPS_SCORE_LIMIT  # attention scores one SDPA call may build on MPS
     allow_host_reads: bool = False
 
     where: Counter | None = None  # (kind, engine file:line) -> count, when asked for (finding syncs)
@@ -136,7 +139,7 @@ class DeviceTensor(torch.Tensor):
         to_host = func in (aten._to_copy.default, aten.copy_.default) and _target_is_host(func, args, kwargs)
         if to_host:
             dev.count("to_host")
-        elif func in SYNC_OPS:
+        elif func in SYNC_OPS and not (func is aten.repeat_interleave.Tensor and kwargs.get("output_size")):
             dev.count(SYNC_OPS[func])
         elif func in INDEXING and _bool_index(args):
             dev.count("mask_index")
@@ -240,7 +243,11 @@ def _host_lists(index):
 def _host_kernel(func, args, kwargs):
     """The CPU's own kernel on the data (a composite op would otherwise pick its path by the device
     type claimed: SDPA's math path instead of the CPU's fused one, ulps apart)."""
-    _check(_device(), func, args, kwargs)
+    dev = _device()
+    _check(dev, func, args, kwargs)
+    q, k = args[0], args[1]
+    if dev.flavour == "mps" and math.prod(q.shape[:-1]) * k.shape[-2] > dev.score_limit:
+        raise DeviceRuleError(f"SDPA of {tuple(q.shape)} x {tuple(k.shape)} on MPS: the whole score matrix at once")
     return tree_map(_wrap, func(*tree_map(_unwrap, args), **tree_map(_unwrap, kwargs)))
 
 

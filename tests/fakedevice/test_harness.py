@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from blender_stchain.engine import device as engine_device
-from tests.fakedevice.harness import FAKE, DeviceRuleError, DeviceTensor, simulated
+from blender_stchain.engine.models import layers
+from tests.fakedevice.harness import FAKE, DeviceRuleError, DeviceTensor, on_device, simulated
 
 
 @pytest.mark.parametrize("read", [lambda t: t.numpy(), np.asarray, lambda t: t.tolist(), lambda t: np.array(t) + 1])
@@ -99,3 +100,15 @@ def test_the_mps_flavour_refuses_device_work_from_a_second_thread():
             worker.start()
             worker.join()
     assert len(errors) == 1 and "second thread" in errors[0]
+
+
+def test_attention_on_mps_runs_in_query_chunks_under_the_score_limit(monkeypatch):
+    q, k, v = torch.randn(1, 2, 40, 8), torch.randn(1, 2, 24, 8), torch.randn(1, 2, 24, 8)
+    expected = layers.attend(q, k, v)
+    monkeypatch.setattr(layers, "MPS_SCORE_ELEMENTS", 2 * 24 * 7)  # 7 queries a call
+    with simulated("mps") as dev:
+        dev.score_limit = 2 * 24 * 8
+        with pytest.raises(DeviceRuleError, match="whole score matrix"):
+            torch.nn.functional.scaled_dot_product_attention(*(on_device(t) for t in (q, k, v)))
+        out = layers.attend(*(on_device(t) for t in (q, k, v))).cpu()
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)

@@ -108,9 +108,10 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
 
 def ragged_range(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """For each of counts[i] slots of each row i: (row i, slot index 0..counts[i]-1), flattened."""
-    owner = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
-    offset = torch.arange(len(owner), device=counts.device) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
-    return owner, offset
+    total = int(counts.sum())  # the one host sync: the output's size (both repeats are told it)
+    owner = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts, output_size=total)
+    starts = torch.repeat_interleave(counts.cumsum(0) - counts, counts, output_size=total)
+    return owner, torch.arange(total, device=counts.device) - starts
 
 
 def _edge_keys(faces: torch.Tensor, n_vertices: int) -> torch.Tensor:

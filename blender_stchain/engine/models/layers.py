@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..device import rules
+
 # A probe sees (q, k) exactly as the attention uses them: (B, H, S, d) after split, q/k norm and RoPE.
 Probe = Callable[[torch.Tensor, torch.Tensor], None]
 
@@ -82,6 +84,19 @@ def _freqs(half: int, device=None) -> torch.Tensor:
 def _host_freqs(half: int) -> torch.Tensor:
     exponent = -math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half
     return torch.exp(exponent.double()).float()
+
+
+MPS_SCORE_ELEMENTS = 1 << 26  # attention scores per SDPA call on MPS (256 MiB in fp32)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """SDPA over (B, H, S, d). On MPS in query chunks: its kernel builds the whole score matrix
+    (stage I at full size: ~64 GiB per batch row); rows are independent, so the chunks are exact."""
+    per_query = q.shape[0] * q.shape[1] * k.shape[2]
+    if rules(q.device) != "mps" or per_query * q.shape[2] <= MPS_SCORE_ELEMENTS:
+        return F.scaled_dot_product_attention(q, k, v)
+    rows = max(1, MPS_SCORE_ELEMENTS // per_query)
+    return torch.cat([F.scaled_dot_product_attention(part, k, v) for part in q.split(rows, dim=2)], dim=2)
 
 
 def autocast_off(device):
@@ -188,7 +203,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None,
                 rope: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
         q, k, v = self.qkv(x, context, rope)
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = attend(q, k, v)
         for probe in self.probes:  # after the output exists: a probe only reads q and k
             probe(q, k)
         out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)
