@@ -24,7 +24,7 @@ from ..models.capture import (
     DecoderCrossAttention,
     ImageCrossAttention,
 )
-from ..models.layers import autocast_off
+from ..models.layers import CrossKV, autocast_off
 from . import sampling
 
 # stage 0 (its DINOv2 copy, the DiT), the surface decoder, stage I (DINOv2-L, the denoiser); a method
@@ -87,10 +87,10 @@ class Stage1Run:
 
 @dataclass
 class LatentDecoder:
-    """One latent's decoder kv cache, shared by the SDF queries and the captured attention of a frame."""
+    """One latent's decoder keys and values, shared by the SDF queries and the captured attention of a frame."""
 
     backbone: Backbone
-    kv: torch.Tensor
+    kv: CrossKV  # its decoder cross-attention's keys and values
 
     @property
     def clock(self) -> ModelClock:
@@ -116,11 +116,11 @@ class LatentDecoder:
 
 @dataclass
 class LatentsDecoder:
-    """Several latents' decoder kv caches from one ``decode_kv`` call: their SDF queries batched
+    """Several latents' decoder keys and values from one ``decode_kv`` call: their SDF queries batched
     (``sdf_many``, for ``surface.extract_many``) and each one's own decoder (``frame``)."""
 
     backbone: Backbone
-    kv: torch.Tensor  # (B, N, W)
+    kv: CrossKV  # (B, H, N, d) keys and values, one row per latent
 
     @property
     def clock(self) -> ModelClock:
@@ -145,13 +145,13 @@ class LatentsDecoder:
         as when each frame was decoded alone."""
         return limit if self.backbone.device.type != "cpu" else min(limit, HOST_CALL_ROWS * HOST_QUERIES)
 
-    def _query(self, kv: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-        """points (R, M, 3) against kv (R, N, W) -> (R, M)."""
+    def _query(self, kv: CrossKV, points: torch.Tensor) -> torch.Tensor:
+        """points (R, M, 3) against kv rows (R) -> (R, M)."""
         vae = self.backbone.models["vae"]
         return vae.query(kv, _queries(points, self.backbone.device))[:, : points.shape[1], 0].float()
 
     def frame(self, index: int) -> LatentDecoder:
-        """The decoder of latent ``index`` alone (a view of its kv cache): its attention maps."""
+        """The decoder of latent ``index`` alone (a view of its keys and values): its attention maps."""
         return LatentDecoder(self.backbone, self.kv[index : index + 1])
 
 
@@ -237,14 +237,15 @@ class Backbone:
         return out
 
     def decoder(self, latent: torch.Tensor) -> LatentDecoder:
-        """The VAE decoder of one latent (its kv cache computed once): SDF values and attention maps."""
+        """The VAE decoder of one latent (its cross-attention keys and values computed once): SDF values
+        and attention maps."""
         with torch.no_grad(), self.clock():
-            return LatentDecoder(self, self.models["vae"].decode_kv(latent[None].to(self.device)))
+            return LatentDecoder(self, self.models["vae"].decode_cross_kv(latent[None].to(self.device)))
 
     def decoders(self, latents: torch.Tensor) -> LatentsDecoder:
-        """The VAE decoder of several latents (B, N, C), their kv caches computed in one call."""
+        """The VAE decoder of several latents (B, N, C), their keys and values computed once."""
         with torch.no_grad(), self.clock():
-            return LatentsDecoder(self, self.models["vae"].decode_kv(latents.to(self.device)))
+            return LatentsDecoder(self, self.models["vae"].decode_cross_kv(latents.to(self.device)))
 
     def sdf(self, latent: torch.Tensor):
         """points (M, 3) -> SDF proxy (M,), positive inside (the VAE's logits)."""

@@ -21,7 +21,7 @@ from .blend import blend, token_to_surface
 from .correspond import patch_distribution, peak_position
 
 
-FRAMES_PER_BATCH = 16  # candidate surfaces decoded together (full size: kv caches ~8 MB per frame)
+FRAMES_PER_BATCH = 16  # candidate surfaces decoded together (full size: keys and values ~16 MB per frame)
 EXTRACTION_SHARE = 0.9  # a chained frame's time spent on its candidate surface (~50k queries vs a few k for
 # its attention map at default settings; it shapes the progress bar only)
 ON_PRIOR = 0.9  # share of the extraction shown done when the prior's query count has been asked

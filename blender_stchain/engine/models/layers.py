@@ -152,6 +152,26 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return (x.float() * cos + rot * sin).to(x.dtype)
 
 
+@dataclass(frozen=True)
+class CrossKV:
+    """A cross-attention's keys and values (B, H, S, d) of one context per batch row, passed as the
+    context: rows can be picked (``kv[rows]``) for batched queries against several contexts."""
+
+    k: torch.Tensor
+    v: torch.Tensor
+
+    def __getitem__(self, rows) -> CrossKV:
+        return CrossKV(self.k[rows], self.v[rows])
+
+    @property
+    def device(self) -> torch.device:
+        return self.k.device
+
+    @staticmethod
+    def cat(parts: list[CrossKV]) -> CrossKV:
+        return CrossKV(torch.cat([p.k for p in parts]), torch.cat([p.v for p in parts]))
+
+
 class Attention(nn.Module):
     """Multi-head attention with the checkpoints' heads-first fused packing.
 
@@ -183,12 +203,12 @@ class Attention(nn.Module):
         """(q, k, v) as (B, H, S, d), after the fused split, q/k norm and RoPE."""
         b, s, _ = x.shape
         h, d = self.heads, self.head_dim
+        if isinstance(context, CrossKV):  # keys and values made once for every call against a context
+            q = self.to_q(x).view(b, s, h, d).transpose(1, 2)
+            return (self.norm_q(q) if hasattr(self, "norm_q") else q), context.k, context.v
         if self.cross:
-            if hasattr(self, "norm_cross"):
-                context = self.norm_cross(context)
+            k, v = self._context_kv(context)
             q = self.to_q(x).view(b, s, h, d)
-            kv = torch.cat([self.to_k(context), self.to_v(context)], -1).view(b, context.shape[1], h, 2 * d)
-            k, v = kv.split(d, dim=-1)
         else:
             qkv = torch.cat([self.to_q(x), self.to_k(x), self.to_v(x)], -1).view(b, s, h, 3 * d)
             q, k, v = qkv.split(d, dim=-1)
@@ -199,6 +219,19 @@ class Attention(nn.Module):
             cos, sin = (t[:, None] for t in rope)
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         return q, k, v
+
+    def _context_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-attention keys and values (B, S, H, d) of ``context``, split from their fused packing."""
+        if hasattr(self, "norm_cross"):
+            context = self.norm_cross(context)
+        kv = torch.cat([self.to_k(context), self.to_v(context)], -1)
+        return kv.view(*context.shape[:2], self.heads, 2 * self.head_dim).split(self.head_dim, dim=-1)
+
+    def cross_kv(self, context: torch.Tensor) -> CrossKV:
+        """This cross-attention's keys and values of ``context``, as ``forward`` would make them on every
+        call (the VAE decoder queries one latent's context many times)."""
+        k, v = (t.transpose(1, 2) for t in self._context_kv(context))
+        return CrossKV(self.norm_k(k) if hasattr(self, "norm_k") else k, v)
 
     def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None,
                 rope: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
