@@ -63,10 +63,7 @@ class Device:
     syncs: Counter = field(default_factory=Counter)  # (stage, kind) -> count
     owner: int = field(default_factory=threading.get_ident)
     score_limit: int = MPS_SCORE_LIMIT  # attention scores one SDPA call may build on MPS
-    allow_host_reads: bool = False
-
-    where: Counter | None = None  # (kind, engine file:line) -> count, when asked for (finding syncs)
-
+    where: Counter | None = None  # (kind, engine file:line) -> count, when set (to find the syncs)
     local: threading.local = field(default_factory=threading.local)  # each thread's own stage
 
     @property
@@ -182,7 +179,8 @@ def _check(dev: Device, func, args, kwargs) -> None:
         tensors = [t for t in tensors if isinstance(t, DeviceTensor) or not any(t is i for i in args[1])]
     host = [t for t in tensors if not isinstance(t, DeviceTensor) and t.dim() > 0]
     if host and func is not aten.copy_.default:
-        raise DeviceRuleError(f"{func}: a device tensor mixed with a {host[0].device} tensor of shape {tuple(host[0].shape)}")
+        raise DeviceRuleError(f"{func}: a device tensor mixed with a {host[0].device} tensor of shape "
+                              f"{tuple(host[0].shape)}")
     if dev.flavour != "mps":
         return
     if threading.get_ident() != dev.owner:
@@ -193,8 +191,8 @@ def _check(dev: Device, func, args, kwargs) -> None:
     if func in MPS_MISSING:
         raise DeviceRuleError(f"{func}: {MPS_MISSING[func]} is not implemented on MPS")
     reduce = args[4] if len(args) > 4 else kwargs.get("reduce")
-    if getattr(func, "overloadpacket", None) in (aten.scatter_reduce, aten.scatter_reduce_) and args[0].dtype == torch.int64 \
-            and reduce in ("amin", "amax"):
+    scatter = getattr(func, "overloadpacket", None) in (aten.scatter_reduce, aten.scatter_reduce_)
+    if scatter and args[0].dtype == torch.int64 and reduce in ("amin", "amax"):
         raise DeviceRuleError(f"{func}: int64 scatter_reduce {reduce} is missing on MPS before macOS 15")
     if func in UNIQUE_OR_SORT and args[0].dtype == torch.int64 and args[0].numel() \
             and int(_unwrap(args[0]).abs().max()) >= MPS_KEY_LIMIT:
@@ -225,8 +223,8 @@ class _FromData(TorchFunctionMode):
         target = kwargs.get("device")
         if func in (torch.Tensor.__getitem__, torch.Tensor.__setitem__) and isinstance(args[0], DeviceTensor):
             args = (args[0], _host_lists(args[1]), *args[2:])  # as the C++ side would, but keeping the data
-        if func in HOST_KERNELS and any(isinstance(a, DeviceTensor) for a in args):
-            return _host_kernel(func, args, kwargs)
+        if func is SDPA and any(isinstance(a, DeviceTensor) for a in args):
+            return _host_attention(func, args, kwargs)
         if func in FROM_DATA and target is not None and torch.device(target) == FAKE:
             data = func(*args, **{k: v for k, v in kwargs.items() if k != "device"})
             return data if isinstance(data, DeviceTensor) else DeviceTensor(data)
@@ -240,9 +238,9 @@ def _host_lists(index):
     return torch.tensor(index) if isinstance(index, list) else index
 
 
-def _host_kernel(func, args, kwargs):
-    """The CPU's own kernel on the data (a composite op would otherwise pick its path by the device
-    type claimed: SDPA's math path instead of the CPU's fused one, ulps apart)."""
+def _host_attention(func, args, kwargs):
+    """SDPA with the CPU's own kernel on the data: as a composite op it would otherwise pick its path
+    by the device type claimed (the math path instead of the CPU's fused one, ulps apart)."""
     dev = _device()
     _check(dev, func, args, kwargs)
     q, k = args[0], args[1]
@@ -251,7 +249,7 @@ def _host_kernel(func, args, kwargs):
     return tree_map(_wrap, func(*tree_map(_unwrap, args), **tree_map(_unwrap, kwargs)))
 
 
-HOST_KERNELS = {torch._C._nn.scaled_dot_product_attention}
+SDPA = torch._C._nn.scaled_dot_product_attention
 FROM_DATA = (torch.tensor, torch.as_tensor, torch.asarray)
 
 
