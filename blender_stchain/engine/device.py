@@ -355,3 +355,54 @@ def runtime(device: str = "auto", precision: str = "auto", facts: Facts | None =
     disable_tf32()
     d = decide(facts or probe(), device, precision)
     return Runtime(torch.device(d.device), PRECISIONS[d.precision], d.warnings)
+
+
+def synchronize(device) -> None:
+    """Wait for the device's queued work (a timing then covers the work, not its launch)."""
+    kind = torch.device(device).type
+    if kind == "cuda":
+        torch.cuda.synchronize(device)
+    elif kind == "mps":
+        torch.mps.synchronize()
+
+
+def empty_cache(device) -> None:
+    """Hand the device allocator's cached blocks back (after a model is dropped, before a retry)."""
+    kind = torch.device(device).type
+    if kind == "cuda":
+        torch.cuda.empty_cache()
+    elif kind == "mps":
+        torch.mps.empty_cache()
+
+
+# A simulated accelerator (the test harness: CPU data presented as a device) names the real device
+# whose rules it follows; nothing else fills this.
+_SIMULATED: dict[str, str] = {}
+
+
+def rules(device) -> str:
+    """The device kind whose rules apply to ``device``: ``cpu``, ``cuda`` or ``mps``. Callers choose by
+    it where a device lacks something (float64 or ops missing on MPS, concurrent MPS use)."""
+    kind = torch.device(device).type
+    return _SIMULATED.get(kind, kind)
+
+
+def geometry_device(device) -> torch.device:
+    """Where mesh geometry runs beside a model on ``device``: the device itself, but the host on MPS
+    (float64 quadrics and fits, int64 scatter_reduce min/max, unique/sort of keys >= 2^24 and
+    linalg.svd are missing or wrong there; the models still run on MPS)."""
+    return torch.device("cpu") if rules(device) == "mps" else torch.device(device)
+
+
+@contextlib.contextmanager
+def simulate(device: torch.device, flavour: str):
+    """Within the block, ``device`` follows the rules of ``flavour`` (``cuda`` or ``mps``)."""
+    before = _SIMULATED.get(device.type)
+    _SIMULATED[device.type] = flavour
+    try:
+        yield
+    finally:
+        if before is None:
+            _SIMULATED.pop(device.type, None)
+        else:
+            _SIMULATED[device.type] = before

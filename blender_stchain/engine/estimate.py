@@ -22,6 +22,7 @@ from functools import partial
 import torch
 
 from ..contracts.progress import CostModel, Item
+from .device import geometry_device, synchronize
 from .geometry import surface
 
 CONTEXT_TOKENS = 257  # DINOv2 tokens per 224 px image (CLS + 16 x 16 patches)
@@ -80,14 +81,6 @@ class Calibration:
     seconds: float  # the calibration itself
 
 
-def _sync(device) -> None:
-    """Wait for the device, so a timing covers the work and not just its launch."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
 def calibrate(bb, settings) -> Calibration:
     """Time the small things on the run's device with dummy inputs (no RNG drawn, nothing kept)."""
     t0 = time.perf_counter()
@@ -95,18 +88,18 @@ def calibrate(bb, settings) -> Calibration:
     with torch.no_grad(), bb.autocast():
         t = time.perf_counter()
         dec = bb.decoder(torch.zeros(bb.num_tokens, bb.latent_channels))
-        _sync(dev)
+        synchronize(dev)
         kv = time.perf_counter() - t
         points = torch.linspace(-0.9, 0.9, PROBE_POINTS)[:, None].repeat(1, 3)
         dec.sdf(points[:256])  # first call: kernel set-up
         t = time.perf_counter()
         dec.sdf(points)
-        _sync(dev)
+        synchronize(dev)
         query = (time.perf_counter() - t) / PROBE_POINTS
     t = time.perf_counter()
     # stage 0's DINOv2 copy (the same model as stage I's): stage I's loads only after stage 0 is released
     bb.encode_images(torch.zeros(1, 3, bb.image_px, bb.image_px), "image_encoder_dinov2")
-    _sync(dev)
+    synchronize(dev)
     image = time.perf_counter() - t
     res, coarse = settings.candidate_resolution, settings.candidate_coarse_resolution
     queries = [0]
@@ -116,7 +109,7 @@ def calibrate(bb, settings) -> Calibration:
         return SPHERE_RADIUS - p.norm(dim=-1)
 
     t = time.perf_counter()
-    mesh = surface.extract(sphere, resolution=res, coarse_resolution=coarse, device=dev)
+    mesh = surface.extract(sphere, resolution=res, coarse_resolution=coarse, device=geometry_device(dev))
     host = (time.perf_counter() - t) / max(1, queries[0])
     band = _band(queries[0], res, coarse)
     return Calibration(kv, query, host, band, len(mesh.vertices) / max(band, 1e-9), image,

@@ -8,6 +8,7 @@ cancel or failure leaves nothing behind.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import platform
 import threading
@@ -32,7 +33,7 @@ from . import camera, deform, estimate
 from .backbone import load_backbone
 from .camera import stage as camera_stage
 from .chain.windows import choose_anchor, plan_windows
-from .device import fallback_events
+from .device import empty_cache, fallback_events, geometry_device
 from .footage import open_footage
 from .footage.preprocess import CropMap, apply_crop, clip_crop_map
 from .geometry import surface
@@ -215,7 +216,7 @@ def _make_anchor(r: Run, anchor_index: int, windows) -> Anchor:
     ids = deform.farthest_point_landmarks(mesh.vertices, r.settings.landmarks)
     # the geodesics (host work, seconds) run beside the first window's model work, which does not need them
     prepare = functools.partial(r.host.submit, deform.Skinning.prepare, mesh.vertices, mesh.faces, ids,
-                                device=r.backbone.device, **r.settings.to_dict())
+                                device=geometry_device(r.backbone.device), **r.settings.to_dict())
     shape = AnchorShape(torch.as_tensor(mesh.faces, dtype=torch.long), torch.as_tensor(ids, dtype=torch.long))
     return Anchor(anchor_index, mesh, latent, ids, prepare(), shape, _nearest_landmark(mesh.vertices, ids), prepare)
 
@@ -231,7 +232,7 @@ def _anchor_surface(r: Run, latent, settings):
     """The anchor latent's surface: the mesh whose topology every frame keeps."""
     bb = r.backbone
     mesh = surface.extract(r.estimate.metered(bb.sdf(latent)), resolution=settings.grid_resolution,
-                           coarse_resolution=settings.coarse_resolution, device=bb.device,
+                           coarse_resolution=settings.coarse_resolution, device=geometry_device(bb.device),
                            chunk=settings.decode_chunk,
                            min_component_ratio=settings.min_component_ratio, face_budget=settings.face_budget)
     if len(mesh.faces) == 0:
@@ -328,8 +329,21 @@ def _window(r: Run, w, pixels, known: Known, anchor: Anchor, settings, progress)
                           settings.stage1_seed + w.index)
     _check_finite(out.positions, "the chain")
     if out.vertices is not None:
+        out = _hand_over(out)
         return out, functools.partial(_predicted, out.vertices)
-    return out, anchor.skinning.motion(out.positions.float(), out.confidence.float()).vertices
+    motion = anchor.skinning.motion(out.positions.float(), out.confidence.float())
+    return _hand_over(out), motion.vertices
+
+
+HANDED_OVER = ("confidence", "image_xy", "image_confidence", "image_sigma", "vertices")
+
+
+def _hand_over(out):
+    """The window's one hand-over: what its storing reads on the host thread, moved to the host here,
+    on the thread that runs the model (MPS must not be used from two threads). The latents stay on
+    the device: the next window starts from them."""
+    return dataclasses.replace(out, **{name: None if getattr(out, name) is None else getattr(out, name).cpu()
+                                       for name in HANDED_OVER})
 
 
 def _predicted(vertices: torch.Tensor, start: int, stop: int | None) -> np.ndarray:
@@ -372,8 +386,7 @@ def smaller_chunks(settings):
 
 def _free(device) -> None:
     release_heap()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+    empty_cache(device)
 
 
 def _nearest_landmark(vertices, landmark_ids) -> np.ndarray:

@@ -17,7 +17,7 @@ import torch
 from ...contracts.errors import NumericalError
 from .. import weights
 from ..weights.preflight import PARTS, require_parts
-from ..device import Runtime, runtime
+from ..device import Runtime, empty_cache, runtime, synchronize
 from ..weights.loading import COMPUTE_PRECISION_PARTS
 from .parts import Parts, free_bytes, host_loader, meta_part, plan_memory
 from ..geometry.mesh_ops import vertex_normals
@@ -26,6 +26,7 @@ from ..models.capture import (
     DecoderCrossAttention,
     ImageCrossAttention,
 )
+from ..models.layers import CrossKV, autocast_off
 from . import sampling
 
 # stage 0 (its DINOv2 copy, the DiT), the surface decoder, stage I (DINOv2-L, the denoiser); a method
@@ -62,8 +63,7 @@ class ModelClock:
         finally:
             self._depth -= 1
             if self._depth == 0:
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
+                synchronize(self.device)
                 self.seconds += time.perf_counter() - t
 
 
@@ -86,10 +86,10 @@ class Stage1Run:
 
 @dataclass
 class LatentDecoder:
-    """One latent's decoder kv cache, shared by the SDF queries and the captured attention of a frame."""
+    """One latent's decoder keys and values, shared by the SDF queries and the captured attention of a frame."""
 
     backbone: Backbone
-    kv: torch.Tensor
+    kv: CrossKV  # its decoder cross-attention's keys and values
 
     @property
     def clock(self) -> ModelClock:
@@ -115,11 +115,11 @@ class LatentDecoder:
 
 @dataclass
 class LatentsDecoder:
-    """Several latents' decoder kv caches from one ``decode_kv`` call: their SDF queries batched
+    """Several latents' decoder keys and values from one ``decode_kv`` call: their SDF queries batched
     (``sdf_many``, for ``surface.extract_many``) and each one's own decoder (``frame``)."""
 
     backbone: Backbone
-    kv: torch.Tensor  # (B, N, W)
+    kv: CrossKV  # (B, H, N, d) keys and values, one row per latent
 
     @property
     def clock(self) -> ModelClock:
@@ -144,13 +144,13 @@ class LatentsDecoder:
         as when each frame was decoded alone."""
         return limit if self.backbone.device.type != "cpu" else min(limit, HOST_CALL_ROWS * HOST_QUERIES)
 
-    def _query(self, kv: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-        """points (R, M, 3) against kv (R, N, W) -> (R, M)."""
+    def _query(self, kv: CrossKV, points: torch.Tensor) -> torch.Tensor:
+        """points (R, M, 3) against kv rows (R) -> (R, M)."""
         vae = self.backbone.models["vae"]
         return vae.query(kv, _queries(points, self.backbone.device))[:, : points.shape[1], 0].float()
 
     def frame(self, index: int) -> LatentDecoder:
-        """The decoder of latent ``index`` alone (a view of its kv cache): its attention maps."""
+        """The decoder of latent ``index`` alone (a view of its keys and values): its attention maps."""
         return LatentDecoder(self.backbone, self.kv[index : index + 1])
 
 
@@ -201,7 +201,7 @@ class Backbone:
     def encode_images(self, pixel_values: torch.Tensor, encoder: str = "dinov2", chunk: int = 16) -> torch.Tensor:
         """(T, 3, 224, 224) -> last_hidden_state (T, 1 + patches, D), fp32."""
         model = self.models[encoder]
-        with torch.autocast(self.device.type, enabled=False):
+        with autocast_off(self.device):
             out = [model(p.to(self.device, torch.float32)) for p in pixel_values.split(chunk)]
         return torch.cat(out).float()
 
@@ -222,8 +222,7 @@ class Backbone:
         """Drop models no later stage needs (the DiT after the anchor: ~6 GB at full size in fp32)."""
         for name in parts:
             self.models.pop(name, None)
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
+        empty_cache(self.device)
 
     @_clocked
     @torch.no_grad()
@@ -244,14 +243,15 @@ class Backbone:
         return out
 
     def decoder(self, latent: torch.Tensor) -> LatentDecoder:
-        """The VAE decoder of one latent (its kv cache computed once): SDF values and attention maps."""
+        """The VAE decoder of one latent (its cross-attention keys and values computed once): SDF values
+        and attention maps."""
         with torch.no_grad(), self.clock():
-            return LatentDecoder(self, self.models["vae"].decode_kv(latent[None].to(self.device)))
+            return LatentDecoder(self, self.models["vae"].decode_cross_kv(latent[None].to(self.device)))
 
     def decoders(self, latents: torch.Tensor) -> LatentsDecoder:
-        """The VAE decoder of several latents (B, N, C), their kv caches computed in one call."""
+        """The VAE decoder of several latents (B, N, C), their keys and values computed once."""
         with torch.no_grad(), self.clock():
-            return LatentsDecoder(self, self.models["vae"].decode_kv(latents.to(self.device)))
+            return LatentsDecoder(self, self.models["vae"].decode_cross_kv(latents.to(self.device)))
 
     def sdf(self, latent: torch.Tensor):
         """points (M, 3) -> SDF proxy (M,), positive inside (the VAE's logits)."""
@@ -271,8 +271,8 @@ class Backbone:
         noise = sampling.window_noise(T, self.num_tokens, self.latent_channels, seed)
         known = torch.zeros(T, dtype=torch.bool)
         known[known_index] = True
-        init = noise.clone()
-        init[known_index] = known_latent.float().cpu()
+        init = noise.to(self.device)  # the known latent stays where it is (no host round trip)
+        init[known_index] = known_latent.to(self.device, torch.float32)
         layers = [layer for layer in capture_layers if layer < len(den.blocks)] or [0]
         rows = [1] if guidance is not None else [0]  # the fully conditioned CFG branch
         sa = AnchorSelfAttention(den, layers, known_index, self.num_tokens, batch_rows=rows)

@@ -208,8 +208,7 @@ def denoise_window(model, context: torch.Tensor, framestep: torch.Tensor, known:
         with _hook(step_hook, window, i):
             out = model(hidden_states=xin, context=ctx, framestep=fs, diffusion_time=t, mask=mask)
         v = out if guidance is None else out[:1] + guidance * (out[1:] - out[:1])
-        stepped = x + distances[i].to(device) * v
-        x[unknown] = stepped[unknown]
+        x = torch.where(unknown[..., None, None], x + distances[i].to(device) * v, x)  # no host sync
         if rec is not None:
             rec.model_t.append(t.cpu()), rec.model_out.append(out.cpu())
             rec.velocity.append(v.cpu()), rec.latents.append(x.cpu().clone())

@@ -24,8 +24,8 @@ def baseline_window(backbone, context, known_index: int, known_latent, known_ver
     if progress is not None:
         progress(total, total)
     ids = torch.as_tensor(landmark_ids, device=vertices.device)
-    A_VZ = backbone.decoder_attention(known_latent, known_vertices[ids].to(backbone.device, torch.float32),
-                                      settings.attention_chunk)
+    known_landmarks = known_vertices.to(backbone.device, torch.float32)[ids]  # host vertices, device indices
+    A_VZ = backbone.decoder_attention(known_latent, known_landmarks, settings.attention_chunk)
     xy, xy_conf, xy_sigma = image_positions(backbone, A_VZ, run)
     positions = vertices[:, ids]
     return WindowTracks(positions, torch.ones(positions.shape[:2], device=positions.device), xy, xy_conf, run.x0,

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 import torch
 
 from ..backbone.facade import query_bucket
+from ..device import geometry_device
 from ..estimate import PRIOR_BAND, surface_queries
 from ..geometry import surface
 from .blend import blend, token_to_surface
 from .correspond import patch_distribution, peak_position
 
 
-FRAMES_PER_BATCH = 16  # candidate surfaces decoded together (full size: kv caches ~8 MB per frame)
+FRAMES_PER_BATCH = 16  # candidate surfaces decoded together (full size: keys and values ~16 MB per frame)
 EXTRACTION_SHARE = 0.9  # a chained frame's time spent on its candidate surface (~50k queries vs a few k for
 # its attention map at default settings; it shapes the progress bar only)
 ON_PRIOR = 0.9  # share of the extraction shown done when the prior's query count has been asked
@@ -88,17 +89,17 @@ def _chain_frames(backbone, A_VZ, run, frames: list[int], fallback, settings, ti
     ticks.batch(len(frames))
     candidates = surface.extract_many(decoders.sdf_many, len(frames), resolution=settings.candidate_resolution,
                                       coarse_resolution=settings.candidate_coarse_resolution,
-                                      device=backbone.device, chunk=decoders.call_queries(settings.decode_chunk),
-                                      pad=query_bucket,
-                                      on_call=ticks.queries)
+                                      device=geometry_device(backbone.device),
+                                      chunk=decoders.call_queries(settings.decode_chunk),
+                                      pad=query_bucket, on_call=ticks.queries, as_tensors=True)
     for i, (f, cand) in enumerate(zip(frames, candidates)):
         yield _blend_frame(decoders.frame(i), A_VZ, run.token_attention[f], cand, fallback, settings)
         ticks.frame()
 
 
 def _blend_frame(decoder, A_VZ, A_af, cand, fallback, settings):
-    """Frame f's candidates (its surface's vertices): token->surface map, sharp blend."""
-    X = torch.as_tensor(cand.vertices, dtype=torch.float32, device=A_VZ.device)
+    """Frame f's candidates (its surface's vertices, a tensor): token->surface map, sharp blend."""
+    X = cand[0].to(A_VZ.device, torch.float32)
     if X.shape[0] == 0:  # no surface predicted on this frame: keep the points, with no confidence
         return fallback, torch.zeros(fallback.shape[0], device=fallback.device)
     A_fS = token_to_surface(decoder.attention(X, settings.attention_chunk))

@@ -104,8 +104,7 @@ class Skinning:
         """The landmarks' rigid transforms per frame (cheap: landmarks only); ``Motion.vertices`` skins
         the vertices of any frames, so a pipeline can skin the frame it needs now and the rest later."""
         dtype, dev = self.vertices.dtype, self.device
-        P = torch.as_tensor(np.asarray(landmark_positions), dtype=dtype).to(dev)
-        C = torch.as_tensor(np.asarray(confidence), dtype=dtype).to(dev)
+        P, C = _tracks_on(landmark_positions, dev, dtype), _tracks_on(confidence, dev, dtype)
         _check_tracks(P, C, self.landmark_ids.shape[0])
         C = torch.where(C >= self.cfg.min_confidence, C, torch.zeros_like(C))
         P, C = smooth_tracks(P, C, self.cfg.smooth_sigma)
@@ -131,6 +130,14 @@ class Motion:
         """Vertices (stop - start, Nv, 3) float32 of frames ``start:stop``."""
         s, frames = self.skinning, slice(start, stop)
         return skin(s.vertices, s.skin_weights, s.skin_sources, self.R[frames], self.t[frames], self.valid[frames])
+
+
+def _tracks_on(x, device, dtype) -> torch.Tensor:
+    """Tracks (arrays, or tensors on any device) as ``dtype`` on the skinning's device. Moved before
+    the cast: when the skinning is on the host (no float64 on the device), this copy is the window's
+    one hand-over of its tracks, and no float64 is made on the device."""
+    x = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    return x.to(device).to(dtype)
 
 
 def _dtype(device) -> torch.dtype:

@@ -108,9 +108,10 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
 
 def ragged_range(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """For each of counts[i] slots of each row i: (row i, slot index 0..counts[i]-1), flattened."""
-    owner = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
-    offset = torch.arange(len(owner), device=counts.device) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
-    return owner, offset
+    total = int(counts.sum())  # the one host sync: the output's size (both repeats are told it)
+    owner = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts, output_size=total)
+    starts = torch.repeat_interleave(counts.cumsum(0) - counts, counts, output_size=total)
+    return owner, torch.arange(total, device=counts.device) - starts
 
 
 def _edge_keys(faces: torch.Tensor, n_vertices: int) -> torch.Tensor:
@@ -179,14 +180,15 @@ def face_components(faces: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- cleanup
 
 
-def _row_ids(rows: torch.Tensor) -> torch.Tensor:
+def _row_ids(rows: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Rank of each row of a matrix of 32-bit unsigned keys among the distinct rows, in lexicographic
     order (``unique(dim=0)``'s ``inverse``), one column at a time folded into an int64 key: 1-D
-    ``unique`` is many times faster than ``unique(dim=0)``."""
-    ids = torch.unique(rows[:, 0], return_inverse=True)[1]
+    ``unique`` is many times faster than ``unique(dim=0)``. Also the number of distinct rows (known
+    from the last ``unique``'s size: no extra host sync)."""
+    distinct, ids = torch.unique(rows[:, 0], return_inverse=True)
     for c in range(1, rows.shape[1]):
-        ids = torch.unique(ids * (1 << 32) + rows[:, c], return_inverse=True)[1]
-    return ids
+        distinct, ids = torch.unique(ids * (1 << 32) + rows[:, c], return_inverse=True)
+    return ids, len(distinct)
 
 
 def _sortable(values: torch.Tensor) -> torch.Tensor:
@@ -203,9 +205,8 @@ def _sortable(values: torch.Tensor) -> torch.Tensor:
 
 def merge_coincident(vertices: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Weld vertices with equal positions; the welded vertices come in ``torch.unique(dim=0)``'s order."""
-    inverse = _row_ids(_sortable(vertices))
-    unique = torch.empty((int(inverse.max()) + 1 if len(inverse) else 0, 3), dtype=vertices.dtype,
-                         device=vertices.device)
+    inverse, distinct = _row_ids(_sortable(vertices))
+    unique = torch.empty((distinct, 3), dtype=vertices.dtype, device=vertices.device)
     unique[inverse] = vertices
     return unique, inverse[faces]
 
@@ -220,8 +221,8 @@ def drop_degenerate_faces(faces: torch.Tensor) -> torch.Tensor:
     faces = _proper(faces)
     if faces.numel() == 0:
         return faces
-    inverse = _row_ids(faces.sort(dim=1).values)
-    first = torch.full((int(inverse.max()) + 1,), len(faces), device=faces.device)
+    inverse, distinct = _row_ids(faces.sort(dim=1).values)
+    first = torch.full((distinct,), len(faces), device=faces.device)
     first.scatter_reduce_(0, inverse, torch.arange(len(faces), device=faces.device), reduce="amin")
     return faces[first.sort().values]
 

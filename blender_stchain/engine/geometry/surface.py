@@ -141,16 +141,29 @@ def march(cells: torch.Tensor, corner_values: torch.Tensor, resolution: int, bou
 Sampling = Generator[torch.Tensor, torch.Tensor, "tuple[torch.Tensor, torch.Tensor, int]"]
 
 
-def _finite(values: torch.Tensor) -> torch.Tensor:
-    if not bool(torch.isfinite(values).all()):
-        raise NumericalError("the SDF decoder returned NaN or Inf; check the latent and weights")
-    return values
+class _Finite:
+    """Whether every SDF value so far was finite: a flag on the device, read once per extraction (a
+    read per decoder call would stall an accelerator's queue each time). NaN values only make a
+    meaningless surface until then; nothing loops on them."""
+
+    def __init__(self):
+        self.ok: torch.Tensor | None = None
+
+    def add(self, values: torch.Tensor) -> torch.Tensor:
+        finite = torch.isfinite(values).all()
+        self.ok = finite if self.ok is None else self.ok & finite
+        return values
+
+    def check(self) -> None:
+        if self.ok is not None and not bool(self.ok):
+            raise NumericalError("the SDF decoder returned NaN or Inf; check the latent and weights")
 
 
 def _evaluate(sdf_fn: SdfFn, xyz: torch.Tensor, chunk: int) -> torch.Tensor:
-    """SDF values at points (P,3), in chunks of ``chunk`` queries."""
+    """SDF values at points (P,3), in chunks of ``chunk`` queries, on the points' device (the sampling's:
+    the host on MPS, where each call's values come back from the decoder on the device)."""
     with torch.no_grad():
-        out = [_finite(sdf_fn(xyz[i : i + chunk]).reshape(-1).to(torch.float32)) for i in range(0, len(xyz), chunk)]
+        out = [sdf_fn(xyz[i : i + chunk]).reshape(-1).to(xyz.device, torch.float32) for i in range(0, len(xyz), chunk)]
     return torch.cat(out) if out else torch.zeros(0, device=xyz.device)
 
 
@@ -172,15 +185,13 @@ class _Sampler:
         """Values at distinct integer lattice points (P,3) of a ``resolution`` grid."""
         keys = _keys(points * (self.finest // resolution), self.finest + 1)
         pos = torch.searchsorted(self.keys, keys).clamp_max(len(self.keys) - 1)
-        found = self.keys[pos] == keys
-        values = torch.empty(len(points), device=points.device)
-        values[found] = self.values[pos[found]]
-        missing = points[~found]
+        missing = torch.nonzero(self.keys[pos] != keys).squeeze(1)  # a lookup's one host sync: how many to ask
+        values = self.values[pos]  # right where found; the missing ones are set below
         if len(missing):
-            values[~found] = yield missing.to(torch.float32) * (2.0 * self.bounds / resolution) - self.bounds
+            values[missing] = yield points[missing].to(torch.float32) * (2.0 * self.bounds / resolution) - self.bounds
         self.queries += len(missing)
-        self.keys, order = torch.sort(torch.cat([self.keys, keys[~found]]))
-        self.values = torch.cat([self.values, values[~found]])[order]
+        self.keys, order = torch.sort(torch.cat([self.keys, keys[missing]]))
+        self.values = torch.cat([self.values, values[missing]])[order]
         return values
 
     def corner_values(self, cells: torch.Tensor, resolution: int):
@@ -216,8 +227,9 @@ def _near(corner_values: torch.Tensor, band: float) -> torch.Tensor:
 def _dilate(cells: torch.Tensor, resolution: int, radius: int) -> torch.Tensor:
     r = torch.arange(-radius, radius + 1, device=cells.device)
     offsets = torch.cartesian_prod(r, r, r)
-    grown = (cells[:, None, :] + offsets).reshape(-1, 3)
-    grown = grown[((grown >= 0) & (grown < resolution)).all(dim=1)]
+    # clamped into the grid rather than dropped (no mask, no host sync): a clamped cell is the cell's own
+    # neighbour at offset 0 on that axis, which the dilation holds anyway
+    grown = (cells[:, None, :] + offsets).reshape(-1, 3).clamp(0, resolution - 1)
     return _unique_cells(grown, resolution)
 
 
@@ -232,24 +244,22 @@ def _children(cells: torch.Tensor) -> torch.Tensor:
 
 
 _FACE_NEIGHBOURS = [(axis, side) for axis in range(3) for side in (0, 1)]
+_FACE_CORNERS = [[c for c in range(8) if (c >> axis & 1) == side] for axis, side in _FACE_NEIGHBOURS]
+_FACE_STEPS = [[(1 if side else -1) * (k == axis) for k in range(3)] for axis, side in _FACE_NEIGHBOURS]
 
 
 def _close_holes(cells, values, sampler: _Sampler, resolution: int, max_rounds: int):
     """Add missing neighbours across every crossed cell face until the crossed region is closed."""
+    on_face = torch.as_tensor(_FACE_CORNERS, device=cells.device)  # (6, 4) corners of each face
+    steps = torch.as_tensor(_FACE_STEPS, device=cells.device)  # (6, 3) the neighbour across it
     for _ in range(max_rounds):
         keys = torch.sort(_keys(cells, resolution)).values
-        wanted = []
-        for axis, side in _FACE_NEIGHBOURS:
-            on_face = torch.as_tensor([c for c in range(8) if (c >> axis & 1) == side], device=cells.device)
-            crossed = _crossed(values[:, on_face])
-            step = torch.zeros(3, dtype=torch.long, device=cells.device)
-            step[axis] = 1 if side else -1
-            wanted.append(cells[crossed] + step)
-        cand = torch.cat(wanted)
-        cand = cand[((cand >= 0) & (cand < resolution)).all(dim=1)]
+        crossed = _crossed(values[:, on_face].flatten(0, 1)).view(-1, 6)  # (M, 6) one mask for all faces
+        cand = cells[:, None, :] + steps
+        inside = ((cand >= 0) & (cand < resolution)).all(dim=2)
         ck = _keys(cand, resolution)
-        pos = torch.searchsorted(keys, ck).clamp_max(len(keys) - 1)
-        cand = _unique_cells(cand[keys[pos] != ck], resolution)
+        pos = torch.searchsorted(keys, ck.reshape(-1)).clamp_max(len(keys) - 1).view_as(ck)
+        cand = _unique_cells(cand[crossed & inside & (keys[pos] != ck)], resolution)  # 2 host syncs a round
         if len(cand) == 0:
             break
         cells = torch.cat([cells, cand])
@@ -275,7 +285,7 @@ def _sampling(bounds: float, resolution: int, coarse_resolution: int, band: floa
         cells = _children(_dilate(cells[_near(values, band)], coarse, dilation))
         values = yield from sampler.corner_values(cells, fine)
     cells, values = yield from _close_holes(cells, values, sampler, resolution, max_rounds=4 * resolution)
-    crossed = _crossed(values)
+    crossed = torch.nonzero(_crossed(values)).squeeze(1)
     return cells[crossed], values[crossed], sampler.queries
 
 
@@ -305,20 +315,27 @@ def sample_surface_cells(
 
 def _drive(sampling: Generator, sdf_fn: SdfFn, chunk: int):
     """Run one sampling generator to its end against ``sdf_fn``; its return value."""
+    finite = _Finite()
     try:
         points = next(sampling)
         while True:
-            points = sampling.send(_evaluate(sdf_fn, points, chunk))
+            points = sampling.send(finite.add(_evaluate(sdf_fn, points, chunk)))
     except StopIteration as done:
+        finite.check()
         return done.value
 
 
 def _mesh(cells, values, resolution: int, bounds: float, min_component_ratio: float, face_budget: int | None) -> Mesh:
+    return Mesh.from_torch(*_mesh_tensors(cells, values, resolution, bounds, min_component_ratio, face_budget))
+
+
+def _mesh_tensors(cells, values, resolution: int, bounds: float, min_component_ratio: float,
+                  face_budget: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     vertices, faces = clean(*march(cells, values, resolution, bounds))
     vertices, faces = remove_small_components(vertices, faces, min_component_ratio)
     if face_budget is not None and len(faces) > face_budget:
         vertices, faces = decimate(vertices, faces, face_budget)
-    return Mesh.from_torch(vertices, faces)
+    return vertices, faces
 
 
 def extract(
@@ -387,7 +404,7 @@ def _calls(requests: dict[int, torch.Tensor], chunk: int, pad: Callable[[int], i
 
 
 def _evaluate_many(sdf_many: SdfManyFn, requests: dict[int, torch.Tensor], chunk: int,
-                   pad: Callable[[int], int], on_call) -> dict[int, torch.Tensor]:
+                   pad: Callable[[int], int], on_call, finite: _Finite) -> dict[int, torch.Tensor]:
     """Values at every surface's requested points, in the calls of ``_calls``."""
     parts: dict[int, list[tuple[int, torch.Tensor]]] = {i: [] for i in requests}
     device = next(iter(requests.values())).device
@@ -396,7 +413,8 @@ def _evaluate_many(sdf_many: SdfManyFn, requests: dict[int, torch.Tensor], chunk
         for r, (i, a, b) in enumerate(call):
             points[r, : b - a] = requests[i][a:b]
         with torch.no_grad():
-            values = _finite(sdf_many(torch.tensor([i for i, _, _ in call], device=device), points).to(torch.float32))
+            surfaces = torch.tensor([i for i, _, _ in call], device=device)
+            values = finite.add(sdf_many(surfaces, points).to(device, torch.float32))
         for r, (i, a, b) in enumerate(call):
             parts[i].append((a, values[r, : b - a]))
         if on_call is not None:
@@ -427,14 +445,16 @@ def sample_many(
     samplings = [_sampling(bounds, resolution, coarse_resolution, band, dilation, device) for _ in range(count)]
     results: list = [None] * count
     requests = {i: next(s) for i, s in enumerate(samplings)}  # the dense level always asks
+    finite = _Finite()
     while requests:
-        values = _evaluate_many(sdf_many, requests, chunk, pad, on_call)
+        values = _evaluate_many(sdf_many, requests, chunk, pad, on_call, finite)
         for i in list(requests):
             try:
                 requests[i] = samplings[i].send(values[i])
             except StopIteration as done:
                 results[i] = done.value
                 del requests[i]
+    finite.check()
     return results
 
 
@@ -452,8 +472,12 @@ def extract_many(
     face_budget: int | None = None,
     pad: Callable[[int], int] = lambda n: n,
     on_call: Callable[[int], None] | None = None,
-) -> list[Mesh]:
-    """``extract`` of ``count`` surfaces, sampled together by ``sample_many`` (same meshes)."""
+    as_tensors: bool = False,
+) -> list[Mesh] | list[tuple[torch.Tensor, torch.Tensor]]:
+    """``extract`` of ``count`` surfaces, sampled together by ``sample_many`` (same meshes).
+    ``as_tensors``: each one's (vertices, faces) tensors where they were made, no ``Mesh`` (a chain
+    window's candidates stay on the device: no download, normals or upload)."""
     sampled = sample_many(sdf_many, count, bounds, resolution, coarse_resolution, band, dilation, chunk, device,
                           pad, on_call)
-    return [_mesh(cells, values, resolution, bounds, min_component_ratio, face_budget) for cells, values, _ in sampled]
+    build = _mesh_tensors if as_tensors else _mesh
+    return [build(cells, values, resolution, bounds, min_component_ratio, face_budget) for cells, values, _ in sampled]

@@ -12,7 +12,7 @@ from torch import nn
 
 from ...contracts.errors import WeightsError
 from .configs import architecture
-from .layers import ACTIONMESH_NAMES, Block, alpha_sinusoid, fourier_features, rope_tables
+from .layers import ACTIONMESH_NAMES, Block, alpha_sinusoid, autocast_off, fourier_features, rope_tables
 from .shapes import AutoencoderDims, autoencoder_dims
 
 
@@ -77,7 +77,7 @@ class ActionMeshAutoencoder(nn.Module):
 
     def query_logits(self, kv: torch.Tensor, query_embed: torch.Tensor) -> torch.Tensor:
         """Negated logits (B, V, 3); the reference runs this pass with autocast off."""
-        with torch.autocast(kv.device.type, enabled=False):
+        with autocast_off(kv.device):
             q = self.blocks[-1](self.proj_query(query_embed.float()), kv.float())
             return -self.proj_out(self.norm_out(q))
 

@@ -8,6 +8,8 @@ Submodule names are the checkpoints' own so that ``state_dict()`` keys equal the
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -15,6 +17,8 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..device import rules
 
 # A probe sees (q, k) exactly as the attention uses them: (B, H, S, d) after split, q/k norm and RoPE.
 Probe = Callable[[torch.Tensor, torch.Tensor], None]
@@ -71,9 +75,34 @@ class FeedForward(nn.Module):
 
 def _freqs(half: int, device=None) -> torch.Tensor:
     """exp(-ln(1e4) k / half) with an fp32 exponent (as the reference) but a correctly rounded exp:
-    vectorised fp32 exp differs by an ulp across CPUs, which moves sin(t f) at t ~ 1000 by ~3e-5."""
-    exponent = -math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=device) / half
+    vectorised fp32 exp differs by an ulp across CPUs, which moves sin(t f) at t ~ 1000 by ~3e-5.
+    Computed on the host (float64 exists everywhere there, not on MPS), then copied to ``device``."""
+    return _host_freqs(half).to(device)
+
+
+@functools.cache
+def _host_freqs(half: int) -> torch.Tensor:
+    exponent = -math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half
     return torch.exp(exponent.double()).float()
+
+
+MPS_SCORE_ELEMENTS = 1 << 26  # attention scores per SDPA call on MPS (256 MiB in fp32)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """SDPA over (B, H, S, d). On MPS in query chunks: its kernel builds the whole score matrix
+    (stage I at full size: ~64 GiB per batch row); rows are independent, so the chunks are exact."""
+    per_query = q.shape[0] * q.shape[1] * k.shape[2]
+    if rules(q.device) != "mps" or per_query * q.shape[2] <= MPS_SCORE_ELEMENTS:
+        return F.scaled_dot_product_attention(q, k, v)
+    rows = max(1, MPS_SCORE_ELEMENTS // per_query)
+    return torch.cat([F.scaled_dot_product_attention(part, k, v) for part in q.split(rows, dim=2)], dim=2)
+
+
+def autocast_off(device):
+    """An fp32 island: autocast off inside. A device type without autocast has none to turn off."""
+    kind = torch.device(device).type
+    return torch.autocast(kind, enabled=False) if torch.amp.is_autocast_available(kind) else contextlib.nullcontext()
 
 
 def time_sinusoid(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -123,6 +152,26 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return (x.float() * cos + rot * sin).to(x.dtype)
 
 
+@dataclass(frozen=True)
+class CrossKV:
+    """A cross-attention's keys and values (B, H, S, d) of one context per batch row, passed as the
+    context: rows can be picked (``kv[rows]``) for batched queries against several contexts."""
+
+    k: torch.Tensor
+    v: torch.Tensor
+
+    def __getitem__(self, rows) -> CrossKV:
+        return CrossKV(self.k[rows], self.v[rows])
+
+    @property
+    def device(self) -> torch.device:
+        return self.k.device
+
+    @staticmethod
+    def cat(parts: list[CrossKV]) -> CrossKV:
+        return CrossKV(torch.cat([p.k for p in parts]), torch.cat([p.v for p in parts]))
+
+
 class Attention(nn.Module):
     """Multi-head attention with the checkpoints' heads-first fused packing.
 
@@ -154,12 +203,12 @@ class Attention(nn.Module):
         """(q, k, v) as (B, H, S, d), after the fused split, q/k norm and RoPE."""
         b, s, _ = x.shape
         h, d = self.heads, self.head_dim
+        if isinstance(context, CrossKV):  # keys and values made once for every call against a context
+            q = self.to_q(x).view(b, s, h, d).transpose(1, 2)
+            return (self.norm_q(q) if hasattr(self, "norm_q") else q), context.k, context.v
         if self.cross:
-            if hasattr(self, "norm_cross"):
-                context = self.norm_cross(context)
+            k, v = self._context_kv(context)
             q = self.to_q(x).view(b, s, h, d)
-            kv = torch.cat([self.to_k(context), self.to_v(context)], -1).view(b, context.shape[1], h, 2 * d)
-            k, v = kv.split(d, dim=-1)
         else:
             qkv = torch.cat([self.to_q(x), self.to_k(x), self.to_v(x)], -1).view(b, s, h, 3 * d)
             q, k, v = qkv.split(d, dim=-1)
@@ -171,10 +220,23 @@ class Attention(nn.Module):
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         return q, k, v
 
+    def _context_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-attention keys and values (B, S, H, d) of ``context``, split from their fused packing."""
+        if hasattr(self, "norm_cross"):
+            context = self.norm_cross(context)
+        kv = torch.cat([self.to_k(context), self.to_v(context)], -1)
+        return kv.view(*context.shape[:2], self.heads, 2 * self.head_dim).split(self.head_dim, dim=-1)
+
+    def cross_kv(self, context: torch.Tensor) -> CrossKV:
+        """This cross-attention's keys and values of ``context``, as ``forward`` would make them on every
+        call (the VAE decoder queries one latent's context many times)."""
+        k, v = (t.transpose(1, 2) for t in self._context_kv(context))
+        return CrossKV(self.norm_k(k) if hasattr(self, "norm_k") else k, v)
+
     def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None,
                 rope: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
         q, k, v = self.qkv(x, context, rope)
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = attend(q, k, v)
         for probe in self.probes:  # after the output exists: a probe only reads q and k
             probe(q, k)
         out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)

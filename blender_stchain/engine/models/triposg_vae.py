@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .configs import architecture
-from .layers import TRIPOSG_NAMES, Block, fourier_features
+from .layers import TRIPOSG_NAMES, Block, CrossKV, fourier_features
 from .shapes import VAEDims, vae_dims
 
 DECODE_CHUNK = 50_000  # query points per decoder pass, as the reference
@@ -107,7 +107,15 @@ class TripoSGVAE(nn.Module):
         """Latents (B, N, C) -> decoder kv cache (B, N, W); reuse it across query chunks."""
         return self.decoder.kv_cache(self.post_quant(latents))
 
-    def query(self, kv: torch.Tensor, points: torch.Tensor, chunk: int = DECODE_CHUNK) -> torch.Tensor:
+    def decode_cross_kv(self, latents: torch.Tensor) -> CrossKV:
+        """Latents (B, N, C) -> the decoder cross-attention's keys and values, made once per latent so
+        that no query call recomputes them (pass them to ``query`` as ``kv``). Each latent's alone: a
+        row's numbers then never depend on the batch it came in."""
+        h = self.decode_kv(latents)
+        attention = self.decoder.blocks[-1].cross_attention
+        return CrossKV.cat([attention.cross_kv(h[i : i + 1]) for i in range(h.shape[0])])
+
+    def query(self, kv: torch.Tensor | CrossKV, points: torch.Tensor, chunk: int = DECODE_CHUNK) -> torch.Tensor:
         """SDF logits (B, Nq, 1) for points (B, Nq, 3), positive inside (the reference's sign flip)."""
         return torch.cat([-self.decoder.query(kv, self.embed(p)) for p in points.split(chunk, dim=1)], dim=1)
 
