@@ -10,6 +10,7 @@ import torch
 
 from blender_stchain.engine import pipeline
 from blender_stchain.engine.backbone import facade
+from blender_stchain.engine.backbone.parts import Parts
 from blender_stchain.engine.device import Runtime
 from tests.fakedevice.harness import FAKE, Device
 
@@ -21,9 +22,8 @@ def fake_loader(root, device="auto", precision="auto", parts=facade.CORE_PARTS, 
     """``load_backbone``'s signature: loads on the CPU in fp32, then moves every model to the simulated
     device (its parameters swapped for device tensors) under an fp32 runtime on it."""
     bb = facade.load_backbone(root, "cpu", "fp32", parts, allow_random)
-    for model in bb.models.values():
-        model.to(FAKE)
-    return dataclasses.replace(bb, rt=Runtime(FAKE, torch.float32))
+    moved = {name: model.to(FAKE) for name, model in bb.models.items()}  # every part, read on the host first
+    return dataclasses.replace(bb, rt=Runtime(FAKE, torch.float32), models=Parts(FAKE, {}, loaded=moved))
 
 
 @contextlib.contextmanager
