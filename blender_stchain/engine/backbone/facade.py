@@ -277,18 +277,12 @@ class Backbone:
         rows = [1] if guidance is not None else [0]  # the fully conditioned CFG branch
         sa = AnchorSelfAttention(den, layers, known_index, self.num_tokens, batch_rows=rows)
         xa = ImageCrossAttention(den, layers, T, batch_rows=rows)
-        done = [0]
 
         def hook(window, step):
             return _Both(sa, xa) if step >= capture_from else _Null()
 
-        def tick():
-            done[0] += 1
-            if progress is not None:
-                progress(done[0], steps)
-
         res = sampling.denoise_window(den, context, torch.arange(T, dtype=torch.float32), known, init, steps,
-                                      guidance, on_step=tick, step_hook=hook)
+                                      guidance, on_step=progress, step_hook=hook)
         if not torch.isfinite(res.x0).all():
             raise NumericalError("NaN or Inf in the output of the stage-I denoiser; try --precision fp32")
         A = sa.result().float()
