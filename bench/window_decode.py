@@ -3,8 +3,8 @@
     python bench/window_decode.py --weights DIR [--code REPO] [--frames 16] [--repeats 3] [--device auto]
 
 Counts the decoder calls of a window of ``--frames`` random images with the known frame first (a later
-window's layout), default settings: the facade's SDF calls (one latent's ``LatentDecoder.sdf``, a batch's
-``LatentsDecoder.sdf_many``: the calls a GPU launches), its attention maps, and the VAE's own ``query``
+window's layout), default settings: the facade's SDF calls (one latent's ``FrameDecoder.sdf``, a batch's
+``BatchDecoder.sdf_many``: the calls a GPU launches), its attention maps, and the VAE's own ``query``
 calls (on a CPU a batched call runs row by row) and ``decode_kv`` calls.
 ``--code`` imports the package from another checkout (e.g. main) for a before/after on one machine.
 Make weights with ``python -m blender_stchain weights make-random DIR --size tiny|small``.
@@ -59,10 +59,10 @@ def main(argv=None) -> int:
     vae, counts, seconds = bb.models["vae"], {}, []
     counting(vae, "query", counts)
     counting(vae, "decode_kv", counts)
-    counting(facade.LatentDecoder, "sdf", counts)
-    counting(facade.LatentDecoder, "attention", counts)
-    if hasattr(facade, "LatentsDecoder"):  # the batched decoder (absent before it)
-        counting(facade.LatentsDecoder, "sdf_many", counts)
+    counting(facade.FrameDecoder, "sdf", counts)
+    counting(facade.FrameDecoder, "attention", counts)
+    if hasattr(facade, "BatchDecoder"):  # the batched decoder (absent before it)
+        counting(facade.BatchDecoder, "sdf_many", counts)
     for _ in range(args.repeats + 1):  # the first: warm-up (kernel selection, allocator)
         counts.clear()
         t = time.perf_counter()

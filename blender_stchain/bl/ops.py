@@ -68,44 +68,63 @@ def prepare(context, op) -> tuple[ProcessRunner, scene_writer.WriteOptions, Path
     """Check the job (settings, then weights), export the footage, write job.json and make the runner.
     Nothing in the scene changes; the job folder is removed again if anything here fails."""
     props = context.scene.stchain
-    p = prefs.get(context)
     src = footage.probe(footage_path(props), fps_default=context.scene.render.fps / context.scene.render.fps_base)
     frames = (props.frame_first, props.frame_last) if props.use_frame_range else None
-    settings = _settings(op, props, frames, src, p.offload if p else "auto")
     job_dir = new_job_dir(prefs.user_dir("jobs"))
     try:
-        spec = JobSpec(  # validates every setting before a frame is decoded
-            footage=str(job_dir / "footage"), out=str(job_dir / "result.safetensors"),
-            weights=op.weights or prefs.weights_dir(context), masks=op.masks or None,
-            method=props.method, preset=props.preset,
-            device=op.device or (p.device if p else "auto"), precision=op.precision or (p.precision if p else "auto"),
-            settings=settings, allow_random_weights=op.allow_random_weights,
-        )
-        job = spec.save(job_dir / "job.json")
-        module = os.environ.get("STCHAIN_WORKER_MODULE", WORKER_MODULE)
-        python, path = prefs.python(context), prefs.pythonpath(prefs.python(context))
-        check_job(job, module, python=python, pythonpath=path)  # weights before footage
-        spec.footage = str(footage.export(src, frames, job_dir / "footage", mask=props.mask.lower(),
-                                          blender_mask=props.mask_datablock))
-        runner = ProcessRunner(worker_args(job, module), cancel_file=cancel_path(job), python=python,
-                               pythonpath=path)
-        if props.mask == "SEGMENT" and not op.masks:  # masks from the prompts (cached, else segmented first)
-            from .segment.jobs import masks_for_generate
-
-            spec.masks, runner = masks_for_generate(context, src, frames, Path(spec.footage), job_dir, runner,
-                                                    op.weights, op.device, op.allow_random_weights)
-        spec.save(job)
+        spec = build_job(context, op, src, frames, job_dir)
+        runner = _worker_for(context, op, spec, src, frames, job_dir)
     except BaseException:
         remove_job_dir(job_dir)
         raise
-    options = scene_writer.WriteOptions(
+    return runner, write_options(props, src, spec), job_dir
+
+
+def build_job(context, op, src, frames, job_dir: Path) -> JobSpec:
+    """The JobSpec of the panel's settings, the preferences and the operator's own values, validated
+    (every setting checked) before a frame is decoded. Touches no Blender data."""
+    props, p = context.scene.stchain, prefs.get(context)
+    return JobSpec(
+        footage=str(job_dir / "footage"), out=str(job_dir / "result.safetensors"),
+        weights=op.weights or prefs.weights_dir(context), masks=op.masks or None,
+        method=props.method, preset=props.preset,
+        device=op.device or (p.device if p else "auto"), precision=op.precision or (p.precision if p else "auto"),
+        settings=_settings(op, props, frames, src, p.offload if p else "auto"),
+        allow_random_weights=op.allow_random_weights,
+    )
+
+
+def _worker_for(context, op, spec: JobSpec, src, frames, job_dir: Path) -> ProcessRunner:
+    """Weights checked by the worker's Python first, then the footage exported by Blender into the job
+    folder, masks segmented first when the prompts ask for it; ``spec`` is saved as the worker reads it."""
+    props = context.scene.stchain
+    job = spec.save(job_dir / "job.json")
+    module = os.environ.get("STCHAIN_WORKER_MODULE", WORKER_MODULE)
+    python = prefs.python(context)
+    path = prefs.pythonpath(python)
+    check_job(job, module, python=python, pythonpath=path)  # weights before footage
+    spec.footage = str(footage.export(src, frames, job_dir / "footage", mask=props.mask.lower(),
+                                      blender_mask=props.mask_datablock))
+    runner = ProcessRunner(worker_args(job, module), cancel_file=cancel_path(job), python=python, pythonpath=path)
+    if props.mask == "SEGMENT" and not op.masks:  # masks from the prompts (cached, else segmented first)
+        from .segment.jobs import masks_for_generate
+
+        spec.masks, runner = masks_for_generate(context, src, frames, Path(spec.footage), job_dir, runner,
+                                                op.weights, op.device, op.allow_random_weights)
+    spec.save(job)
+    return runner
+
+
+def write_options(props, src, spec: JobSpec) -> scene_writer.WriteOptions:
+    """How the result will be written: the panel's animation mode, the footage as camera background, and
+    the job's record (the temporary frames and job folder are gone by then, so the footage is named)."""
+    return scene_writer.WriteOptions(
         mode=props.write_mode, fps=src.fps, frame_offset=0,
         clip=props.clip.name if props.source == "CLIP" else None,
         footage=None if props.source == "CLIP" else (src.files[0] if src.files else src.path),
-        metadata={"job": {**json.loads(spec.to_json()), "footage": src.path, "out": None},  # the temporary
-                  "footage": src.path, "mask_source": props.mask.lower()},  # frames and job folder are gone
+        metadata={"job": {**json.loads(spec.to_json()), "footage": src.path, "out": None},
+                  "footage": src.path, "mask_source": props.mask.lower()},
     )
-    return runner, options, job_dir
 
 
 def _settings(op, props, frames, src, offload: str = "auto") -> dict:

@@ -19,7 +19,7 @@ from concurrent.futures import wait as futures_wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import numpy as np
 import torch
@@ -48,6 +48,8 @@ NO_MASK = "no mask: the whole frame goes to the model, background included; mark
           "--segment X,Y) or give masks for a real reconstruction"
 
 
+T = TypeVar("T")
+
 @dataclass
 class Anchor:
     """The anchor frame's results every window reuses, each computed once per run."""
@@ -61,10 +63,9 @@ class Anchor:
     confidence_map: np.ndarray  # each vertex's nearest landmark (vertex confidence = its landmark's)
     prepare: Callable[[], Future]  # submits the skinning job (again)
 
-    @property
-    def skinning(self) -> deform.Skinning:
-        """The host job's result; out of memory there, the job is submitted anew before the error goes
-        on, so the window's retry (``_retry_smaller``) finds fresh geodesics, not the stored failure."""
+    def wait_skinning(self) -> deform.Skinning:
+        """Wait for the host job. When it ran out of memory, a fresh job is submitted before the error goes
+        on, so the window's retry (``_retry_smaller``) waits for new geodesics, not the stored failure."""
         try:
             return self.skinning_job.result()
         except Exception as e:
@@ -86,6 +87,7 @@ class Run:
     cmap: CropMap | None = None
     writer: ResultWriter | None = None
     load: Callable = load_backbone  # a batch worker passes its cache (same signature)
+    shared: bool = False  # the backbone outlives this run (a batch worker's): stage 0 stays for the next clip
     host: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "stchain-host"))
     seconds: dict = field(default_factory=dict)
     model_seconds: dict = field(default_factory=dict)  # of ``seconds``: time inside model calls
@@ -123,7 +125,7 @@ def run(job: JobSpec, on_event=None, cancel=None, backbones=None) -> Path:
     with warnings.catch_warnings():  # footage warnings travel as events below
         warnings.simplefilter("ignore")
         clip = open_footage(job.footage, masks=job.masks, frames=job.frames)
-    r = Run(job, m, job.resolved_settings(), rep, clip, load=backbones or load_backbone)
+    r = Run(job, m, job.resolved_settings(), rep, clip, load=backbones or load_backbone, shared=backbones is not None)
     onednn = torch.backends.mkldnn.enabled
     try:
         with fallback_events(rep.warning):  # an op MPS lacks ran on the CPU: a warning event, not a log line
@@ -207,10 +209,10 @@ def _make_anchor(r: Run, anchor_index: int, windows) -> Anchor:
     pixels = r.pixels(range(anchor_index, anchor_index + 1))
     r.prefetched[0] = r.host.submit(r.pixels, windows[0].frames)
     with r.backbone.autocast():
-        latent = _retry_smaller(_anchor_latent, r, anchor_index, pixels, progress=progress)
-        if r.load is load_backbone:  # a shared (cached) backbone keeps stage 0 for the next clip
+        latent = _retry_smaller(r, lambda settings: _anchor_latent(r, anchor_index, pixels, settings, progress))
+        if not r.shared:
             r.backbone.release()
-        mesh = _retry_smaller(_anchor_surface, r, latent)
+        mesh = _retry_smaller(r, lambda settings: _anchor_surface(r, latent, settings))
     r.estimate.anchor_surface_done()
     r.rep.progress("surface", 1, message=f"anchor mesh: {len(mesh.vertices)} vertices")
     ids = deform.farthest_point_landmarks(mesh.vertices, r.settings.landmarks)
@@ -259,7 +261,8 @@ def _run_windows(r: Run, windows, anchor: Anchor) -> camera_stage.Matches:
             pixels = r.window_pixels(windows, w.index)
             try:
                 with r.backbone.autocast():  # one scope per window: no autocast state outlives it
-                    out, frames = _retry_smaller(_window, r, w, pixels, known, anchor, progress=progress)
+                    out, frames = _retry_smaller(
+                        r, lambda settings: _window(r, w, pixels, known, anchor, settings, progress))
             except NumericalError as e:
                 raise NumericalError(f"window {w.index + 1} (frames {clip.frame_numbers[w.start]}-"
                                      f"{clip.frame_numbers[w.stop - 1]}): {e}") from None
@@ -331,7 +334,7 @@ def _window(r: Run, w, pixels, known: Known, anchor: Anchor, settings, progress)
     if out.vertices is not None:
         out = _hand_over(out)
         return out, functools.partial(_predicted, out.vertices)
-    motion = anchor.skinning.motion(out.positions.float(), out.confidence.float())
+    motion = anchor.wait_skinning().motion(out.positions.float(), out.confidence.float())
     return _hand_over(out), motion.vertices
 
 
@@ -350,16 +353,16 @@ def _predicted(vertices: torch.Tensor, start: int, stop: int | None) -> np.ndarr
     return vertices[start:stop].float().cpu().numpy()
 
 
-def _retry_smaller(fn, r: Run, *args, **kw):
-    """Run ``fn(r, *args, settings=...)``; out of memory once, free what it held and retry with quartered
-    chunks; out of memory again, say what to lower. Each retry starts outside the ``except`` block,
+def _retry_smaller(r: Run, attempt: Callable[[Settings], T]) -> T:
+    """``attempt(settings)`` with the run's settings; out of memory once, free what it held and retry with
+    quartered chunks; out of memory again, say what to lower. Each retry starts outside the ``except`` block,
     so the failed attempt's frames (and their tensors) are gone before it runs."""
     device, settings, rep = r.backbone.device, r.settings, r.rep
     smaller = smaller_chunks(settings)
-    for attempt in (settings, smaller):
+    for chunks in (settings, smaller):
         try:
-            out = fn(r, *args, settings=attempt, **kw)
-            r.settings = attempt  # the chunks that fit stay for the rest of the run (no window fails first)
+            out = attempt(chunks)
+            r.settings = chunks  # the chunks that fit stay for the rest of the run (no window fails first)
             return out
         except Exception as e:  # anything but running out of memory is raised again at once
             if not out_of_memory(e):
@@ -368,7 +371,7 @@ def _retry_smaller(fn, r: Run, *args, **kw):
         _free(device)
         if without_onednn:  # for the rest of the run (``run`` restores the flag)
             torch.backends.mkldnn.enabled = False
-        if attempt is settings:
+        if chunks is settings:
             rep.warning(f"out of memory on {device}: retrying with quartered chunks (decode_chunk "
                         f"{smaller.decode_chunk}, attention_chunk {smaller.attention_chunk}, vertex_chunk "
                         f"{smaller.vertex_chunk}){' and without oneDNN kernels' if without_onednn else ''}, "

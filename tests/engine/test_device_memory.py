@@ -135,7 +135,7 @@ def test_the_oom_retry_keeps_its_smaller_chunks_for_later_windows():
             np.empty(1 << 50, np.uint8)  # a real allocation failure
         return "done"
 
-    assert [_retry_smaller(window, r) for _ in range(3)] == ["done"] * 3
+    assert [_retry_smaller(r, lambda settings: window(r, settings)) for _ in range(3)] == ["done"] * 3
     assert calls == [262_144, 65_536, 65_536, 65_536] and r.settings.decode_chunk == 65_536
     assert len(warnings) == 1 and warnings[0].endswith("kept for the rest of the run")
 

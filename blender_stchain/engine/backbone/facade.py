@@ -43,7 +43,7 @@ def query_bucket(n: int, minimum: int = 256) -> int:
     return -(-n // step) * step
 
 
-HOST_QUERIES = 4096  # SDF queries per decoder call of a batch on a CPU (see ``LatentsDecoder.sdf_many``)
+HOST_QUERIES = 4096  # SDF queries per decoder call of a batch on a CPU (see ``BatchDecoder.sdf_many``)
 HOST_CALL_ROWS = 16  # rows of HOST_QUERIES per batched call on a CPU (a progress report after each)
 
 
@@ -85,8 +85,8 @@ class Stage1Run:
 
 
 @dataclass
-class LatentDecoder:
-    """One latent's decoder keys and values, shared by the SDF queries and the captured attention of a frame."""
+class FrameDecoder:
+    """One frame's latent: its decoder keys and values, shared by the SDF queries and the captured attention."""
 
     backbone: Backbone
     kv: CrossKV  # its decoder cross-attention's keys and values
@@ -114,7 +114,7 @@ class LatentDecoder:
 
 
 @dataclass
-class LatentsDecoder:
+class BatchDecoder:
     """Several latents' decoder keys and values from one ``decode_kv`` call: their SDF queries batched
     (``sdf_many``, for ``surface.extract_many``) and each one's own decoder (``frame``)."""
 
@@ -149,9 +149,9 @@ class LatentsDecoder:
         vae = self.backbone.models["vae"]
         return vae.query(kv, _queries(points, self.backbone.device))[:, : points.shape[1], 0].float()
 
-    def frame(self, index: int) -> LatentDecoder:
+    def frame(self, index: int) -> FrameDecoder:
         """The decoder of latent ``index`` alone (a view of its keys and values): its attention maps."""
-        return LatentDecoder(self.backbone, self.kv[index : index + 1])
+        return FrameDecoder(self.backbone, self.kv[index : index + 1])
 
 
 def _queries(points: torch.Tensor, device) -> torch.Tensor:
@@ -242,16 +242,16 @@ class Backbone:
             out[targets] = pred[0].float().clamp(-1.0, 1.0)
         return out
 
-    def decoder(self, latent: torch.Tensor) -> LatentDecoder:
+    def decoder(self, latent: torch.Tensor) -> FrameDecoder:
         """The VAE decoder of one latent (its cross-attention keys and values computed once): SDF values
         and attention maps."""
         with torch.no_grad(), self.clock():
-            return LatentDecoder(self, self.models["vae"].decode_cross_kv(latent[None].to(self.device)))
+            return FrameDecoder(self, self.models["vae"].decode_cross_kv(latent[None].to(self.device)))
 
-    def decoders(self, latents: torch.Tensor) -> LatentsDecoder:
+    def decoders(self, latents: torch.Tensor) -> BatchDecoder:
         """The VAE decoder of several latents (B, N, C), their keys and values computed once."""
         with torch.no_grad(), self.clock():
-            return LatentsDecoder(self, self.models["vae"].decode_cross_kv(latents.to(self.device)))
+            return BatchDecoder(self, self.models["vae"].decode_cross_kv(latents.to(self.device)))
 
     def sdf(self, latent: torch.Tensor):
         """points (M, 3) -> SDF proxy (M,), positive inside (the VAE's logits)."""
@@ -277,18 +277,12 @@ class Backbone:
         rows = [1] if guidance is not None else [0]  # the fully conditioned CFG branch
         sa = AnchorSelfAttention(den, layers, known_index, self.num_tokens, batch_rows=rows)
         xa = ImageCrossAttention(den, layers, T, batch_rows=rows)
-        done = [0]
 
         def hook(window, step):
             return _Both(sa, xa) if step >= capture_from else _Null()
 
-        def tick():
-            done[0] += 1
-            if progress is not None:
-                progress(done[0], steps)
-
         res = sampling.denoise_window(den, context, torch.arange(T, dtype=torch.float32), known, init, steps,
-                                      guidance, on_step=tick, step_hook=hook)
+                                      guidance, on_step=progress, step_hook=hook)
         if not torch.isfinite(res.x0).all():
             raise NumericalError("NaN or Inf in the output of the stage-I denoiser; try --precision fp32")
         A = sa.result().float()

@@ -8,10 +8,11 @@ Both follow the reference arithmetic exactly (schedules bit-exact in float32), s
 - Stage I (shift 3 applied twice, S evaluations ending at t ~ 8.93, not 0); CFG batch [image context zeroed,
   full] with the known-frame mask kept in both; ``v0 + g*(v1 - v0)``; only unknown frames are updated, so
   known frames stay bit-identical; per-window noise from a CPU generator seeded ``seed + window`` drawing a
-  discarded "same noise" first (the reference ``get_noise`` order); AR windows from :func:`ar_windows`.
+  discarded "same noise" first (the reference ``get_noise`` order). The pipeline runs one window at a time
+  (``denoise_window``); the reference's autoregressive loop over a whole clip lives with the parity tests.
 
-Every loop takes injected noise (or draws it from a seeded CPU generator, identical on every device), an
-``on_step(done, total)`` progress callback, a ``cancel()`` check between steps raising ``Cancelled``, a
+Both loops take injected noise (or draw it from a seeded CPU generator, identical on every device), an
+``on_step(done, total)`` progress callback (steps of this loop), a ``cancel()`` check between steps raising ``Cancelled``, a
 ``steps`` count (the chain's truncated K-step schedule is the same schedule with S = K) and a
 ``step_hook(window, step)`` returning a context manager the model call runs in (attention capture).
 """
@@ -19,7 +20,7 @@ Every loop takes injected noise (or draws it from a seeded CPU generator, identi
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,43 +60,6 @@ def actionmesh_schedule(steps: int, shift: float = 3.0, num_train_timesteps: int
     return timesteps, (timesteps[:-1] - timesteps[1:]) / n
 
 
-# --------------------------------------------------------------------------- AR windows
-
-def _windows_right(start: int, end: int, size: int, slide: int) -> list[list[int]]:
-    """Windows over [start, end) growing rightwards: each ends ``slide`` after the previous, clamped."""
-    out, stop = [], start
-    while stop < end:
-        stop = min(start + size, end) if not out else min(stop + slide, end)
-        out.append(list(range(max(start, stop - size), stop)))
-    return out
-
-
-def _windows_left(start: int, end: int, size: int, slide: int) -> list[list[int]]:
-    return [w[::-1] for w in reversed(_windows_right(start, end, size, slide))]
-
-
-def ar_windows(anchor: int, total: int, size: int, slide: int) -> list[list[int]]:
-    """Frame indices of the autoregressive windows (reference ``chunk_from`` semantics).
-
-    One window with the anchor first when the clip is exactly one window long; otherwise windows grow
-    away from the anchor, the longer side first; left-going windows list frames in descending order.
-    """
-    if not (0 < slide <= size and 0 <= anchor < total):
-        raise ValueError(f"invalid windows: anchor {anchor}, total {total}, size {size}, slide {slide}")
-    if total == size:
-        return [[anchor] + [i for i in range(total) if i != anchor]]
-    if anchor == 0:
-        return _windows_right(0, total, size, slide)
-    if anchor == total - 1:
-        return _windows_left(0, total, size, slide)
-    overlap = size - slide
-    if anchor > total - anchor:  # more frames on the left
-        right_start = min(max(0, anchor - overlap + 1), total - size)
-        return _windows_left(0, anchor + 1, size, slide) + _windows_right(right_start, total, size, slide)
-    left_end = max(min(anchor + overlap, total), size)
-    return _windows_right(anchor, total, size, slide) + _windows_left(0, left_end, size, slide)
-
-
 # --------------------------------------------------------------------------- loop helpers
 
 @dataclass
@@ -115,6 +79,16 @@ def _check_cancel(cancel: CancelFn | None) -> None:
 
 def _hook(step_hook: StepHook | None, window: int, step: int):
     return step_hook(window, step) if step_hook is not None else contextlib.nullcontext()
+
+
+def _batched(x: torch.Tensor, guidance: float | None) -> torch.Tensor:
+    """The model's input batch: [x] alone, or [x, x] for the [uncond, cond] pair of classifier-free guidance."""
+    return x if guidance is None else torch.cat([x, x])
+
+
+def _guided(out: torch.Tensor, guidance: float | None) -> torch.Tensor:
+    """The velocity: the conditional output alone, or ``uncond + g * (cond - uncond)``."""
+    return out if guidance is None else out[:1] + guidance * (out[1:] - out[:1])
 
 
 def _device_of(model) -> torch.device:
@@ -151,11 +125,11 @@ def sample_stage0(model, cond: torch.Tensor, noise: torch.Tensor, steps: int, gu
     rec = Trace() if trace else None
     for i in range(steps):
         _check_cancel(cancel)
-        xin = x if guidance is None else torch.cat([x, x])
+        xin = _batched(x, guidance)
         t = timesteps[i].to(device).expand(xin.shape[0])
         with _hook(step_hook, 0, i):
             out = model(xin, t, ctx)
-        v = out if guidance is None else out[:1] + guidance * (out[1:] - out[:1])
+        v = _guided(out, guidance)
         x = x + (sigmas[i] - sigmas[i + 1]).to(device) * v
         if rec is not None:
             rec.model_t.append(t.cpu()), rec.model_out.append(out.cpu())
@@ -184,7 +158,7 @@ def window_noise(frames: int, num_tokens: int, channels: int, seed: int) -> torc
 @torch.no_grad()
 def denoise_window(model, context: torch.Tensor, framestep: torch.Tensor, known: torch.Tensor,
                    init: torch.Tensor, steps: int, guidance: float | None = 7.5, shift: float = 3.0,
-                   window: int = 0, on_step: Callable[[], None] | None = None, cancel: CancelFn | None = None,
+                   window: int = 0, on_step: ProgressFn | None = None, cancel: CancelFn | None = None,
                    step_hook: StepHook | None = None, trace: bool = False) -> WindowResult:
     """One stage-I window. ``init`` (T, N, C) holds the known latents where ``known`` (T,) is true and noise
     elsewhere; ``context`` (T, S, D); ``framestep`` (T,) video timesteps. The model is called as
@@ -203,63 +177,18 @@ def denoise_window(model, context: torch.Tensor, framestep: torch.Tensor, known:
     v = None
     for i in range(steps):
         _check_cancel(cancel)
-        xin = x if guidance is None else torch.cat([x, x])
+        xin = _batched(x, guidance)
         t = timesteps[i].to(device).expand(xin.shape[0])
         with _hook(step_hook, window, i):
             out = model(hidden_states=xin, context=ctx, framestep=fs, diffusion_time=t, mask=mask)
-        v = out if guidance is None else out[:1] + guidance * (out[1:] - out[:1])
+        v = _guided(out, guidance)
         x = torch.where(unknown[..., None, None], x + distances[i].to(device) * v, x)  # no host sync
         if rec is not None:
             rec.model_t.append(t.cpu()), rec.model_out.append(out.cpu())
             rec.velocity.append(v.cpu()), rec.latents.append(x.cpu().clone())
         if on_step is not None:
-            on_step()
+            on_step(i + 1, steps)
     # x0 = x_before + sigma_i v = x_after + sigma_{i+1} v (the schedule ends at sigma ~ 0.0089, not 0)
     sigma_end = timesteps[steps].to(device) / 1000.0
     x0 = x[0] if v is None else torch.where(unknown[0, :, None, None], x[0] + sigma_end * v[0], x[0])
     return WindowResult(x[0], x0, rec)
-
-
-@dataclass
-class Stage1Result:
-    latents: torch.Tensor  # (F, N, C) all frames, in frame order
-    windows: list[list[int]]
-    window_results: list[WindowResult]
-
-
-@torch.no_grad()
-def sample_stage1(model, context: torch.Tensor, frame_timesteps: torch.Tensor, anchor_latent: torch.Tensor,
-                  anchor: int, steps: int, window_size: int, slide: int, seed: int = 44,
-                  guidance: float | None = 7.5, shift: float = 3.0,
-                  noises: Sequence[torch.Tensor] | None = None, on_step: ProgressFn | None = None,
-                  cancel: CancelFn | None = None, step_hook: StepHook | None = None,
-                  trace: bool = False) -> Stage1Result:
-    """Stage I over a clip of F frames in AR windows; the anchor latent (N, C) is clamped as known.
-
-    Each window's frames join the bank afterwards; frames already in the bank are kept, so later windows
-    condition on them. ``noises[k]`` (T_k, N, C) overrides window k's draw (else ``window_noise`` with
-    ``seed + k``).
-    """
-    frames = context.shape[0]
-    windows = ar_windows(anchor, frames, window_size, slide)
-    bank: dict[int, torch.Tensor] = {anchor: anchor_latent.reshape(anchor_latent.shape[-2:]).float().cpu()}
-    n_tok, ch = bank[anchor].shape
-    total, done = len(windows) * steps, 0
-    results = []
-
-    def tick():
-        nonlocal done
-        done += 1
-        if on_step is not None:
-            on_step(done, total)
-
-    for k, idx in enumerate(windows):
-        noise = noises[k] if noises is not None else window_noise(len(idx), n_tok, ch, seed + k)
-        known = torch.tensor([i in bank for i in idx])
-        init = torch.stack([bank[i] if i in bank else noise[j].float().cpu() for j, i in enumerate(idx)])
-        res = denoise_window(model, context[idx], frame_timesteps[idx], known, init, steps, guidance, shift,
-                             window=k, on_step=tick, cancel=cancel, step_hook=step_hook, trace=trace)
-        for j, i in enumerate(idx):
-            bank.setdefault(i, res.latents[j].cpu())
-        results.append(res)
-    return Stage1Result(torch.stack([bank[i] for i in range(frames)]), windows, results)

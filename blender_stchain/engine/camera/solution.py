@@ -16,11 +16,12 @@ FOCAL_FRAMES = 8  # focal candidates are compared on this many frames spread ove
 OK, FEW_INLIERS, NO_MATCHES, JUMP = "ok", "few inliers", "no matches", "jump"
 
 
-@dataclass
+@dataclass(frozen=True)
 class CameraSolution:
     """Solved camera: ``K`` in footage pixels, OpenCV ``world_to_camera`` per frame, and the
     evidence ``plausible`` judges it by (errors over *all* weighted matches, inlier shares, per-frame
-    status, the focal search range and the object's size)."""
+    status, the focal search range and the object's size). Frozen: a later stage makes a new one
+    (``dataclasses.replace``), so a solution handed on never changes under its holder."""
 
     K: np.ndarray  # (3, 3)
     world_to_camera: np.ndarray  # (T, 4, 4)
@@ -114,8 +115,9 @@ def default_camera(num_frames: int, image_size, fov_deg: float = 40.0, margin: f
     w2c = np.eye(4)
     w2c[:3, :3] = np.diag([1.0, -1.0, -1.0])
     w2c[2, 3] = distance
-    return CameraSolution(K, np.repeat(w2c[None], num_frames, 0), np.full(num_frames, np.nan),
-                          np.zeros(num_frames, np.int64), (int(W), int(H)))
+    return CameraSolution(K=K, world_to_camera=np.repeat(w2c[None], num_frames, 0),
+                          reprojection_error_px=np.full(num_frames, np.nan), inliers=np.zeros(num_frames, np.int64),
+                          image_size=(int(W), int(H)))
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -170,30 +170,57 @@ def solve(
         if model.free_focal and cfg.focal_interval:
             interval = focal_interval(last, model, R, t, scale)
         R, t = fill_from_neighbours(R, t, active)
-    sol = _report(model, R, t, X, uv, w, sigma, active, cfg, (W, H), warnings,
-                  None if focal_px is not None or initial is not None else (models[0].focal, models[-1].focal),
-                  1.0 if uncertainty_px is None else float(np.median(sigma[w > 0])) if (w > 0).any() else 1.0)
-    sol.focal_interval = interval
-    return sol
+    searched = None if focal_px is not None or initial is not None else (models[0].focal, models[-1].focal)
+    typical = 1.0 if uncertainty_px is None else float(np.median(sigma[w > 0])) if (w > 0).any() else 1.0
+    return _report(Fit(model, rigid(R, t), active), Cleaned(X, uv, w, sigma), cfg, (W, H), warnings,
+                   Scope(searched, interval, typical))
 
 
-def _report(model, R, t, X, uv, w, sigma, active, cfg, size, warnings, focal_range, typical) -> CameraSolution:
-    K = model.K
-    w2c = rigid(R, t)
+@dataclass(frozen=True)
+class Cleaned:
+    """The matches a solve used: 3D points, pixels, weights (0 = none) and uncertainties, (T, M, ...)."""
+
+    X: np.ndarray
+    uv: np.ndarray
+    w: np.ndarray
+    sigma: np.ndarray
+
+
+@dataclass(frozen=True)
+class Fit:
+    model: Pinhole
+    world_to_camera: np.ndarray  # (T, 4, 4)
+    active: np.ndarray  # (T,) frames with enough matches to be solved
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a solve can say about its focal: the range it searched (None: given), the 95% interval
+    (None: given or not profiled) and the typical match uncertainty its thresholds were scaled by."""
+
+    searched: tuple[float, float] | None
+    interval: tuple[float, float] | None
+    typical_sigma_px: float
+
+
+def _report(fit: Fit, m: Cleaned, cfg, size, warnings: list[str], scope: Scope) -> CameraSolution:
+    """The solution with its evidence: errors over every weighted match, inliers and a status per frame."""
+    K, w2c, X, uv, w, sigma = fit.model.K, fit.world_to_camera, m.X, m.uv, m.w, m.sigma
     err = np.linalg.norm(project(K, w2c, X) - uv, axis=-1)
     err = np.where(np.isnan(err), np.inf, err)
     inlier = (w > 0) & (err < cfg.inlier_px * sigma)
     median = np.array([np.median(e[v]) if v.any() else np.nan for e, v in zip(err, inlier)])
     match_error, share = quality.frame_evidence(err, inlier, w)
-    status = quality.frame_status(active, inlier.sum(1), share, quality.jumps(R, t, share, cfg), cfg)
-    if focal_range is not None:
-        focal_range = (min(focal_range), max(focal_range))
+    jumps = quality.jumps(w2c[:, :3, :3], w2c[:, :3, 3], share, cfg)
+    status = quality.frame_status(fit.active, inlier.sum(1), share, jumps, cfg)
     radius, centre = quality.object_extent(X, w)
     return CameraSolution(
-        K=K, world_to_camera=w2c, reprojection_error_px=median, inliers=inlier.sum(1), image_size=tuple(
-            int(v) for v in size), warnings=warnings + quality.status_warnings(status), match_error_px=match_error,
-        inlier_share=share, frame_status=status, focal_range=focal_range,
-        object_radius=radius, object_centre=centre, match_sigma_px=typical)
+        K=K, world_to_camera=w2c, reprojection_error_px=median, inliers=inlier.sum(1),
+        image_size=tuple(int(v) for v in size), warnings=warnings + quality.status_warnings(status),
+        match_error_px=match_error, inlier_share=share, frame_status=status,
+        focal_range=None if scope.searched is None else (min(scope.searched), max(scope.searched)),
+        object_radius=radius, object_centre=centre, match_sigma_px=scope.typical_sigma_px,
+        focal_interval=scope.interval)
 
 
 def _rows(a, lo, hi):
@@ -203,8 +230,9 @@ def _rows(a, lo, hi):
 def _part(sol: CameraSolution | None, lo: int, hi: int) -> CameraSolution | None:
     if sol is None:
         return None
-    return CameraSolution(sol.K, sol.world_to_camera[lo:hi], sol.reprojection_error_px[lo:hi], sol.inliers[lo:hi],
-                          sol.image_size)
+    return CameraSolution(K=sol.K, world_to_camera=sol.world_to_camera[lo:hi],
+                          reprojection_error_px=sol.reprojection_error_px[lo:hi], inliers=sol.inliers[lo:hi],
+                          image_size=sol.image_size)
 
 
 def solve_long(points3d, points2d, weights, image_size, focal_px=None, chunk: int = 128, overlap: int = 16,
@@ -247,6 +275,6 @@ def solve_long(points3d, points2d, weights, image_size, focal_px=None, chunk: in
         progress(min(a + step, T), T)
     jump = quality.jumps(w2c[:, :3, :3], w2c[:, :3, 3], share, _settings(settings))
     status = [quality.JUMP if j and s == quality.OK else s for s, j in zip(status, jump)]
-    return CameraSolution(first.K, w2c, err, inliers, first.image_size, warnings + quality.status_warnings(status),
-                          match_error, share, status, first.focal_range, first.object_radius,
-                          first.object_centre, first.match_sigma_px, focal_interval=first.focal_interval)
+    return replace(first, world_to_camera=w2c, reprojection_error_px=err, inliers=inliers,
+                   warnings=warnings + quality.status_warnings(status), match_error_px=match_error,
+                   inlier_share=share, frame_status=status)  # intrinsics and their scope: the first chunk's

@@ -8,6 +8,8 @@ and in the result metadata.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ...contracts.settings import Settings
@@ -86,13 +88,13 @@ def estimate(points3d, points2d, weights, sigma, image_size, vertices, faces, la
                      initial=first, silhouette=masks and _outline_term(masks, vertices, first, image_size),
                      smoothness=smoothness, polish=False,
                      progress=span(0.7, 1.0, "refining the camera"))
-    sol.focal_range = first.focal_range
-    sol.focal_source = "solved" if focal_px is None else "given"
+    sol = replace(sol, focal_range=first.focal_range, focal_source="solved" if focal_px is None else "given")
     sol = trusted_or_default(sol, T, image_size)
     if sol.estimated and poorly_determined(sol, focal_max_width):
         lo, hi = sol.focal_interval
-        sol.warnings.append(f"camera: {POORLY_DETERMINED} (focal {sol.K[0, 0]:,.0f} px, 95% interval "
-                            f"{lo:,.0f}-{hi:,.0f}): give the lens (--focal-mm, or Use clip's camera in Blender)")
+        sol = replace(sol, warnings=[*sol.warnings, f"camera: {POORLY_DETERMINED} (focal {sol.K[0, 0]:,.0f} px, "
+                                     f"95% interval {lo:,.0f}-{hi:,.0f}): give the lens (--focal-mm, or Use clip's "
+                                     "camera in Blender)"])
     return sol
 
 
@@ -133,7 +135,7 @@ def run(matches: Matches, clip, vertices, faces, landmark_ids, settings, rep, us
                    progress=lambda fraction, message: rep.progress("camera", 0.5 * fraction, message=message),
                    focal_max_width=settings.camera_focal_max_width)
     if sol.estimated:
-        sol.focal_source = source
+        sol = replace(sol, focal_source=source)
     for w in sol.warnings:
         rep.warning(w)
     median = _nanmedian(sol.reprojection_error_px)
@@ -166,10 +168,8 @@ def trusted_or_default(sol: CameraSolution, T: int, image_size) -> CameraSolutio
     why = plausible(sol)
     if why is None:
         return sol
-    out = default_camera(T, image_size)
-    out.estimated, out.reason, out.focal_source = False, why, "default camera"
-    out.warnings = sol.warnings + [f"{NOT_ESTIMATED} ({why}); using a default front camera"]
-    return out
+    return replace(default_camera(T, image_size), estimated=False, reason=why, focal_source="default camera",
+                   warnings=[*sol.warnings, f"{NOT_ESTIMATED} ({why}); using a default front camera"])
 
 
 def metadata(sol: CameraSolution) -> dict:

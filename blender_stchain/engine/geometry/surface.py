@@ -17,6 +17,7 @@ calls (``extract_many``: a chain window's candidate surfaces), with the single-s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Generator
 
 import numpy as np
@@ -267,6 +268,19 @@ def _close_holes(cells, values, sampler: _Sampler, resolution: int, max_rounds: 
     return cells, values
 
 
+@dataclass(frozen=True)
+class Grid:
+    """The sampling lattice of one surface: the cube [-bounds, bounds]^3, the finest and the dense
+    coarsest resolution, the refinement band (SDF units) and the dilation (cells) around near cells.
+    The extraction functions take these as keywords (``resolution=128``) and build one ``Grid``."""
+
+    bounds: float = 1.005
+    resolution: int = 256
+    coarse_resolution: int = 64
+    band: float = 0.0
+    dilation: int = 1
+
+
 def _levels(resolution: int, coarse_resolution: int) -> list[int]:
     """Resolutions from the dense coarse level up to ``resolution``, doubling each time."""
     levels = [resolution]
@@ -275,31 +289,24 @@ def _levels(resolution: int, coarse_resolution: int) -> list[int]:
     return levels
 
 
-def _sampling(bounds: float, resolution: int, coarse_resolution: int, band: float, dilation: int,
-              device: torch.device | str) -> Sampling:
+def _sampling(grid: Grid, device: torch.device | str) -> Sampling:
     """One surface's coarse-to-fine sampling (see ``sample_surface_cells``), as a ``Sampling``."""
-    levels = _levels(resolution, coarse_resolution)
-    sampler = _Sampler(bounds, resolution, device)
+    levels = _levels(grid.resolution, grid.coarse_resolution)
+    sampler = _Sampler(grid.bounds, grid.resolution, device)
     cells, values = yield from sampler.dense(levels[0])
     for coarse, fine in zip(levels, levels[1:]):
-        cells = _children(_dilate(cells[_near(values, band)], coarse, dilation))
+        cells = _children(_dilate(cells[_near(values, grid.band)], coarse, grid.dilation))
         values = yield from sampler.corner_values(cells, fine)
-    cells, values = yield from _close_holes(cells, values, sampler, resolution, max_rounds=4 * resolution)
+    cells, values = yield from _close_holes(cells, values, sampler, grid.resolution, max_rounds=4 * grid.resolution)
     crossed = torch.nonzero(_crossed(values)).squeeze(1)
     return cells[crossed], values[crossed], sampler.queries
 
 
-def sample_surface_cells(
-    sdf_fn: SdfFn,
-    bounds: float = 1.005,
-    resolution: int = 256,
-    coarse_resolution: int = 64,
-    band: float = 0.0,
-    dilation: int = 1,
-    chunk: int = 262_144,
-    device: torch.device | str = "cpu",
-) -> tuple[torch.Tensor, torch.Tensor, int]:
+def sample_surface_cells(sdf_fn: SdfFn, chunk: int = 262_144, device: torch.device | str = "cpu",
+                         **grid) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Crossed cells of the finest grid with their corner values, and the number of SDF queries made.
+    ``grid``: the ``Grid`` fields (``resolution=``, ``coarse_resolution=``, ``bounds=``, ``band=``,
+    ``dilation=``).
 
     The coarsest level (``resolution`` halved while above ``coarse_resolution`` and even) is dense; each
     finer level evaluates only the children of near cells (sign change or |value| < ``band``) dilated by
@@ -310,7 +317,7 @@ def sample_surface_cells(
     where |logit| < 0.95); 0 keeps sign changes only, right for metric SDFs. ``chunk`` bounds the points
     per ``sdf_fn`` call (the decoder's memory knob).
     """
-    return _drive(_sampling(bounds, resolution, coarse_resolution, band, dilation, device), sdf_fn, chunk)
+    return _drive(_sampling(Grid(**grid), device), sdf_fn, chunk)
 
 
 def _drive(sampling: Generator, sdf_fn: SdfFn, chunk: int):
@@ -325,31 +332,21 @@ def _drive(sampling: Generator, sdf_fn: SdfFn, chunk: int):
         return done.value
 
 
-def _mesh(cells, values, resolution: int, bounds: float, min_component_ratio: float, face_budget: int | None) -> Mesh:
-    return Mesh.from_torch(*_mesh_tensors(cells, values, resolution, bounds, min_component_ratio, face_budget))
+def _mesh(cells, values, grid: Grid, min_component_ratio: float, face_budget: int | None) -> Mesh:
+    return Mesh.from_torch(*_mesh_tensors(cells, values, grid, min_component_ratio, face_budget))
 
 
-def _mesh_tensors(cells, values, resolution: int, bounds: float, min_component_ratio: float,
+def _mesh_tensors(cells, values, grid: Grid, min_component_ratio: float,
                   face_budget: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    vertices, faces = clean(*march(cells, values, resolution, bounds))
+    vertices, faces = clean(*march(cells, values, grid.resolution, grid.bounds))
     vertices, faces = remove_small_components(vertices, faces, min_component_ratio)
     if face_budget is not None and len(faces) > face_budget:
         vertices, faces = decimate(vertices, faces, face_budget)
     return vertices, faces
 
 
-def extract(
-    sdf_fn: SdfFn,
-    bounds: float = 1.005,
-    resolution: int = 256,
-    coarse_resolution: int = 64,
-    band: float = 0.0,
-    dilation: int = 1,
-    chunk: int = 262_144,
-    device: torch.device | str = "cpu",
-    min_component_ratio: float = 0.0,
-    face_budget: int | None = None,
-) -> Mesh:
+def extract(sdf_fn: SdfFn, chunk: int = 262_144, device: torch.device | str = "cpu",
+            min_component_ratio: float = 0.0, face_budget: int | None = None, **grid) -> Mesh:
     """The zero level set of ``sdf_fn`` (positive inside) as a clean, outward-wound indexed mesh.
 
     ``sdf_fn(points (M,3) float32 on device) -> (M,)``; sampling as in ``sample_surface_cells``.
@@ -357,8 +354,8 @@ def extract(
     ``min_component_ratio`` x the largest, then quadric decimation to ``face_budget`` faces.
     An SDF without a zero crossing gives an empty mesh.
     """
-    cells, values, _ = sample_surface_cells(sdf_fn, bounds, resolution, coarse_resolution, band, dilation, chunk, device)
-    return _mesh(cells, values, resolution, bounds, min_component_ratio, face_budget)
+    cells, values, _ = sample_surface_cells(sdf_fn, chunk, device, **grid)
+    return _mesh(cells, values, Grid(**grid), min_component_ratio, face_budget)
 
 
 # ----------------------------------------------------------------------------- many surfaces at once
@@ -422,19 +419,9 @@ def _evaluate_many(sdf_many: SdfManyFn, requests: dict[int, torch.Tensor], chunk
     return {i: torch.cat([v for _, v in sorted(p, key=lambda x: x[0])]) for i, p in parts.items()}
 
 
-def sample_many(
-    sdf_many: SdfManyFn,
-    count: int,
-    bounds: float = 1.005,
-    resolution: int = 256,
-    coarse_resolution: int = 64,
-    band: float = 0.0,
-    dilation: int = 1,
-    chunk: int = 262_144,
-    device: torch.device | str = "cpu",
-    pad: Callable[[int], int] = lambda n: n,
-    on_call: Callable[[int], None] | None = None,
-) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+def sample_many(sdf_many: SdfManyFn, count: int, chunk: int = 262_144, device: torch.device | str = "cpu",
+                pad: Callable[[int], int] = lambda n: n, on_call: Callable[[int], None] | None = None,
+                **grid) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
     """``sample_surface_cells`` of ``count`` surfaces advanced in lockstep: each round's requests of all
     of them go to ``sdf_many`` together (few large calls instead of many small ones on a GPU).
 
@@ -442,7 +429,7 @@ def sample_many(
     single ones exactly. ``chunk`` bounds the queries per call, counted after ``pad`` (the callback's
     own padding of a row's length); ``on_call(queries)`` runs after each call (progress, cancel).
     """
-    samplings = [_sampling(bounds, resolution, coarse_resolution, band, dilation, device) for _ in range(count)]
+    samplings = [_sampling(Grid(**grid), device) for _ in range(count)]
     results: list = [None] * count
     requests = {i: next(s) for i, s in enumerate(samplings)}  # the dense level always asks
     finite = _Finite()
@@ -458,26 +445,13 @@ def sample_many(
     return results
 
 
-def extract_many(
-    sdf_many: SdfManyFn,
-    count: int,
-    bounds: float = 1.005,
-    resolution: int = 256,
-    coarse_resolution: int = 64,
-    band: float = 0.0,
-    dilation: int = 1,
-    chunk: int = 262_144,
-    device: torch.device | str = "cpu",
-    min_component_ratio: float = 0.0,
-    face_budget: int | None = None,
-    pad: Callable[[int], int] = lambda n: n,
-    on_call: Callable[[int], None] | None = None,
-    as_tensors: bool = False,
-) -> list[Mesh] | list[tuple[torch.Tensor, torch.Tensor]]:
+def extract_many(sdf_many: SdfManyFn, count: int, chunk: int = 262_144, device: torch.device | str = "cpu",
+                 min_component_ratio: float = 0.0, face_budget: int | None = None,
+                 pad: Callable[[int], int] = lambda n: n, on_call: Callable[[int], None] | None = None,
+                 as_tensors: bool = False, **grid) -> list[Mesh] | list[tuple[torch.Tensor, torch.Tensor]]:
     """``extract`` of ``count`` surfaces, sampled together by ``sample_many`` (same meshes).
     ``as_tensors``: each one's (vertices, faces) tensors where they were made, no ``Mesh`` (a chain
     window's candidates stay on the device: no download, normals or upload)."""
-    sampled = sample_many(sdf_many, count, bounds, resolution, coarse_resolution, band, dilation, chunk, device,
-                          pad, on_call)
-    build = _mesh_tensors if as_tensors else _mesh
-    return [build(cells, values, resolution, bounds, min_component_ratio, face_budget) for cells, values, _ in sampled]
+    sampled = sample_many(sdf_many, count, chunk, device, pad, on_call, **grid)
+    build, lattice = (_mesh_tensors if as_tensors else _mesh), Grid(**grid)
+    return [build(cells, values, lattice, min_component_ratio, face_budget) for cells, values, _ in sampled]

