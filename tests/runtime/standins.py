@@ -16,7 +16,18 @@ import time
 import zipfile
 from pathlib import Path
 
-REAL_TORCH = Path(importlib.util.find_spec("torch").origin).parent  # found, not imported (bpy tests stay torch-free)
+
+
+def real_torch() -> Path:
+    """This interpreter's torch package folder: found, not imported (the bpy tests stay torch-free). The
+    Blender-only venvs of the 4.2 / 5.2 matrices have none: a stand-in runtime cannot be made there."""
+    import pytest
+
+    spec = importlib.util.find_spec("torch")
+    if spec is None:
+        pytest.skip("no torch in this interpreter: the stand-in GPU runtime wraps a real torch")
+    return Path(spec.origin).parent
+
 
 # what each stand-in torch does after (or instead of) loading the real one
 TORCH_VARIANTS = {
@@ -33,9 +44,10 @@ def torch_init(variant: str) -> str:
     head = "import importlib.util as _u, sys as _s\n"
     if variant == "broken":
         return head + TORCH_VARIANTS[variant]
+    real = real_torch()
     return head + (
-        f"_spec = _u.spec_from_file_location('torch', {str(REAL_TORCH / '__init__.py')!r}, "
-        f"submodule_search_locations=[{str(REAL_TORCH)!r}])\n"
+        f"_spec = _u.spec_from_file_location('torch', {str(real / '__init__.py')!r}, "
+        f"submodule_search_locations=[{str(real)!r}])\n"
         "_mod = _u.module_from_spec(_spec)\n_s.modules['torch'] = _mod\n_spec.loader.exec_module(_mod)\n"
         + TORCH_VARIANTS[variant])
 
