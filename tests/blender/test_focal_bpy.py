@@ -64,7 +64,8 @@ def test_a_poorly_determined_focal_reaches_the_info_report_and_the_panel(registe
 def test_the_footage_lens_goes_into_the_job_from_blender(registered, tmp_path):
     """Blender exports frames for the job (no metadata there), so it reads the footage's lens itself."""
     from blender_stchain.bl import footage
-    from tests.engine.test_camera_lens import tagged_movie
+    pytest.importorskip("av", reason="the tagged movie is written with PyAV (the Blender-only venvs lack it)")
+    from tests.engine.lens_footage import tagged_movie
 
     movie = tagged_movie(tmp_path / "phone.mov", "26")
     props = registered.stchain
