@@ -36,6 +36,8 @@ blender_matrix() {  # name python bpy-version
 }
 if [ "${STCHAIN_BLENDER_MATRIX:-1}" = 1 ]; then
   blender_matrix bpy42 python3.11 4.2.23
+  # the installed tier again in Blender 4.2 LTS's Python (the same cp311 zip; docs/extension.md)
+  STCHAIN_INSTALLED_BPY=4.2.23 .venv/bin/python -m pytest -q -p no:cacheprovider -m installed tests/installed
   PY313=python3.13
   python3.13 --version >/dev/null 2>&1 || PY313=$(ls -d /root/.pyenv/versions/3.13*/bin/python3 2>/dev/null | tail -1)
   blender_matrix bpy52 "$PY313" 5.2.3

@@ -18,9 +18,12 @@ import pytest
 
 from tests.conftest import REPO
 
-BPY = "5.0.1"  # the PyPI bpy of the development venv (vendor/dev-requirements.txt): Blender 5.0, Python 3.11
+# The Blender whose Python the tier installs into: the development venv's 5.0 by default, 4.2 LTS in the CI
+# matrix (both Python 3.11, so the same cp311 zip). 5.1+ (Python 3.13) would need the cp313 CPU torch wheel,
+# which only PyTorch's own index serves.
+BPY = os.environ.get("STCHAIN_INSTALLED_BPY", "5.0.1")
 PYTHON_LINE = "3.11"
-VENV = REPO / ".venv-installed"
+VENV = REPO / (".venv-installed" if BPY == "5.0.1" else f".venv-installed-{BPY}")
 HERE = REPO / "tests" / "installed"
 DRIVER = HERE / "driver.py"
 CLEARED = ("STCHAIN_WORKER_PYTHON", "STCHAIN_WORKER_MODULE", "STCHAIN_WEIGHTS", "PYTHONPATH", "VIRTUAL_ENV",
