@@ -25,8 +25,6 @@ import contextlib
 import os
 import platform
 import re
-import shutil
-import subprocess
 import warnings
 from dataclasses import dataclass, field
 
@@ -249,7 +247,8 @@ def diagnose(f: Facts) -> list[str]:
 # --------------------------------------------------------------------------- probing this machine
 
 def nvidia_driver() -> str | None:
-    """The NVIDIA driver version from the kernel module (Linux), else ``nvidia-smi``; None if neither."""
+    """The NVIDIA driver version from the kernel module (Linux), else ``nvidia-smi`` (read as the GPU runtime's
+    plan reads it: PATH, then its standard Windows places); None if neither."""
     try:
         text = open("/proc/driver/nvidia/version", encoding="utf-8").read()
         m = re.search(r"Kernel Module\s+(\d+\.\d+(?:\.\d+)?)", text)
@@ -257,16 +256,9 @@ def nvidia_driver() -> str | None:
             return m.group(1)
     except OSError:
         pass
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return None
-    try:
-        out = subprocess.run([exe, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    lines = out.stdout.strip().splitlines()
-    return lines[0].strip() if out.returncode == 0 and lines else None
+    from ..runtime.plan import nvidia_smi
+
+    return nvidia_smi(dict(os.environ), platform.system())[0]
 
 
 def _macos() -> tuple[int, int] | None:

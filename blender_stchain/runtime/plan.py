@@ -177,7 +177,7 @@ def probe(env: dict | None = None) -> Facts:
     machine = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64"}.get(platform.machine().lower(),
                                                                         platform.machine().lower())
     python = f"cp{sys.version_info.major}{sys.version_info.minor}"
-    driver, gpus = _nvidia_smi(env, system)
+    driver, gpus = nvidia_smi(env, system)
     if not gpus and system == "Linux":
         gpus = _rocminfo(env)
     return Facts(system, machine, python, driver, tuple(gpus))
@@ -193,7 +193,8 @@ def _run(tool: str | None, args: list[str], env: dict) -> str | None:
     return out.stdout if out.returncode == 0 else None
 
 
-def _nvidia_smi(env: dict, system: str) -> tuple[str | None, list[Gpu]]:
+def nvidia_smi(env: dict, system: str) -> tuple[str | None, list[Gpu]]:
+    """(driver version, NVIDIA GPUs) from ``nvidia-smi``; (None, []) without one."""
     tool = shutil.which("nvidia-smi", path=env.get("PATH"))
     if tool is None and system == "Windows":
         tool = next((p for p in WINDOWS_SMI if os.path.isfile(p)), None)

@@ -18,7 +18,7 @@ from tests.conftest import DATA, REPO  # noqa: E402
 
 
 def test_rgba_images_exact(scene, tmp_path):
-    Image = pytest.importorskip("PIL.Image")
+    Image = pytest.importorskip("PIL.Image", reason="no Pillow in this venv")
 
     before = data_snapshot()
     src = footage.probe(str(DATA / "rgba_frames" / "davis_camel"))
@@ -36,7 +36,7 @@ def test_rgba_images_exact(scene, tmp_path):
 
 
 def test_video_frames_match_pyav(scene, tmp_path):
-    av = pytest.importorskip("av")
+    av = pytest.importorskip("av", reason="no PyAV in a Blender-only venv")
     before = data_snapshot()
     src = footage.probe(str(DATA / "videos" / "bear.mp4"))
     assert (src.kind, src.count, src.size, src.fps) == ("video", 82, (854, 480), 30.0)
@@ -123,7 +123,7 @@ def test_every_mask_source_exports_and_luma_keys_a_dark_background(scene, tmp_pa
     camel composited over black (its true alpha known) and rejects an unknown source by name."""
     from blender_stchain.contracts.masks import MASK_SOURCE_NAMES
 
-    Image = pytest.importorskip("PIL.Image")
+    Image = pytest.importorskip("PIL.Image", reason="no Pillow in this venv")
     assert tuple(footage.MASK_EXPORTS) == MASK_SOURCE_NAMES
     rgba = np.asarray(Image.open(DATA / "rgba_frames" / "davis_camel" / "05.png"))
     dark = (rgba[..., :3] * (rgba[..., 3:] > 127)).astype(np.uint8)  # the object on black

@@ -8,8 +8,8 @@ import pytest
 
 from tests.conftest import DATA
 
-av = pytest.importorskip("av")
-Image = pytest.importorskip("PIL.Image")
+av = pytest.importorskip("av", reason="no PyAV in a Blender-only venv")
+Image = pytest.importorskip("PIL.Image", reason="no Pillow in this venv")
 
 from blender_stchain.contracts.errors import FootageError
 from blender_stchain.contracts.frames import write_frames
