@@ -10,5 +10,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[test]" -r vendor/dev-requirements.txt
+.venv/bin/python -m pip install -q -c vendor/dev-constraints.txt -e ".[test]" -r vendor/dev-requirements.txt
 .venv/bin/python -c "import torch, bpy, safetensors; print('setup ok: torch', torch.__version__, '| bpy', bpy.app.version_string)"

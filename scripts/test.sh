@@ -31,7 +31,7 @@ blender_matrix() {  # name python bpy-version
   fi
   [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
   "$venv/bin/python" -m pip install -q --upgrade pip
-  "$venv/bin/python" -m pip install -q "bpy==$3" pytest safetensors Pillow
+  "$venv/bin/python" -m pip install -q "bpy==$3" pytest==9.2.0 safetensors==0.8.0 Pillow==13.0.0
   "$venv/bin/python" -m pytest -q -p no:cacheprovider -m "blender" tests/blender tests/build
 }
 if [ "${STCHAIN_BLENDER_MATRIX:-1}" = 1 ]; then

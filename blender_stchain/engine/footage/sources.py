@@ -143,11 +143,11 @@ class _VideoFile(Source):
             pts = self._probe(container, stream)
             rate = stream.average_rate or stream.guessed_rate
             w, h = stream.codec_context.width, stream.codec_context.height
+            base = stream.time_base  # PyAV >= 18.1.1 refuses stream reads once the container is closed
         finally:
             container.close()
         if not pts:
             raise FootageError(f"footage has no frames: no video frame decodes from {path}")
-        base = stream.time_base
         self.pts = pts
         self._pos = {p: k for k, p in enumerate(pts)}
         self.timestamps = [float(p * base) for p in pts]
