@@ -6,7 +6,7 @@
 
 Zips are named ``dist/blender_stchain-VERSION-PLATFORM.zip`` (e.g. ``blender_stchain-0.1.0-linux_x64.zip``);
 zips of an earlier build in the output folder are removed first. The manifest must sit next to an ``__init__.py``, so the package and a generated manifest (with
-the wheel list) are staged in ``build/stage/``. Wheels come from the pinned lock files
+the wheel list) are staged in a fresh ``build/stage-*/`` folder per build (removed after). Wheels come from the pinned lock files
 ``vendor/cp311.txt`` / ``vendor/cp313.txt`` via ``pip download`` (cached in ``vendor/wheels/``,
 never committed): first from pip's ``find-links`` folders alone (``--no-index``: a wheel already on disk,
 such as a CPU torch, is used without network), else from the index the lock line names. The extension builder is Blender's own: ``BLENDER --command extension`` when
@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
+import tempfile
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,15 +104,25 @@ def fetch_wheels(plan, cache: Path) -> list[Path]:
         dest = cache / PYTHONS[py] / plat / req.name
         found = sorted(dest.glob("*.whl")) if dest.is_dir() else []
         if not found:
-            dest.mkdir(parents=True, exist_ok=True)
-            local = subprocess.run([*pip_download_cmd(py, plat, req, dest), "--no-index"], capture_output=True)
-            if local.returncode != 0:  # not in pip's find-links folders: the index (network)
-                subprocess.run(pip_download_cmd(py, plat, req, dest), check=True)
-            found = sorted(dest.glob("*.whl"))
+            found = [download(py, plat, req, dest)]
         if len(found) != 1:
             raise SystemExit(f"expected one wheel for {req.spec} ({PYTHONS[py]}, {plat}) in {dest}, found {len(found)}")
         wheels.append(found[0])
     return list(dict.fromkeys(wheels))  # pure-Python wheels are shared between platforms
+
+
+def download(py: str, plat: str, req: Requirement, dest: Path) -> Path:
+    """One wheel into the cache, downloaded beside it and moved in whole: two builds at once (the test
+    matrix runs them side by side) never see a half-written wheel."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".download-", dir=dest.parent) as tmp:
+        local = subprocess.run([*pip_download_cmd(py, plat, req, Path(tmp)), "--no-index"], capture_output=True)
+        if local.returncode != 0:  # not in pip's find-links folders: the index (network)
+            subprocess.run(pip_download_cmd(py, plat, req, Path(tmp)), check=True)
+        (wheel,) = Path(tmp).glob("*.whl")
+        dest.mkdir(exist_ok=True)
+        os.replace(wheel, dest / wheel.name)
+    return dest / wheel.name
 
 
 def manifest_text(template: str, wheels: list[str], pythons, platforms) -> str:
@@ -135,7 +147,6 @@ def manifest_text(template: str, wheels: list[str], pythons, platforms) -> str:
 
 def stage(stage_dir: Path, wheels: list[Path], pythons, platforms) -> Path:
     src = stage_dir / "blender_stchain"
-    shutil.rmtree(stage_dir, ignore_errors=True)
     shutil.copytree(PACKAGE, src, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", *NOT_SHIPPED))
     (src / "wheels").mkdir()
     for w in wheels:
@@ -185,12 +196,15 @@ def remove_stale(out: Path) -> list[Path]:
 def build(out: Path, pythons, platforms, no_wheels: bool, blender: str | None) -> list[Path]:
     plan = [] if no_wheels else wheel_plan(pythons, platforms)
     wheels = fetch_wheels(plan, ROOT / "vendor" / "wheels")
-    src = stage(ROOT / "build" / "stage", wheels, pythons, platforms)
-    tool = builder_cmd(blender)
-    subprocess.run([*tool, "validate", str(src)], check=True)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale(out)
-    subprocess.run([*tool, "build", "--source-dir", str(src), "--output-dir", str(out), "--split-platforms"], check=True)
+    (ROOT / "build").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="stage-", dir=ROOT / "build") as stage_dir:  # one per build
+        src = stage(Path(stage_dir), wheels, pythons, platforms)
+        tool = builder_cmd(blender)
+        subprocess.run([*tool, "validate", str(src)], check=True)
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale(out)
+        subprocess.run([*tool, "build", "--source-dir", str(src), "--output-dir", str(out), "--split-platforms"],
+                       check=True)
     zips = sorted(out.glob("blender_stchain-*.zip"))
     for z in zips:
         subprocess.run([*tool, "validate", str(z)], check=True)

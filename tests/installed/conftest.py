@@ -24,6 +24,9 @@ from tests.conftest import REPO
 BPY = os.environ.get("STCHAIN_INSTALLED_BPY", "5.0.1")
 PYTHON_LINE = "3.11"
 VENV = REPO / (".venv-installed" if BPY == "5.0.1" else f".venv-installed-{BPY}")
+# bpy's own dependencies at the versions CI pins (another bpy: unpinned)
+PINS = {"5.0.1": ["-c", str(REPO / "vendor" / "dev-constraints.txt")],
+        "4.2.23": ["-c", str(REPO / "vendor" / "dev-constraints-bpy42.txt")]}.get(BPY, [])
 HERE = REPO / "tests" / "installed"
 DRIVER = HERE / "driver.py"
 CLEARED = ("STCHAIN_WORKER_PYTHON", "STCHAIN_WORKER_MODULE", "STCHAIN_WEIGHTS", "PYTHONPATH", "VIRTUAL_ENV",
@@ -54,7 +57,8 @@ def installed_python():
     if not ok.is_file():
         base = os.environ.get("STCHAIN_INSTALLED_PYTHON", f"python{PYTHON_LINE}")
         subprocess.run([base, "-m", "venv", "--clear", str(VENV)], check=True, timeout=300)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", f"bpy=={BPY}"], check=True, timeout=1200)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *PINS, f"bpy=={BPY}"], check=True,
+                       timeout=1200)
         ok.write_text(BPY)
     return python
 
