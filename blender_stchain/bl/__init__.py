@@ -25,3 +25,24 @@ def require_bpy(purpose: str, load: bool = True):
 
         return bpy
     return None
+
+
+def crashes_at_exit() -> bool:
+    """True where the loaded bpy is the PyPI 4.2 module, which crashes in its own teardown (SIGSEGV at
+    interpreter exit) once its glTF exporter has run, although every file is written and closed."""
+    import sys
+
+    bpy = sys.modules.get("bpy")
+    return bpy is not None and tuple(bpy.app.version[:2]) < (4, 3)
+
+
+def exit_process(code: int) -> None:
+    """Exit with ``code``; where bpy would crash in its teardown, end here after flushing instead."""
+    import os
+    import sys
+
+    if crashes_at_exit():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
