@@ -48,6 +48,8 @@ if [ "${STCHAIN_BLENDER_MATRIX:-1}" = 1 ]; then
   mlog=$(mktemp)
   ( set -e; matrix ) >"$mlog" 2>&1 &
   mpid=$!
+  # a background job ignores Ctrl-C in a script: stop the matrices (and their pytest) with the main suite
+  trap 'pkill -TERM -P "$mpid" 2>/dev/null; kill "$mpid" 2>/dev/null; rm -f "$mlog"; exit 130' INT TERM
 fi
 rc=0
 .venv/bin/python -m pytest -q -p no:cacheprovider ${args[@]+"${args[@]}"} tests || rc=$?
