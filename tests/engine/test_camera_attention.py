@@ -1,5 +1,5 @@
 """The camera stage on attention-like matches: accurate and trusted on moderate noise,
-accurate or flagged on heavy noise, always flagged on garbage and on matches collapsed to the crop
+trusted with an honest focal interval on heavy noise, always flagged on garbage and on matches collapsed to the crop
 centre (what random weights give). Run with -s for the figures."""
 
 from __future__ import annotations
@@ -37,16 +37,20 @@ def test_moderate_attention_noise_is_accurate_and_trusted(name, kind):
     assert (np.asarray(sol.frame_status) == "ok").all()
 
 
+HEAVY = {"rotation_deg": 3.0}  # heavy noise: the worst frame's rotation; the focal is judged by its interval
+
+
 @pytest.mark.parametrize("name,kind", [("octopus", "orbit"), ("mushroom", "static")])
-def test_heavy_attention_noise_is_accurate_or_flagged(name, kind):
+def test_heavy_attention_noise_is_trusted_with_an_honest_focal_interval(name, kind):
+    """Heavy noise (the attention's stated uncertainty 2-3x too small, 35% outliers) still holds the camera:
+    trusted, rotation within the bar, and the focal's error inside its (wider) interval."""
     m = generate(name, kind, "heavy")
     sol = run_stage(m)
-    if sol.estimated:
-        a = figures(f"heavy {name} {kind}", m, sol)
-        assert all(a[k] < v for k, v in MODERATE.items()), a
-    else:
-        print(f"\nheavy {name} {kind}: flagged: {sol.reason}")
-        assert "camera not estimated" in sol.warnings[-1]
+    a = figures(f"heavy {name} {kind}", m, sol)
+    assert sol.estimated, sol.reason
+    lo, hi = sol.focal_interval
+    print(f"interval {lo / m.K[0, 0] - 1:+.3f}..{hi / m.K[0, 0] - 1:+.3f}")
+    assert a["rotation_deg"] < HEAVY["rotation_deg"] and lo <= m.K[0, 0] <= hi, a
 
 
 @pytest.mark.parametrize("name,kind,seed", [("octopus", "static", 1), ("mushroom", "orbit", 2)])
