@@ -20,12 +20,10 @@ def pytest_sessionfinish(session, exitstatus):
 def pytest_unconfigure(config):
     """The Blender 4.2 matrix: after its glTF tests the bpy 4.2 module crashes in its own teardown, which would
     turn a green run into a segfault; end the process here with pytest's status once every report is out."""
-    from blender_stchain.bl import crashes_at_exit
+    from blender_stchain.bl import crashes_at_exit, exit_process
 
     if crashes_at_exit():
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(getattr(config, "stchain_exitstatus", 1))
+        exit_process(getattr(config, "stchain_exitstatus", 1))
 
 
 def _random_weights(tmp_path_factory, size):

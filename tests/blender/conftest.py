@@ -4,7 +4,7 @@ import pytest
 @pytest.fixture
 def scene():
     """A fresh, empty scene in the PyPI bpy module."""
-    bpy = pytest.importorskip("bpy")
+    bpy = pytest.importorskip("bpy", reason="needs the PyPI bpy module (scripts/setup.sh)")
     bpy.ops.wm.read_factory_settings(use_empty=True)
     return bpy.context.scene
 

@@ -13,7 +13,7 @@ from blender_stchain.contracts.blender_camera import (
 from blender_stchain.engine.camera import CameraSolution, project
 from tests.engine.camera_scenes import look_at, octopus, pinhole
 
-bpy = pytest.importorskip("bpy")
+bpy = pytest.importorskip("bpy", reason="needs the PyPI bpy module (scripts/setup.sh)")
 from bpy_extras.object_utils import world_to_camera_view  # noqa: E402
 from mathutils import Matrix, Vector  # noqa: E402
 

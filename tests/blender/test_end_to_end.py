@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 
-bpy = pytest.importorskip("bpy")
+bpy = pytest.importorskip("bpy", reason="needs the PyPI bpy module (scripts/setup.sh)")
 pytestmark = [pytest.mark.blender, pytest.mark.slow]  # a real worker run with small weights: minutes
 
 from blender_stchain.bl import entry  # noqa: E402

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-bpy = pytest.importorskip("bpy")
+bpy = pytest.importorskip("bpy", reason="needs the PyPI bpy module (scripts/setup.sh)")
 pytestmark = pytest.mark.blender
 
 from blender_stchain import cli_export  # noqa: E402

@@ -4,7 +4,7 @@ exporting 1,000 frames to Alembic keeps the exporting process's memory flat."""
 import numpy as np
 import pytest
 
-bpy = pytest.importorskip("bpy")
+bpy = pytest.importorskip("bpy", reason="needs the PyPI bpy module (scripts/setup.sh)")
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
 from bench.export import measure, write_result  # noqa: E402

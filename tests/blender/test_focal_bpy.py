@@ -10,7 +10,7 @@ import pytest
 from blender_stchain.contracts.job import JobSpec
 from tests.conftest import DATA
 
-bpy = pytest.importorskip("bpy")
+bpy = pytest.importorskip("bpy", reason="needs the PyPI bpy module (scripts/setup.sh)")
 from blender_stchain.bl import ops  # noqa: E402
 
 pytestmark = pytest.mark.blender

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-bpy = pytest.importorskip("bpy")
+bpy = pytest.importorskip("bpy", reason="needs the PyPI bpy module (scripts/setup.sh)")
 pytestmark = pytest.mark.blender
 
 import blender_stchain  # noqa: E402

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-bpy = pytest.importorskip("bpy")
+bpy = pytest.importorskip("bpy", reason="needs the PyPI bpy module (scripts/setup.sh)")
 pytestmark = pytest.mark.blender
 
 from blender_stchain.bl import scene_writer as sw  # noqa: E402

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-bpy = pytest.importorskip("bpy")
+bpy = pytest.importorskip("bpy", reason="needs the PyPI bpy module (scripts/setup.sh)")
 pytestmark = pytest.mark.blender
 
 from bpy_extras.object_utils import world_to_camera_view  # noqa: E402

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-bpy = pytest.importorskip("bpy")
+bpy = pytest.importorskip("bpy", reason="needs the PyPI bpy module (scripts/setup.sh)")
 pytestmark = pytest.mark.blender
 
 from blender_stchain.bl.segment import markers as segment  # noqa: E402

@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-pytest.importorskip("bpy")
+pytest.importorskip("bpy", reason="needs the PyPI bpy module (scripts/setup.sh)")
 pytestmark = [pytest.mark.build, pytest.mark.blender]
 
 import build_addon  # noqa: E402
