@@ -207,16 +207,36 @@ def test_tracks_hidden_outside_and_behind():
 
 
 def test_mask_distance_field_is_exact_near_the_outline():
+    """Signed: scipy's exact distance to the other side's nearest pixel centre, less half a pixel."""
     from scipy.ndimage import distance_transform_edt
 
     yy, xx = np.mgrid[:90, :120]
     mask = ((xx - 50) ** 2 / 30**2 + (yy - 40) ** 2 / 20**2 < 1) | ((xx > 85) & (yy > 60))
     field = camera.mask_distance_field(mask, max_distance=40)
-    pad = np.pad(mask, 1)
-    outline = mask & ~(pad[:-2, 1:-1] & pad[2:, 1:-1] & pad[1:-1, :-2] & pad[1:-1, 2:])
-    truth = np.minimum(distance_transform_edt(~outline), 40)
+    truth = np.clip(np.where(mask, 0.5 - distance_transform_edt(mask), distance_transform_edt(~mask) - 0.5), -40, 40)
     print(f"\ndistance field: max |ours - scipy| {np.abs(field - truth).max():.2e} px")
     assert np.abs(field - truth).max() < 1e-4
+    assert field[40, 50] < 0 < field[0, 0]  # inside negative, outside positive
+
+
+def test_a_low_resolution_mask_field_puts_the_outline_where_the_mask_has_it():
+    """A disc of radius 300 px in 1080p footage on the stage's 256-cell field (7.5 px a cell): the
+    field interpolated along rays from the centre crosses zero at the radius on average (within a
+    pixel; an outline at edge-cell centres sits half a cell, 3.75 px, inside) and within half a cell
+    on every ray (the field samples the mask once a cell)."""
+    from blender_stchain.engine.camera.refine import _sample
+    from blender_stchain.engine.camera.silhouette import mask_fields
+
+    yy, xx = np.mgrid[:1080, :1920] + 0.5
+    disc = (xx - 960) ** 2 + (yy - 540) ** 2 < 300**2
+    fields, scale = mask_fields([disc], (1920, 1080))
+    angles = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    radii = np.linspace(280, 320, 401)
+    pix = np.stack([960 + np.cos(angles)[:, None] * radii, 540 + np.sin(angles)[:, None] * radii], -1)
+    d, _ = _sample(fields, pix.reshape(1, -1, 2), scale)
+    crossing = radii[np.abs(d.reshape(len(angles), -1)).argmin(1)]
+    print(f"\noutline on a {scale:.1f} px/cell field: radius {crossing.mean():.2f} px (mean), worst {np.abs(crossing - 300).max():.2f} px off")
+    assert abs(crossing.mean() - 300) < 1.0 and np.abs(crossing - 300).max() <= scale / 2
 
 
 def convex_silhouette(s, verts):
