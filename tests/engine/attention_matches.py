@@ -1,9 +1,9 @@
 """Attention-like 2D-3D matches on Blender-deformed meshes, with the ground truth camera.
 
 What real matches from attention over DINOv2 patches look like: error a fraction of a
-patch for landmarks facing the camera, 2-3 patches for those facing away (attention still puts them
-on the front surface, a few patches off), outliers that land on the object (inside its 2D box),
-and a patch of tens of footage pixels. The truth is built with the plain look-at and pinhole
+patch for landmarks the camera sees, 2-3 patches for those it cannot see, facing away or hidden
+behind another part (no patch shows them: attention puts them on the visible surface, a few patches
+off), outliers that land on the object (inside its 2D box), and a patch of tens of footage pixels. The truth is built with the plain look-at and pinhole
 formulas of ``camera_scenes``, independently of ``engine.camera``.
 """
 
@@ -49,14 +49,44 @@ class Matches:
     image_size: tuple[int, int]
     distance: float
     patch_px: float
-    front: np.ndarray  # (T, L) landmark faces the camera
+    front: np.ndarray  # (T, L) the camera sees the landmark: it faces the camera and nothing hides it
+
+
+def surface_samples(V: np.ndarray, F: np.ndarray, per_face: int, seed: int = 0) -> np.ndarray:
+    """``per_face`` uniform points on every face of V (N, 3): (F * per_face, 3)."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.random((2, len(F), per_face, 1))
+    flip = a + b > 1
+    a, b = np.where(flip, 1 - a, a), np.where(flip, 1 - b, b)
+    tri = V[F]
+    return (tri[:, None, 0] + a * (tri[:, None, 1] - tri[:, None, 0]) + b * (tri[:, None, 2] - tri[:, None, 0])).reshape(-1, 3)
+
+
+def unoccluded(K, w2c, V, F, points, image_size, cell_px=4.0, per_face=6) -> np.ndarray:
+    """Which ``points`` (L, 3) on the surface of V nothing else hides from the camera: a depth buffer of
+    dense surface samples in cells of ``cell_px`` footage pixels; a point is hidden when the surface in
+    its cell comes nearer than it by over 2% of the object's size."""
+    W, H = image_size
+    cols, rows = int(np.ceil(W / cell_px)), int(np.ceil(H / cell_px))
+
+    def cells(pts):
+        uv = np.floor(pinhole(K, w2c, pts) / cell_px).astype(np.int64)
+        inside = (uv[:, 0] >= 0) & (uv[:, 0] < cols) & (uv[:, 1] >= 0) & (uv[:, 1] < rows)
+        return np.where(inside, uv[:, 1] * cols + uv[:, 0], -1), pts @ w2c[2, :3] + w2c[2, 3]
+
+    key, depth = cells(surface_samples(V, F, per_face))
+    nearest = np.full(rows * cols, np.inf)
+    np.minimum.at(nearest, key[key >= 0], depth[key >= 0])
+    key, depth = cells(points)
+    tolerance = 0.02 * np.linalg.norm(V.max(0) - V.min(0))
+    return (key < 0) | (depth <= nearest[np.maximum(key, 0)] + tolerance)
 
 
 def generate(name="octopus", kind="static", quality="moderate", landmarks=512, image_size=(1920, 1080),
              fov_deg=55.0, seed=0) -> Matches:
     """``quality``: "moderate" (0.4 / 2.5 patches, 25% outliers), "heavy" (0.8 / 3.5 patches, 35%),
     "garbage" (2D independent of 3D) or "centre" (every match near the crop centre, what diffuse
-    attention with random weights gives)."""
+    attention with random weights gives). Seen landmarks get the first error, unseen ones the second."""
     verts, faces = mesh(name)
     T = len(verts)
     rng = np.random.default_rng(seed)
@@ -76,7 +106,7 @@ def generate(name="octopus", kind="static", quality="moderate", landmarks=512, i
     for t in range(T):
         C = -w2c[t, :3, :3].T @ w2c[t, :3, 3]
         n = vertex_normals(verts[t], faces)[ids]
-        front[t] = (n * (C - X[t])).sum(-1) > 0
+        front[t] = ((n * (C - X[t])).sum(-1) > 0) & unoccluded(K, w2c[t], verts[t], faces, X[t], image_size)
     front_noise, back_noise, outliers = {"moderate": (0.4, 2.5, 0.25), "heavy": (0.8, 3.5, 0.35)}.get(
         quality, (0.4, 2.5, 0.25))
     uv = clean + rng.normal(0, front_noise * patch, clean.shape)

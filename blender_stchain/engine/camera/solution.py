@@ -63,9 +63,10 @@ def absurd(solution: CameraSolution, fov_deg=(5.0, 140.0)) -> str | None:
 
 
 # Median error over all matches, in stated match uncertainties, above which the matches disagree with the
-# camera. Attention-like matches under heavy noise sit at 3.0-3.9 with a camera within 2 degrees and 5% of
-# the distance when the focal is known; matches unrelated to the 3D points at 20-23 (docs/camera.md).
-MAX_MATCH_ERROR = 6.0
+# camera. Attention-like matches under heavy noise sit at 3.3-5.4 with a right camera (the focal given: worst
+# rotation 2.8 deg, centre 5.1% of the distance); matches unrelated to the 3D points at 20.5-23.2. The limit
+# sits between them on a log scale (docs/camera.md).
+MAX_MATCH_ERROR = 10.0
 
 
 def plausible(solution: CameraSolution, min_inlier_share: float = 0.2, fov_deg=(5.0, 140.0),
