@@ -107,27 +107,24 @@ def _worst(rows, quality, which):
 @pytest.mark.slow
 def test_with_the_focal_and_the_masks_given_the_poses_are_right(given):
     """The true focal and the object's masks given (the outline term): every camera within 5% of the distance,
-    the worst frame's rotation within 2 degrees on heavy noise and within 1 degree on moderate noise in 15 of
-    the 16 draws (the other 1.18 deg; held-out seeds 100-111: 23 of 24, worst 1.01: docs/camera.md)."""
+    the worst frame's rotation within 1 degree on moderate noise and 2 degrees on heavy noise."""
     assert all(r[2]["centre"] <= 0.05 for r in given)
     moderate, heavy = _worst(given, "moderate", 2), _worst(given, "heavy", 2)
-    print(f"\nwith masks: moderate within 1 deg in {np.mean(moderate <= 1.0):.0%} (worst {moderate.max():.2f}), heavy "
-          f"worst {heavy.max():.2f} deg")
-    assert heavy.max() <= 2.0
-    assert np.mean(moderate <= 1.0) >= 0.9 and moderate.max() <= 1.25
+    print(f"\nwith masks: worst rotation {moderate.max():.2f} deg moderate, {heavy.max():.2f} heavy")
+    assert moderate.max() <= 1.0 and heavy.max() <= 2.0
 
 
 @pytest.mark.slow
 def test_with_the_focal_given_the_matches_alone_leave_the_rotation_about_the_object_loose(given):
     """Without masks, landmarks hidden from the camera (60-70% of them) are matched a few patches off, and the
     rest cannot tell a turn about the object from a slide across it: every camera stays within 3 degrees and
-    6% of the distance, 10 of the 16 heavy draws over 2 degrees; the outline term cuts the worst rotation
-    by a third to a half (docs/camera.md)."""
+    6% of the distance, 10 of the 16 heavy draws over 2 degrees; the outline term halves the worst rotation
+    or better (docs/camera.md)."""
     assert all(r[1]["centre"] <= 0.06 and r[1]["rotation_deg"] <= 3.0 for r in given)
     for quality in ("moderate", "heavy"):
         alone, outlined = _worst(given, quality, 1), _worst(given, quality, 2)
         print(f"\n{quality}: worst rotation median {np.median(alone):.2f} deg alone, {np.median(outlined):.2f} with masks")
-        assert np.median(outlined) < 0.75 * np.median(alone)
+        assert np.median(outlined) < 0.6 * np.median(alone)
 
 
 def test_the_interval_widens_with_the_noise_and_holds_the_focal():

@@ -20,7 +20,9 @@ from .tracks import tracks_2d
 
 MIN_CONFIDENCE = 0.05  # attention peaks holding less of the map than this are no match at all
 HIDDEN_WEIGHT = 0.1  # weight of a landmark facing away or hidden under the first pose
-OUTLINE_WEIGHT = 0.5  # an outline point against one match of typical uncertainty
+OUTLINE_WEIGHT = 2.0  # an outline point against matches of typical uncertainty: 0.5 left the worst frame at 1.01
+# deg (moderate) / 1.48 (heavy) on held-out draws with the focal given, 2.0 at 0.81 / 1.14, and masks 3 or 10 px
+# off did not reverse it (bench/camera_known_focal.py, docs/camera.md)
 NOT_ESTIMATED = "camera not estimated"
 POORLY_DETERMINED = "focal length poorly determined"
 
