@@ -5,7 +5,9 @@ centre error of every draw, and how often the focal interval holds the true foca
     STCHAIN_SHARED_DIR=... python bench/camera_known_focal.py --seeds 100-111 [--focal solved] [--mask-error 3]
 
 ``--mask-error N`` grows (N > 0) or shrinks (N < 0) every mask by N footage pixels: a mask that is a few
-pixels off, as a segmenter's can be. Octopus on even seeds, mushroom on odd ones (as the tests).
+pixels off, as a segmenter's can be. ``--oracle`` (focal given) adds what the matches can give at best: a
+least-squares solve from the truth on only the landmarks the camera sees, outliers left out. Octopus on even
+seeds, mushroom on odd ones (as the tests).
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from blender_stchain.engine.camera import stage
+from blender_stchain.engine.camera import CameraSolution, solve, stage
 from tests.engine.attention_matches import accuracy, generate, masks
+from tests.engine.camera_scenes import pinhole
+
+FRONT_NOISE = {"moderate": 0.4, "heavy": 0.8}  # patches, as attention_matches draws them
 
 
 def seeds(text: str) -> list[int]:
@@ -37,21 +42,38 @@ def outline(m, error: int):
     return lambda lo, hi: iter(mk[lo:hi])
 
 
+def oracle(m, quality: str) -> CameraSolution:
+    """Least squares from the true camera on the seen landmarks within 3 standard deviations of their truth."""
+    T = len(m.w2c)
+    clean = np.stack([pinhole(m.K, m.w2c[t], m.points3d[t]) for t in range(T)])
+    near = np.linalg.norm(m.points2d - clean, axis=-1) < 3 * FRONT_NOISE[quality] * m.patch_px * np.sqrt(2)
+    truth = CameraSolution(K=m.K, world_to_camera=m.w2c, reprojection_error_px=np.zeros(T),
+                           inliers=np.zeros(T, np.int64), image_size=m.image_size)
+    return solve(m.points3d, m.points2d, m.weights * (m.front & near), m.image_size, focal_px=float(m.K[0, 0]),
+                 uncertainty_px=np.full(m.sigma.shape, m.patch_px), initial=truth, polish=False,
+                 robust_scale_px=1e3, focal_interval=False)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", default="100-111")
     ap.add_argument("--focal", choices=("given", "solved"), default="given")
     ap.add_argument("--mask-error", type=int, default=0)
+    ap.add_argument("--oracle", action="store_true")
     args = ap.parse_args()
+    if args.oracle and args.focal != "given":
+        ap.error("--oracle needs --focal given")
     rows = {}
     for seed in seeds(args.seeds):
         for kind in ("static", "orbit"):
             for quality in ("moderate", "heavy"):
                 m = generate("octopus" if seed % 2 == 0 else "mushroom", kind, quality, seed=seed)
                 focal = float(m.K[0, 0]) if args.focal == "given" else None
-                for label, term in (("alone", None), ("masks", outline(m, args.mask_error))):
-                    sol = stage.estimate(m.points3d, m.points2d, m.weights, m.sigma, m.image_size, m.vertices,
-                                         m.faces, m.landmark_ids, focal_px=focal, masks=term)
+                runs = [("alone", None), ("masks", outline(m, args.mask_error))] + [("oracle", None)] * args.oracle
+                for label, term in runs:
+                    sol = oracle(m, quality) if label == "oracle" else stage.estimate(
+                        m.points3d, m.points2d, m.weights, m.sigma, m.image_size, m.vertices, m.faces,
+                        m.landmark_ids, focal_px=focal, masks=term)
                     a = accuracy(sol, m)
                     lo, hi = sol.focal_interval or (m.K[0, 0], m.K[0, 0])
                     held = float(lo <= m.K[0, 0] <= hi)
