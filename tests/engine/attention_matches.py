@@ -52,12 +52,17 @@ class Matches:
     front: np.ndarray  # (T, L) the camera sees the landmark: it faces the camera and nothing hides it
 
 
+def barycentric(rng, shape) -> tuple[np.ndarray, np.ndarray]:
+    """Weights (a, b) of uniform points in a triangle, arrays of ``shape`` + (1,): corner 0 + a edge 01 + b edge 02."""
+    a, b = rng.random((2, *shape, 1))
+    flip = a + b > 1
+    return np.where(flip, 1 - a, a), np.where(flip, 1 - b, b)
+
+
 def surface_samples(V: np.ndarray, F: np.ndarray, per_face: int, seed: int = 0) -> np.ndarray:
     """``per_face`` uniform points on every face of V (N, 3): (F * per_face, 3)."""
     rng = np.random.default_rng(seed)
-    a, b = rng.random((2, len(F), per_face, 1))
-    flip = a + b > 1
-    a, b = np.where(flip, 1 - a, a), np.where(flip, 1 - b, b)
+    a, b = barycentric(rng, (len(F), per_face))
     tri = V[F]
     return (tri[:, None, 0] + a * (tri[:, None, 1] - tri[:, None, 0]) + b * (tri[:, None, 2] - tri[:, None, 0])).reshape(-1, 3)
 
@@ -145,9 +150,7 @@ def masks(m: Matches, samples: int = 400_000, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     W, H = m.image_size
     face = rng.integers(0, len(m.faces), samples)
-    a, b = rng.random((2, samples, 1))
-    flip = a + b > 1
-    a, b = np.where(flip, 1 - a, a), np.where(flip, 1 - b, b)
+    a, b = barycentric(rng, (samples,))
     out = np.zeros((len(m.vertices), H, W), bool)
     for t, V in enumerate(m.vertices):
         tri = V[m.faces[face]]
